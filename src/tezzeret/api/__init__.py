@@ -1,0 +1,1 @@
+"""Stage: api (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Stage: blueprint (see ARCHITECTURE.md)."""

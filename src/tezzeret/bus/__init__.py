@@ -1,0 +1,1 @@
+"""Stage: bus (see ARCHITECTURE.md)."""

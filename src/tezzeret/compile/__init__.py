@@ -1,0 +1,1 @@
+"""Stage: compile (see ARCHITECTURE.md)."""

@@ -1,0 +1,370 @@
+"""Tezzeret's settings: the seed's YAML keys verbatim, the upstream keys (upstream §8.3), and ours.
+
+Owns: the one typed view of configuration every stage reads. Sources, highest priority first:
+`TEZZERET_*` environment variables (nested with `__`, e.g. `TEZZERET_COMPILATION__MAX_CONCURRENT_JOBS`),
+then the YAML file given with `--config` (the seed's block, rooted at `tezzeret:`), then the embedded
+defaults, which run everything on one machine. An unknown key or a bad value fails start-up with the
+key's dotted path and the reason. It must never read configuration lazily from elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tezzeret.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Strategy(str, Enum):
+    EMERGENCY = "EMERGENCY"
+    FAST = "FAST"
+    STANDARD = "STANDARD"
+    AGGRESSIVE = "AGGRESSIVE"
+
+
+class CompilationSettings(Strict):
+    max_concurrent_jobs: int = Field(2, ge=1, le=64)
+    default_strategy: Strategy = Strategy.STANDARD
+    enable_emergency_compilation: bool = True
+    enable_caching: bool = True
+    gpu_utilization_limit: float = Field(0.25, gt=0.0, le=1.0)
+    enable_aggressive_pipeline: bool = True
+    # Aging: a waiting job is boosted one priority level per this many seconds (upstream §7.1).
+    aging_interval_s: float = Field(300.0, gt=0)
+    # Strategy selection (upstream §3.4).
+    tamiyo_interest_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    idle_recompilation: bool = True
+    max_queue_depth: int = Field(10_000, ge=1)
+
+
+class BreakerSettings(Strict):
+    enabled: bool | None = None
+    failure_threshold: int | None = Field(None, ge=1)
+    timeout_ms: int | None = Field(None, ge=1)
+    success_threshold: int | None = Field(None, ge=1)
+
+
+class CircuitBreakerSettings(Strict):
+    enabled: bool = True
+    failure_threshold: int = Field(3, ge=1)
+    timeout_ms: int = Field(30_000, ge=1)
+    # Successes in HALF_OPEN that close the breaker (06.1: 3).
+    success_threshold: int = Field(3, ge=1)
+    gpu_memory: BreakerSettings = BreakerSettings()
+    gpu_utilization: BreakerSettings = BreakerSettings()
+    compilation_timeout: BreakerSettings = BreakerSettings()
+    kernel_validation: BreakerSettings = BreakerSettings()
+    store: BreakerSettings = BreakerSettings()
+    bus: BreakerSettings = BreakerSettings()
+
+    def for_breaker(self, name: str) -> BreakerSettings:
+        """The effective settings of one named breaker: its own keys over the global defaults."""
+        own: BreakerSettings = getattr(self, name, BreakerSettings())
+        return BreakerSettings(
+            enabled=self.enabled if own.enabled is None else own.enabled,
+            failure_threshold=own.failure_threshold or self.failure_threshold,
+            timeout_ms=own.timeout_ms or self.timeout_ms,
+            success_threshold=own.success_threshold or self.success_threshold,
+        )
+
+
+class ConservativeEffects(Strict):
+    max_concurrent_jobs: int = Field(1, ge=1)
+    gpu_utilization_limit: float = Field(0.15, gt=0.0, le=1.0)
+    timeout_extension_factor: float = Field(1.5, ge=1.0)
+    disable_aggressive_compilation: bool = True
+    disable_idle_recompilation: bool = True
+    cache_budget_factor: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class ConservativeModeSettings(Strict):
+    auto_enable: bool = True
+    gpu_threshold_percent: float = Field(20, ge=0, le=100)
+    threshold_duration_minutes: float = Field(5, ge=0)
+    memory_threshold_percent: float = Field(80, ge=0, le=100)
+    triggers: list[str] = [
+        "circuit_breaker_open",
+        "gpu_utilization_above_20_percent_for_5_minutes",
+        "memory_usage_above_80_percent",
+        "compilation_timeout",
+        "torch_crash",
+    ]
+    settings: ConservativeEffects = ConservativeEffects()
+
+
+class WalSettings(Strict):
+    enabled: bool = True
+    # None: `<state_dir>/wal`.
+    path: Path | None = None
+    durability_mode: Literal["O_DSYNC", "fsync"] = "O_DSYNC"
+    filesystem_type: Literal["ext4", "xfs", "auto"] = "auto"
+    checkpoint_interval_compilations: int = Field(10, ge=1)
+    max_wal_size_mb: int = Field(1024, ge=1)
+    recovery_validation: Literal["strict", "warn"] = "strict"
+    # Longest a commit waits for others to share its sync (group commit).
+    group_commit_window_us: int = Field(0, ge=0, le=100_000)
+
+
+class MemoryManagementSettings(Strict):
+    ttl_cleanup_enabled: bool = True
+    cleanup_interval_seconds: float = Field(300, gt=0)
+    cache_ttl_seconds: float = Field(1800, gt=0)
+    job_ttl_seconds: float = Field(3600, gt=0)
+    artifact_ttl_seconds: float = Field(86400, gt=0)
+    max_cache_size_mb: float = Field(4096, gt=0)
+    max_entries_per_cache: int = Field(100_000, ge=1)
+
+
+class ProtocolSettings(Strict):
+    version: str = "v2"
+    validate_decode_reencode: bool = True
+    forbidden_features_check: bool = True
+    containerized_toolchain: bool = False
+    toolchain_image: str = ""
+
+
+class TimeoutSettings(Strict):
+    emergency_compilation: int = Field(10_000, ge=1)
+    fast_compilation: int = Field(65_000, ge=1)
+    standard_compilation: int = Field(250_000, ge=1)
+    aggressive_compilation: int = Field(960_000, ge=1)
+    circuit_breaker_reset: int = Field(30_000, ge=1)
+    conservative_mode_timeout: int = Field(300_000, ge=0)
+
+    def for_strategy(self, strategy: Strategy | str) -> int:
+        return int(getattr(self, f"{Strategy(strategy).value.lower()}_compilation"))
+
+
+class PerJobMemoryLimits(Strict):
+    emergency: int = Field(2048, ge=64)
+    fast: int = Field(4096, ge=64)
+    standard: int = Field(8192, ge=64)
+    aggressive: int = Field(16384, ge=64)
+
+    def for_strategy(self, strategy: Strategy | str) -> int:
+        return int(getattr(self, Strategy(strategy).value.lower()))
+
+
+class ResourceSettings(Strict):
+    max_gpu_memory_gb: float = Field(16, gt=0)
+    max_cpu_cores: int = Field(8, ge=1)
+    memory_budget_gb: float = Field(16, gt=0)
+    per_job_memory_limits: PerJobMemoryLimits = PerJobMemoryLimits()
+
+
+class SandboxSettings(Strict):
+    # auto: bubblewrap when installed, else `unshare --net` where permitted, else a plain subprocess.
+    isolation: Literal["auto", "bwrap", "unshare", "subprocess"] = "auto"
+    max_jobs_per_worker: int = Field(20, ge=1)
+    niceness: int = Field(10, ge=0, le=19)
+    worker_threads: int = Field(1, ge=1)
+    cpu_affinity: list[int] = []
+    cpu_time_factor: float = Field(1.5, ge=1.0)
+    max_file_size_mb: int = Field(1024, ge=1)
+    max_processes: int = Field(512, ge=8)
+    compile_threads: int = Field(1, ge=1)
+    grace_period_s: float = Field(30.0, ge=0)
+
+
+class PollingSettings(Strict):
+    initial_full_scan: bool = True
+    # 0 turns periodic refresh off.
+    refresh_interval_minutes: float = Field(1.0, ge=0)
+
+
+class BusKey(Strict):
+    key_id: str
+    # The secret is read from this environment variable, or given inline (tests, local runs).
+    secret_env: str | None = None
+    secret: str | None = None
+    roles: list[Literal["publisher", "emergency", "admin"]] = ["publisher"]
+
+    def resolve(self) -> bytes:
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if not value:
+                raise ConfigError([(f"bus.keys[{self.key_id}].secret_env", f"${self.secret_env} is not set")])
+            return value.encode()
+        if self.secret:
+            return self.secret.encode()
+        raise ConfigError([(f"bus.keys[{self.key_id}]", "needs secret_env or secret")])
+
+
+class BusSettings(Strict):
+    stream_prefix: str = "oona."
+    consumer_group: str = "tezzeret"
+    max_deliveries: int = Field(5, ge=1)
+    claim_idle_ms: int = Field(60_000, ge=1)
+    maxlen: int = Field(5000, ge=1)
+    outbox_limit: int = Field(10_000, ge=1)
+    signing_key_id: str = "tezzeret"
+    keys: list[BusKey] = [BusKey(key_id="tezzeret", secret="local-development-only", roles=["publisher", "emergency", "admin"])]
+
+
+class EmergencySettings(Strict):
+    stream: str = "tezzeret.emergency"
+    reply_stream: str = "tezzeret.emergency.reply"
+    consumer_group: str = "tezzeret"
+    ack_timeout_ms: int = Field(500, ge=1)
+    max_per_min: int = Field(120, ge=1)
+    freshness_window_s: float = Field(120, gt=0)
+    reserved_worker: bool = True
+
+
+class ApiToken(Strict):
+    name: str
+    # SHA-256 (hex) of the bearer token; the token itself is never stored.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    roles: list[Literal["submit", "emergency", "admin"]] = ["submit"]
+
+
+class ApiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    tokens: list[ApiToken] = []
+    # Submitting needs a token with role `submit` only when this is set.
+    require_token_for_submit: bool = False
+    # None: `<state_dir>/audit.jsonl`.
+    audit_log: Path | None = None
+
+
+class SigningSettings(Strict):
+    enabled: bool = True
+    # None: `<state_dir>/keys`.
+    key_dir: Path | None = None
+
+
+class CacheSettings(Strict):
+    l1_max_entries: int = Field(4096, ge=1)
+    # None: `<state_dir>/inductor`.
+    inductor_cache_dir: Path | None = None
+    remote_inductor_cache: bool = True
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tezzeret"
+
+
+class Settings(BaseSettings):
+    """All of Tezzeret's configuration. Build it with `load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEZZERET_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    redis_url: str | None = None
+    compilation: CompilationSettings = CompilationSettings()
+    circuit_breakers: CircuitBreakerSettings = CircuitBreakerSettings()
+    conservative_mode: ConservativeModeSettings = ConservativeModeSettings()
+    wal: WalSettings = WalSettings()
+    memory_management: MemoryManagementSettings = MemoryManagementSettings()
+    protocol: ProtocolSettings = ProtocolSettings()
+    timeouts_ms: TimeoutSettings = TimeoutSettings()
+    resources: ResourceSettings = ResourceSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    polling: PollingSettings = PollingSettings()
+    bus: BusSettings = BusSettings()
+    emergency: EmergencySettings = EmergencySettings()
+    api: ApiSettings = ApiSettings()
+    signing: SigningSettings = SigningSettings()
+    cache: CacheSettings = CacheSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the YAML file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    # Derived paths: one place decides where each piece of state lives.
+    @property
+    def wal_dir(self) -> Path:
+        return self.wal.path or self.state_dir / "wal"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.signing.key_dir or self.state_dir / "keys"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.api.audit_log or self.state_dir / "audit.jsonl"
+
+    @property
+    def inductor_cache_dir(self) -> Path:
+        return self.cache.inductor_cache_dir or self.state_dir / "inductor"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.state_dir / "store"
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(part) for part in err["loc"]) or "(root)"
+        reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append((path, reason))
+    return out
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the embedded defaults, an optional YAML file, the environment and `overrides`.
+
+    The YAML may be the seed's block (rooted at `tezzeret:`) or the same keys at top level.
+    Raises `ConfigError` naming every bad key by its dotted path.
+    """
+    data: dict[str, Any] = {}
+    source = "configuration"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError([("--config", f"{path} does not exist")], source) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([("(file)", f"not valid YAML: {exc}")], source) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError([("(root)", "must be a mapping")], source)
+        if set(raw) == {"tezzeret"}:
+            raw = raw["tezzeret"] or {}
+            if not isinstance(raw, dict):
+                raise ConfigError([("tezzeret", "must be a mapping")], source)
+        data = raw
+    data = _deep_merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source) from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""Stage: forge (see ARCHITECTURE.md)."""

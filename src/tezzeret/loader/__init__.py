@@ -1,0 +1,1 @@
+"""Stage: loader (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Stage: resilience (see ARCHITECTURE.md)."""

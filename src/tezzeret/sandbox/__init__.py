@@ -1,0 +1,1 @@
+"""Stage: sandbox (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Stage: wal (see ARCHITECTURE.md)."""
