@@ -728,3 +728,15 @@ class WorkerResult(_message.Message):
     peak_rss_bytes: int
     details: _containers.RepeatedCompositeFieldContainer[KeyValue]
     def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., artifact_path: _Optional[str] = ..., manifest: _Optional[_Union[CompiledKernelArtifact, _Mapping]] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., compile_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., details: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+
+class ArtifactSignature(_message.Message):
+    __slots__ = ("schema_version", "key_id", "algorithm", "signature")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    schema_version: int
+    key_id: str
+    algorithm: str
+    signature: bytes
+    def __init__(self, schema_version: _Optional[int] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
