@@ -1,0 +1,83 @@
+"""The forge's typed errors: what went wrong with a submission, a job or the service's state.
+
+Owns: every exception the forge and its HTTP face raise on purpose, each with a stable `code` and a
+message that says what is wrong, where, and how to fix it. Must never import another forge module
+(everything else imports these).
+"""
+
+from __future__ import annotations
+
+from tezzeret.errors import TezzeretError
+
+
+class ForgeError(TezzeretError):
+    """Base of the forge's errors. `http_status` is what the API answers with."""
+
+    code = "FORGE_ERROR"
+    http_status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, **details: object) -> None:
+        super().__init__(message, code=code)
+        self.details = details
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update({k: v for k, v in self.details.items() if v is not None})
+        return out
+
+
+class RequestInvalid(ForgeError):
+    """The request itself is malformed: bad JSON/protobuf, a missing blueprint, an unknown field."""
+
+    code = "REQUEST_INVALID"
+    http_status = 400
+
+
+class BlueprintInvalid(ForgeError):
+    """The blueprint failed static validation; `node` and `field` point at the problem."""
+
+    code = "BLUEPRINT_INVALID"
+    http_status = 422
+
+
+class QueueFull(ForgeError):
+    """The queue holds `compilation.max_queue_depth` jobs; retry later or raise the limit."""
+
+    code = "QUEUE_FULL"
+    http_status = 503
+
+
+class IntakeClosed(ForgeError):
+    """The forge is draining or stopping and accepts no new work."""
+
+    code = "INTAKE_CLOSED"
+    http_status = 503
+
+
+class JobNotFound(ForgeError):
+    code = "JOB_NOT_FOUND"
+    http_status = 404
+
+
+class ArtifactNotFound(ForgeError):
+    code = "ARTIFACT_NOT_FOUND"
+    http_status = 404
+
+
+class BlueprintNotFound(ForgeError):
+    code = "BLUEPRINT_NOT_FOUND"
+    http_status = 404
+
+
+class EmergencyRefused(ForgeError):
+    """An emergency compile was refused (disabled, rate limited, invalid); `reason` says which."""
+
+    code = "EMERGENCY_REFUSED"
+    http_status = 429
+
+
+class ForgeNotStarted(ForgeError):
+    """A method that needs the running service was called before `Forge.start()` or after close."""
+
+    code = "FORGE_NOT_STARTED"
+    http_status = 503

@@ -1,0 +1,56 @@
+"""Strategy selection per upstream §3.4, the aggressive switch and the conservative cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from tezzeret.config import load_settings
+from tezzeret.forge.strategy import name_of, one_level_down, select_strategy, to_pb
+from tezzeret.leyline import pb
+
+
+def meta(interest: float = 0.0, value: float = 0.0) -> pb.BlueprintMetadata:
+    return pb.BlueprintMetadata(tamiyo_interest=interest, value=value)
+
+
+@pytest.mark.parametrize(
+    ("interest", "load", "expected"),
+    [
+        (0.9, 0.1, "AGGRESSIVE"),
+        (0.9, 0.3, "STANDARD"),
+        (0.2, 0.49, "STANDARD"),
+        (0.2, 0.5, "FAST"),
+        (0.7, 0.0, "STANDARD"),  # the threshold itself is not "above"
+    ],
+)
+def test_policy_table(tmp_path, interest: float, load: float, expected: str) -> None:
+    s = load_settings(state_dir=tmp_path)
+    d = select_strategy(s, metadata=meta(interest), system_load=load)
+    assert d.name == expected, d.reason
+
+
+def test_value_counts_as_interest_and_aggressive_switch(tmp_path) -> None:
+    s = load_settings(state_dir=tmp_path)
+    assert select_strategy(s, metadata=meta(value=0.95)).name == "AGGRESSIVE"
+    off = load_settings(state_dir=tmp_path, compilation={"enable_aggressive_pipeline": False})
+    d = select_strategy(off, metadata=meta(0.95))
+    assert d.name == "STANDARD" and d.capped
+
+
+def test_explicit_request_wins_but_conservative_caps(tmp_path) -> None:
+    s = load_settings(state_dir=tmp_path)
+    assert select_strategy(s, requested=pb.STRATEGY_FAST, metadata=meta(0.99)).name == "FAST"
+    assert select_strategy(s, requested=pb.STRATEGY_EMERGENCY).name == "EMERGENCY"
+    d = select_strategy(
+        s, requested=pb.STRATEGY_AGGRESSIVE, conservative_downgrade=one_level_down
+    )
+    assert d.name == "STANDARD" and d.capped and "conservative" in d.reason
+
+
+def test_conversions() -> None:
+    assert to_pb("fast") == pb.STRATEGY_FAST
+    assert to_pb("STRATEGY_STANDARD") == pb.STRATEGY_STANDARD
+    assert name_of(pb.STRATEGY_AGGRESSIVE) == "AGGRESSIVE"
+    assert one_level_down(pb.STRATEGY_EMERGENCY) == pb.STRATEGY_EMERGENCY
+    with pytest.raises(ValueError):
+        to_pb("TURBO")
