@@ -252,6 +252,30 @@ class CacheSettings(Strict):
     remote_inductor_cache: bool = True
 
 
+class BlueprintSettings(Strict):
+    """Static-validation limits for a BlueprintIR (the SecurityValidator's bounds).
+
+    Sizes are checked before parsing; FLOPs and activation memory at the largest declared batch.
+    """
+
+    max_json_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_proto_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(32, ge=4, le=1000)
+    max_nodes: int = Field(1000, ge=1)
+    max_inputs: int = Field(16, ge=1)
+    max_outputs: int = Field(16, ge=1)
+    max_node_inputs: int = Field(64, ge=1)
+    max_attrs_per_node: int = Field(32, ge=1)
+    max_list_length: int = Field(64, ge=1)
+    max_rank: int = Field(8, ge=1)
+    max_dim_size: int = Field(1 << 24, ge=1)
+    max_parameters: int = Field(100_000_000, ge=1)
+    max_flops: float = Field(2e11, gt=0)
+    max_activation_mb: float = Field(4096, gt=0)
+    max_string_length: int = Field(256, ge=8)
+    max_description_length: int = Field(4096, ge=8)
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "tezzeret"
@@ -284,6 +308,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
     cache: CacheSettings = CacheSettings()
+    blueprint: BlueprintSettings = BlueprintSettings()
 
     @classmethod
     def settings_customise_sources(
