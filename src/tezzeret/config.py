@@ -92,6 +92,8 @@ class ConservativeModeSettings(Strict):
     gpu_threshold_percent: float = Field(20, ge=0, le=100)
     threshold_duration_minutes: float = Field(5, ge=0)
     memory_threshold_percent: float = Field(80, ge=0, le=100)
+    # Hysteresis: load counts as calm (for exit) only this many points under each entry threshold.
+    exit_hysteresis_percent: float = Field(5, ge=0, le=50)
     triggers: list[str] = [
         "circuit_breaker_open",
         "gpu_utilization_above_20_percent_for_5_minutes",
