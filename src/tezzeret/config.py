@@ -176,6 +176,11 @@ class SandboxSettings(Strict):
     max_processes: int = Field(512, ge=8)
     compile_threads: int = Field(1, ge=1)
     grace_period_s: float = Field(30.0, ge=0)
+    # When the service runs as root, workers drop to this uid/gid so RLIMIT_NPROC is enforced
+    # (the kernel exempts root) and root-owned 0600 files stay unreadable.
+    worker_uid: int = Field(61000, ge=1, le=2**31 - 2)
+    # SCHED_IDLE for workers: they only get CPU no other runnable task wants (closer to zero disruption).
+    sched_idle: bool = False
 
 
 class PollingSettings(Strict):
