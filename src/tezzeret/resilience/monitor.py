@@ -1,0 +1,242 @@
+"""Host load readings: CPU and RAM from psutil, GPU utilisation and memory from NVML.
+
+Owns: `LoadSample` (one reading), `LoadWindow` (a rolling window of timestamped readings that can
+answer "above 20% for 5 minutes"), `GpuProbe` (NVML through `nvidia-ml-py`) and `ResourceMonitor`
+(samples, exports `tezzeret_gpu_utilization_percent` and `tezzeret_memory_usage_gb`, and runs a
+sampling loop). It must never block the event loop (readings are taken in a worker thread), and
+must never report a missing GPU as 0%: no GPU, no driver or a failed read is `None`
+("unavailable"), and the gauge reads NaN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psutil
+
+from tezzeret import metrics
+from tezzeret.resilience.clock import Clock
+from tezzeret.resilience.errors import ResilienceConfigError
+
+log = logging.getLogger(__name__)
+
+LoadField = Literal[
+    "cpu_percent", "memory_percent", "rss_gb", "gpu_utilization_percent", "gpu_memory_percent"
+]
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """One reading of the host. GPU fields are None when no GPU can be read."""
+
+    cpu_percent: float
+    memory_percent: float
+    rss_gb: float
+    gpu_utilization_percent: float | None = None
+    gpu_memory_percent: float | None = None
+
+
+class LoadWindow:
+    """Timestamped samples over the last `window_s` seconds (and at most `max_samples`)."""
+
+    def __init__(self, clock: Clock, *, window_s: float = 600.0, max_samples: int = 10_000) -> None:
+        if window_s <= 0 or max_samples < 2:
+            raise ResilienceConfigError("LoadWindow", f"window_s must be > 0 and max_samples >= 2 (got {window_s}, {max_samples})")
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque[tuple[float, LoadSample]] = deque(maxlen=max_samples)
+        self._lock = threading.Lock()
+
+    def add(self, sample: LoadSample, at: float | None = None) -> None:
+        at = self._clock.monotonic() if at is None else at
+        with self._lock:
+            self._samples.append((at, sample))
+            self._trim(at)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    @property
+    def latest(self) -> LoadSample | None:
+        with self._lock:
+            return self._samples[-1][1] if self._samples else None
+
+    def above(self, field: LoadField, threshold: float, duration_s: float) -> bool:
+        """True when every sample of the last `duration_s` seconds had `field > threshold`.
+
+        The run of above-threshold samples at the end of the window must span `duration_s`
+        itself (first to last sample), so a single high reading, or a run whose early part fell
+        out of the window, never answers yes. An unavailable reading (None) breaks the run.
+        """
+        with self._lock:
+            self._trim(self._clock.monotonic())
+            run_start: float | None = None
+            last: float | None = None
+            for at, sample in reversed(self._samples):
+                value = getattr(sample, field)
+                if value is None or value <= threshold:
+                    break
+                run_start = at
+                if last is None:
+                    last = at
+            if run_start is None or last is None:
+                return False
+            return last - run_start >= duration_s
+
+    def max_over(self, field: LoadField, duration_s: float) -> float | None:
+        """The highest available reading of `field` in the last `duration_s` seconds."""
+        now = self._clock.monotonic()
+        with self._lock:
+            values = [
+                v for at, s in self._samples
+                if now - at <= duration_s and (v := getattr(s, field)) is not None
+            ]
+        return max(values) if values else None
+
+    def _trim(self, now: float) -> None:
+        while self._samples and now - self._samples[0][0] > self.window_s:
+            self._samples.popleft()
+
+
+class GpuProbe:
+    """GPU utilisation and memory use from NVML; every failure reads as unavailable.
+
+    With several GPUs it reports the busiest one (the highest utilisation and the fullest memory),
+    since conservative mode protects whichever GPU the training job might be sharing.
+    """
+
+    def __init__(self, indices: Sequence[int] | None = None) -> None:
+        self._indices = list(indices) if indices is not None else None
+        self._handles: list[Any] = []
+        self._nvml: Any = None
+        self.unavailable_reason: str | None = None
+        self._lock = threading.Lock()
+        self._init()
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
+    def _init(self) -> None:
+        try:
+            import pynvml  # nvidia-ml-py
+
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            indices = self._indices if self._indices is not None else list(range(count))
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices if 0 <= i < count]
+            self._nvml = pynvml
+            if not self._handles:
+                self.unavailable_reason = f"NVML reports {count} GPU(s), none selected"
+        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError, …
+            self.unavailable_reason = f"{type(exc).__name__}: {exc}"
+        if self.unavailable_reason:
+            log.info("GPU readings unavailable: %s", self.unavailable_reason)
+
+    def read(self) -> tuple[float | None, float | None]:
+        """(utilisation %, memory used %), each None when it cannot be read."""
+        if not self.available:
+            return None, None
+        util: list[float] = []
+        mem: list[float] = []
+        with self._lock:
+            for handle in self._handles:
+                try:
+                    util.append(float(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+                except Exception as exc:
+                    log.debug("NVML utilisation read failed: %s", exc)
+                try:
+                    info = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+                    if info.total:
+                        mem.append(100.0 * float(info.used) / float(info.total))
+                except Exception as exc:
+                    log.debug("NVML memory read failed: %s", exc)
+        return (max(util) if util else None, max(mem) if mem else None)
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+            self._nvml = None
+            self._handles = []
+            self.unavailable_reason = "closed"
+
+
+OnSample = Callable[[LoadSample], None | Awaitable[None]]
+
+
+class ResourceMonitor:
+    """Samples the host and keeps the readings in `window`."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        window_s: float = 600.0,
+        gpu: GpuProbe | None = None,
+        process: psutil.Process | None = None,
+    ) -> None:
+        self._clock = clock
+        self.window = LoadWindow(clock, window_s=window_s)
+        self.gpu = gpu if gpu is not None else GpuProbe()
+        self._process = process or psutil.Process()
+        # psutil's first cpu_percent(None) call only sets the baseline and returns 0.0.
+        psutil.cpu_percent(interval=None)
+
+    def read(self) -> LoadSample:
+        """One reading of the host, without recording it (blocking: psutil and NVML calls)."""
+        util, gmem = self.gpu.read()
+        return LoadSample(
+            cpu_percent=float(psutil.cpu_percent(interval=None)),
+            memory_percent=float(psutil.virtual_memory().percent),
+            rss_gb=self._process.memory_info().rss / 2**30,
+            gpu_utilization_percent=util,
+            gpu_memory_percent=gmem,
+        )
+
+    def record(self, sample: LoadSample) -> LoadSample:
+        """Add a reading to the window and export it."""
+        self.window.add(sample)
+        metrics.GPU_UTILIZATION_PERCENT.set(
+            math.nan if sample.gpu_utilization_percent is None else sample.gpu_utilization_percent
+        )
+        metrics.MEMORY_USAGE_GB.set(sample.rss_gb)
+        return sample
+
+    def sample(self) -> LoadSample:
+        """Read, record and return one sample (blocking; `run` calls it off the event loop)."""
+        return self.record(self.read())
+
+    async def run(self, interval_s: float, on_sample: OnSample | None = None) -> None:
+        """Sample every `interval_s` until cancelled; `on_sample` may be sync or async.
+
+        The reading happens in a worker thread; an error in a reading or in `on_sample` is logged
+        and the loop goes on, because losing the monitor silently would disable conservative mode.
+        """
+        if interval_s <= 0:
+            raise ResilienceConfigError("ResourceMonitor.run", f"interval_s must be > 0, got {interval_s}")
+        while True:
+            try:
+                sample = self.record(await asyncio.to_thread(self.read))
+                if on_sample is not None:
+                    result = on_sample(sample)
+                    if inspect.isawaitable(result):
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("resource monitor: sampling failed; retrying in %.1f s", interval_s)
+            await self._clock.sleep(interval_s)
+
+    def close(self) -> None:
+        self.gpu.close()
