@@ -1,0 +1,35 @@
+"""Fixtures for the resilience tests: a manual clock, settings in a temp state dir, the breakers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tezzeret.config import Settings, load_settings
+from tezzeret.resilience import BreakerRegistry, ConservativeModeController, ManualClock
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return load_settings(state_dir=str(tmp_path), **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def breakers(settings: Settings, clock: ManualClock) -> BreakerRegistry:
+    return BreakerRegistry.from_settings(settings, clock)
+
+
+@pytest.fixture
+def controller(settings: Settings, breakers: BreakerRegistry, clock: ManualClock) -> ConservativeModeController:
+    return ConservativeModeController(settings, breakers, clock)
