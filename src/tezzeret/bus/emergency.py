@@ -116,7 +116,7 @@ class EmergencyListener:
                 raise _Refused(f"undecodable EmergencyCompile ({exc.reason})") from None
             request_id = req.request_id or env.message_id
             requested_by = req.requested_by
-            blueprint_id = req.blueprint_id or req.blueprint.blueprint_id
+            blueprint_id = req.blueprint_id or req.blueprint.metadata.blueprint_id
             issued = req.issued_at_ns or env.issued_at_ns
             age_ns = self._wall_ns() - issued
             if not issued or abs(age_ns) > self._window_ns:

@@ -68,7 +68,7 @@ class EmergencyClient:
         rid = request_id or uuid.uuid4().hex
         now_ns = time.time_ns() if issued_at_ns is None else issued_at_ns
         req = pb.EmergencyCompile(
-            schema_version=SCHEMA_VERSION, request_id=rid, blueprint_id=ir.blueprint_id,
+            schema_version=SCHEMA_VERSION, request_id=rid, blueprint_id=ir.metadata.blueprint_id,
             requested_by=requested_by, reason=reason, deadline_ms=deadline_ms,
             issued_at_ns=now_ns, nonce=nonce or uuid.uuid4().hex,
         )
