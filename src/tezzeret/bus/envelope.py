@@ -93,6 +93,8 @@ def seal(
 
 
 def parse(data: bytes) -> pb.BusEnvelope:
+    if not data:
+        raise EnvelopeRejected("undecodable envelope (empty entry: no envelope bytes)")
     try:
         return decode(pb.BusEnvelope, data)
     except ContractError as exc:
