@@ -1,0 +1,360 @@
+"""The cache tiers in front of the compiler (ARCHITECTURE decision 8, upstream §4).
+
+Owns: L1, the in-process result cache (a `resilience.ttl.TTLCache`: TTL and entry cap) plus
+in-flight deduplication by artifact id, so a burst of identical requests compiles once and every
+requester gets that one result; the L2 probe (the store already holds this artifact id); the L3
+environment that points Inductor's persistent FX-graph / AOTAutograd / autotune caches at the state
+dir (and at Redis when `redis_url` is set), for the sandbox to hand to workers; and the per-tier hit
+rates (`tezzeret_cache_hit_rate{tier}`, `tezzeret_cache_lookups_total{tier,result}`).
+
+Must never compile, never write to the store, never import torch (L3 counters arrive as numbers
+the worker read from Inductor), and never cache a failure: a failed compile is retried by the next
+request. `lookup_or_join`, `complete` and `fail` belong to one asyncio event loop; `complete` and
+`fail` may be called from another thread and hop onto that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from tezzeret import metrics
+from tezzeret.config import Settings
+from tezzeret.errors import TezzeretError
+from tezzeret.leyline import pb
+from tezzeret.resilience.clock import Clock, MonotonicClock
+from tezzeret.resilience.ttl import TTLCache, TTLMemoryManager
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+Tier = Literal["L1", "L2", "L3"]
+
+_MISSING: Any = object()
+
+# Keys a worker uses in `WorkerResult.details` to report Inductor's cache counters.
+L3_HITS_DETAIL = "inductor_cache_hits"
+L3_MISSES_DETAIL = "inductor_cache_misses"
+# torch's counter names: `torch._dynamo.utils.counters[group][name]` in torch 2.13.
+_L3_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("inductor", "fxgraph_cache_hit", "fxgraph_cache_miss"),
+    ("aot_autograd", "autograd_cache_hit", "autograd_cache_miss"),
+)
+
+
+class CompileAbandoned(TezzeretError):
+    """The request that owned a compile went away before it completed or failed."""
+
+    code = "CACHE_COMPILE_ABANDONED"
+
+    def __init__(self, artifact_id: str, why: str) -> None:
+        self.artifact_id = artifact_id
+        super().__init__(
+            f"the compile of {artifact_id!r} that this request joined was abandoned ({why}); "
+            "submit the request again to start a new compile"
+        )
+
+
+@dataclass(frozen=True)
+class CacheHit(Generic[R]):
+    """Served without compiling. `result` is what `complete` was given (tier L1) or what the L2
+    probe returned (tier L2, e.g. the store's `ArtifactRecord`)."""
+
+    artifact_id: str
+    tier: Tier
+    result: Any
+
+
+@dataclass(frozen=True)
+class InFlight(Generic[R]):
+    """Someone else is compiling this artifact id; await `result()` (or the object itself) for
+    their outcome. A waiter that is cancelled or times out leaves the shared compile running."""
+
+    artifact_id: str
+    future: asyncio.Future[Any] = field(repr=False)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await asyncio.wait_for(asyncio.shield(self.future), timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result().__await__()
+
+
+@dataclass(frozen=True)
+class Miss(Generic[R]):
+    """Nobody has this artifact: the caller now owns its compile and must end it with
+    `complete(result)` or `fail(error)` (else joined requests wait for ever)."""
+
+    artifact_id: str
+    cache: CompileCache[R] = field(repr=False)
+
+    def complete(self, result: R) -> None:
+        self.cache.complete(self.artifact_id, result)
+
+    def fail(self, error: BaseException) -> None:
+        self.cache.fail(self.artifact_id, error)
+
+
+@dataclass
+class TierStats:
+    hits: int = 0
+    misses: int = 0
+    joined: int = 0
+    errors: int = 0
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.misses + self.joined
+
+    @property
+    def hit_rate(self) -> float:
+        served = self.hits + self.joined
+        return served / self.lookups if self.lookups else 0.0
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    l1: TierStats
+    l2: TierStats
+    l3: TierStats
+    entries: int
+    in_flight: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            tier: {"hits": s.hits, "misses": s.misses, "joined": s.joined, "errors": s.errors,
+                   "hit_rate": s.hit_rate}
+            for tier, s in (("L1", self.l1), ("L2", self.l2), ("L3", self.l3))
+        } | {"entries": self.entries, "in_flight": self.in_flight}
+
+
+class CompileCache(Generic[R]):
+    """L1 + in-flight dedup + the L2 probe, and the L3 hit-rate bookkeeping.
+
+    `l2` is a blocking function: artifact id → the value to serve when that artifact is already
+    stored, else None (`store_l2(store)` gives the usual one). It runs in a worker thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        l2: Callable[[str], Any | None] | None,
+        results: TTLCache[str, R],
+        keep_results: bool = True,
+    ) -> None:
+        self._l2 = l2
+        self._results = results
+        self._keep_results = keep_results
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._stats = {"L1": TierStats(), "L2": TierStats(), "L3": TierStats()}
+        for tier in self._stats:
+            metrics.CACHE_HIT_RATE.labels(tier=tier).set(0.0)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        l2: Callable[[str], Any | None] | None,
+        memory: TTLMemoryManager | None = None,
+        clock: Clock | None = None,
+    ) -> CompileCache[R]:
+        """TTL `memory_management.cache_ttl_seconds`, cap `cache.l1_max_entries`; registered with
+        `memory` (as `compilation_cache`) when given, so its sweeps and conservative budget apply.
+        `compilation.enable_caching: false` keeps no results (in-flight dedup stays on: it is what
+        stops duplicate compiles)."""
+        if memory is not None:
+            results: TTLCache[str, R] = memory.create(
+                "compilation_cache", max_entries=settings.cache.l1_max_entries
+            )
+        else:
+            results = TTLCache(
+                "compilation_cache",
+                ttl_s=settings.memory_management.cache_ttl_seconds,
+                max_entries=settings.cache.l1_max_entries,
+                clock=clock or MonotonicClock(),
+            )
+        return cls(l2=l2, results=results, keep_results=settings.compilation.enable_caching)
+
+    # ---- the lookup path -------------------------------------------------------------------
+
+    async def lookup_or_join(self, artifact_id: str) -> CacheHit[R] | InFlight[R] | Miss[R]:
+        """L1 result → L1 in-flight join → L2 store probe → Miss (the caller compiles)."""
+        if not artifact_id:
+            raise ValueError("lookup_or_join needs an artifact id")
+        cached = self._results.get(artifact_id, _MISSING) if self._keep_results else _MISSING
+        if cached is not _MISSING:
+            self._count("L1", "hit")
+            return CacheHit(artifact_id, "L1", cached)
+        running = self._inflight.get(artifact_id)
+        if running is not None:
+            self._count("L1", "joined")
+            return InFlight(artifact_id, running)
+        self._count("L1", "miss")
+
+        # Register before the first await so a duplicate arriving during the L2 probe joins
+        # this request instead of probing (and compiling) again.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # A failed compile nobody joined must not log "exception was never retrieved".
+        future.add_done_callback(_consume_exception)
+        self._inflight[artifact_id] = future
+        if self._l2 is None:
+            return Miss(artifact_id, self)
+        try:
+            found = await asyncio.to_thread(self._l2, artifact_id)
+        except asyncio.CancelledError:
+            self._abandon(artifact_id, future, "the request was cancelled during the L2 lookup")
+            raise
+        except Exception:
+            # The store being unavailable must not stop compilation: treat it as a miss; putting
+            # the artifact later is idempotent if it did exist.
+            log.warning("L2 lookup of %s failed; treating it as a miss", artifact_id, exc_info=True)
+            self._count("L2", "error")
+            return Miss(artifact_id, self)
+        if found is None:
+            self._count("L2", "miss")
+            return Miss(artifact_id, self)
+        self._count("L2", "hit")
+        self._inflight.pop(artifact_id, None)
+        if not future.done():
+            future.set_result(found)
+        return CacheHit(artifact_id, "L2", found)
+
+    def complete(self, artifact_id: str, result: R) -> None:
+        """The compile of `artifact_id` succeeded: remember `result` in L1 and wake every joiner."""
+        self._on_loop(artifact_id, lambda: self._complete(artifact_id, result))
+
+    def fail(self, artifact_id: str, error: BaseException) -> None:
+        """The compile failed: every joiner gets `error`; nothing is cached, so the next request
+        compiles again."""
+        self._on_loop(artifact_id, lambda: self._fail(artifact_id, error))
+
+    def _complete(self, artifact_id: str, result: R) -> None:
+        if self._keep_results:
+            self._results.put(artifact_id, result)
+        future = self._inflight.pop(artifact_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def _fail(self, artifact_id: str, error: BaseException) -> None:
+        future = self._inflight.pop(artifact_id, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _abandon(self, artifact_id: str, future: asyncio.Future[Any], why: str) -> None:
+        if self._inflight.get(artifact_id) is future:
+            del self._inflight[artifact_id]
+        if not future.done():
+            future.set_exception(CompileAbandoned(artifact_id, why))
+
+    def _on_loop(self, artifact_id: str, action: Callable[[], None]) -> None:
+        future = self._inflight.get(artifact_id)
+        if future is None:
+            action()
+            return
+        loop = future.get_loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            action()
+        else:
+            loop.call_soon_threadsafe(action)
+
+    def invalidate(self, artifact_id: str) -> None:
+        """Forget a cached result (e.g. the artifact was quarantined)."""
+        self._results.pop(artifact_id)
+
+    def in_flight(self) -> list[str]:
+        return list(self._inflight)
+
+    # ---- L3 ----------------------------------------------------------------------------------
+
+    def record_l3(self, hits: int, misses: int) -> None:
+        """Add Inductor's persistent-cache hits and misses one worker reported for one job."""
+        if hits < 0 or misses < 0:
+            raise ValueError(f"L3 counts cannot be negative (hits={hits}, misses={misses})")
+        if hits:
+            self._count("L3", "hit", hits)
+        if misses:
+            self._count("L3", "miss", misses)
+
+    def record_l3_details(self, details: Iterable[pb.KeyValue]) -> tuple[int, int]:
+        """`record_l3` from a `WorkerResult.details` list (keys `L3_HITS_DETAIL`, `L3_MISSES_DETAIL`)."""
+        values = {kv.key: kv.value for kv in details}
+        hits = int(values.get(L3_HITS_DETAIL, "0") or 0)
+        misses = int(values.get(L3_MISSES_DETAIL, "0") or 0)
+        self.record_l3(hits, misses)
+        return hits, misses
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _count(self, tier: Tier, result: Literal["hit", "miss", "joined", "error"], n: int = 1) -> None:
+        stats = self._stats[tier]
+        if result == "hit":
+            stats.hits += n
+        elif result == "miss":
+            stats.misses += n
+        elif result == "joined":
+            stats.joined += n
+        else:
+            stats.errors += n
+        metrics.CACHE_LOOKUPS.labels(tier=tier, result=result).inc(n)
+        metrics.CACHE_HIT_RATE.labels(tier=tier).set(stats.hit_rate)
+
+    def stats(self) -> CacheStats:
+        copy = {t: TierStats(s.hits, s.misses, s.joined, s.errors) for t, s in self._stats.items()}
+        return CacheStats(copy["L1"], copy["L2"], copy["L3"], len(self._results), len(self._inflight))
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def store_l2(store: Any) -> Callable[[str], Any | None]:
+    """The L2 probe over a `tezzeret.store.Store`: the stored `ArtifactRecord`, or None."""
+    find: Callable[[str], Any | None] = store.find_artifact
+    return find
+
+
+def l3_counts(counters: Mapping[str, Mapping[str, int]]) -> tuple[int, int]:
+    """(hits, misses) of Inductor's persistent caches from `torch._dynamo.utils.counters`, for the
+    worker to report after a compile (FX-graph cache and AOTAutograd cache together)."""
+    hits = misses = 0
+    for group, hit_key, miss_key in _L3_COUNTERS:
+        section = counters.get(group, {})
+        hits += int(section.get(hit_key, 0))
+        misses += int(section.get(miss_key, 0))
+    return hits, misses
+
+
+def l3_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that give a compile worker the shared L3 caches.
+
+    Always: `TORCHINDUCTOR_CACHE_DIR` = `settings.inductor_cache_dir` (the sandbox must mount it
+    writable) with the local FX-graph and AOTAutograd caches switched on (off when
+    `compilation.enable_caching` is false). With `redis_url` set and `cache.remote_inductor_cache`
+    on: Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
+    torch 2.13: `_inductor/config.py`, `_functorch/config.py`, `_inductor/remote_cache.py`). A
+    worker in its own network namespace cannot reach Redis: the sandbox must share the loopback
+    network with the worker when these are set.
+    """
+    on = "1" if settings.compilation.enable_caching else "0"
+    env = {
+        "TORCHINDUCTOR_CACHE_DIR": str(settings.inductor_cache_dir),
+        "TORCHINDUCTOR_FX_GRAPH_CACHE": on,
+        "TORCHINDUCTOR_AUTOGRAD_CACHE": on,
+    }
+    if settings.redis_url and settings.cache.remote_inductor_cache and settings.compilation.enable_caching:
+        env |= {
+            "TORCHINDUCTOR_REDIS_URL": settings.redis_url,
+            "TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE": "1",
+            "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE": "1",
+            "TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE": "1",
+        }
+    return env
