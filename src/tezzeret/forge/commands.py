@@ -1,9 +1,356 @@
-"""CLI commands of this stage (registered on the `tezzeret` app by `tezzeret.cli`)."""
+"""CLI commands of the forge: `serve`, `submit`, `status`, `artifacts`, `forge`.
+
+Owns: the command-line face of the service. `serve` runs the service; `submit`, `status` and
+`artifacts` talk to a running one over HTTP (`--url`); `forge` compiles the whole built-in library
+in this process through the same `Forge` (sandbox, WAL, store, signing) with no HTTP. Every command
+prints Rich output for people and one JSON document with `--json`. Must never compile outside the
+`Forge` (so the CLI path is the service's path).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tezzeret.errors import TezzeretError
+
+DEFAULT_URL = "http://127.0.0.1:8787"
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (the seed's `tezzeret:` block).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document instead of tables.")
+UrlOpt = typer.Option(DEFAULT_URL, "--url", help="Base URL of a running `tezzeret serve`.", envvar="TEZZERET_URL")
+TokenOpt = typer.Option(None, "--token", help="Bearer token (or $TEZZERET_TOKEN).", envvar="TEZZERET_TOKEN")
+
+
+def _settings(config: Optional[Path], **overrides: Any) -> Any:
+    from tezzeret.config import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except TezzeretError as exc:
+        Console(stderr=True).print(f"[red]{exc.code}[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _client(url: str, token: Optional[str]) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0)
+
+
+def _fail_http(console: Console, resp: Any) -> None:
+    try:
+        body = resp.json()
+        console.print(f"[red]{resp.status_code} {body.get('code')}[/red]: {body.get('message')}")
+    except ValueError:
+        console.print(f"[red]{resp.status_code}[/red]: {resp.text[:500]}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to `app`."""
+
+    @app.command()
+    def serve(
+        config: Optional[Path] = ConfigOpt,
+        host: Optional[str] = typer.Option(None, help="Bind address (default api.host, 127.0.0.1)."),
+        port: Optional[int] = typer.Option(None, help="Port (default api.port, 8787)."),
+        state_dir: Optional[Path] = typer.Option(None, help="State directory (WAL, store, keys, caches)."),
+    ) -> None:
+        """Run the forge service: HTTP API, queue, sandbox, WAL. SIGTERM/SIGINT drain and exit."""
+        import logging
+
+        from tezzeret.forge.lifecycle import serve as run_serve
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        overrides: dict[str, Any] = {}
+        api: dict[str, Any] = {}
+        if host:
+            api["host"] = host
+        if port is not None:
+            api["port"] = port
+        if api:
+            overrides["api"] = api
+        if state_dir:
+            overrides["state_dir"] = state_dir
+        settings = _settings(config, **overrides)
+        try:
+            code = run_serve(settings)
+        except TezzeretError as exc:
+            Console(stderr=True).print(f"[red]{exc.code}[/red]: {exc}")
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
+
+    @app.command()
+    def submit(
+        files: list[Path] = typer.Argument(..., help="BlueprintIR or CompilationRequest files (.json or .pb)."),
+        strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="EMERGENCY, FAST, STANDARD or AGGRESSIVE."),
+        priority: Optional[str] = typer.Option(None, "--priority", help="STRATEGIC, NORMAL, EXPERIMENTAL or BACKGROUND."),
+        wait: bool = typer.Option(False, "--wait", help="Show progress until every artifact is ready."),
+        timeout: float = typer.Option(1800.0, help="Seconds --wait waits at most."),
+        url: str = UrlOpt,
+        token: Optional[str] = TokenOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Submit blueprints to a running forge; with --wait, follow them until done."""
+        console = Console(stderr=as_json)
+        out: list[dict[str, Any]] = []
+        failed = False
+        with _client(url, token) as client:
+            for f in files:
+                try:
+                    body = f.read_bytes()
+                except OSError as exc:
+                    console.print(f"[red]{f}[/red]: {exc}")
+                    failed = True
+                    continue
+                ctype = "application/x-protobuf" if f.suffix in (".pb", ".bin") else "application/json"
+                params = {k: v for k, v in {"strategy": strategy, "priority": priority}.items() if v}
+                resp = client.post("/v1/blueprints", content=body, headers={"Content-Type": ctype}, params=params)
+                if resp.status_code not in (200, 202):
+                    console.print(f"[red]{f}[/red]:", end=" ")
+                    _fail_http(console, resp)
+                    failed = True
+                    continue
+                sub = resp.json()
+                sub["file"] = str(f)
+                out.append(sub)
+                if not as_json:
+                    console.print(
+                        f"{f.name}: job [bold]{sub['job_id']}[/bold] {sub['status']} "
+                        f"{sub['strategy']} → {sub['artifact_id']}" + (" (from cache)" if sub["from_cache"] else "")
+                    )
+            if wait and out:
+                failed |= _follow(client, out, timeout, console, quiet=as_json)
+        if as_json:
+            print(json.dumps({"submissions": out}, indent=2))
+        raise typer.Exit(1 if failed else 0)
+
+    @app.command()
+    def status(url: str = UrlOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt) -> None:
+        """Health of a running forge: status, breakers, conservative mode, queue, workers, WAL."""
+        console = Console()
+        with _client(url, token) as client:
+            try:
+                resp = client.get("/health/tezzeret")
+                jobs = client.get("/v1/jobs", params={"limit": 10}).json().get("jobs", [])
+            except Exception as exc:  # noqa: BLE001 - connection errors are the answer here
+                console.print(f"[red]cannot reach {url}[/red]: {exc}")
+                raise typer.Exit(2) from None
+        report = resp.json()
+        if as_json:
+            print(json.dumps({"health": report, "recent_jobs": jobs}, indent=2))
+            raise typer.Exit(0 if resp.status_code == 200 else 1)
+        colour = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(report.get("status"), "red")
+        console.print(f"[bold {colour}]{report.get('status')}[/]  " + "; ".join(report.get("reasons", [])))
+        t = Table(title="forge")
+        t.add_column("what")
+        t.add_column("value")
+        t.add_row("queue depth", str(report.get("queue_depth")))
+        t.add_row("running / max", f"{report.get('running_jobs')} / {report.get('max_concurrent_jobs')}")
+        t.add_row("isolation", str(report.get("isolation_level")))
+        t.add_row("conservative mode", str(report.get("conservative_mode", {}).get("active")))
+        t.add_row("breakers", ", ".join(f"{k}={v}" for k, v in report.get("breakers", {}).items()))
+        t.add_row("draining", str(report.get("draining")))
+        t.add_row("last recovery", json.dumps(report.get("last_recovery"))[:200])
+        console.print(t)
+        if jobs:
+            jt = Table(title="recent jobs")
+            for col in ("job", "blueprint", "strategy", "status", "artifact"):
+                jt.add_column(col)
+            for j in jobs:
+                jt.add_row(j["job_id"], j["blueprint_name"], j["strategy"], j["status"], j["artifact_id"])
+            console.print(jt)
+        raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+    @app.command()
+    def artifacts(
+        blueprint_id: Optional[str] = typer.Option(None, "--blueprint", "-b", help="Only this blueprint digest."),
+        url: str = UrlOpt,
+        token: Optional[str] = TokenOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """List the artifacts a running forge holds."""
+        console = Console()
+        with _client(url, token) as client:
+            params = {"blueprint_id": blueprint_id} if blueprint_id else {}
+            resp = client.get("/v1/artifacts", params=params)
+        if resp.status_code != 200:
+            _fail_http(console, resp)
+            raise typer.Exit(1)
+        items = resp.json()["artifacts"]
+        if as_json:
+            print(json.dumps({"artifacts": items}, indent=2))
+            return
+        t = Table(title=f"{len(items)} artifact(s)")
+        for col in ("artifact id", "blueprint", "tier", "status", "size", "compile s"):
+            t.add_column(col)
+        for a in items:
+            t.add_row(
+                a["artifact_id"], a.get("blueprint_name") or a["blueprint_digest"][:16], a["strategy"],
+                a["status"], _size(a["size"]), f"{a['compile_ms'] / 1000:.1f}",
+            )
+        console.print(t)
+
+    @app.command("forge")
+    def forge_library(
+        config: Optional[Path] = ConfigOpt,
+        strategy: str = typer.Option(
+            "FAST", "--strategy", "-s",
+            help="Tier for every blueprint. Defaults to FAST so the library finishes in minutes on a "
+            "small CPU machine; STANDARD/AGGRESSIVE take much longer.",
+        ),
+        state_dir: Optional[Path] = typer.Option(None, help="State directory (default: the settings' state_dir)."),
+        only: Optional[list[str]] = typer.Option(None, "--only", help="Compile only these library blueprints (by name)."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Compile the built-in blueprint library through the full forge pipeline, in process.
+
+        The same Forge as `tezzeret serve` (sandbox, WAL, store, signing), no HTTP. Prints a closing
+        table: blueprint, tier, compile s, speed-up vs eager, size, artifact id. Exit 1 if any failed.
+        """
+        overrides: dict[str, Any] = {
+            # The library run is the only work: no Urza polling or idle recompilation behind it.
+            "polling": {"initial_full_scan": False, "refresh_interval_minutes": 0},
+            "compilation": {"idle_recompilation": False},
+        }
+        if state_dir:
+            overrides["state_dir"] = state_dir
+        settings = _settings(config, **overrides)
+        try:
+            rows, failed = asyncio.run(_forge_library(settings, strategy, only, quiet=as_json))
+        except TezzeretError as exc:
+            Console(stderr=True).print(f"[red]{exc.code}[/red]: {exc}")
+            raise typer.Exit(1) from None
+        if as_json:
+            print(json.dumps({"artifacts": rows, "failed": failed}, indent=2))
+        else:
+            _library_table(rows)
+        raise typer.Exit(1 if failed else 0)
+
+
+def _size(n: int | float | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Console, *, quiet: bool) -> bool:
+    """Poll jobs until all finished; returns True when any failed."""
+    pending = {s["job_id"]: s for s in subs if s.get("job_id") and s["status"] not in ("SUCCEEDED", "FROM_CACHE", "FAILED")}
+    failed = any(s["status"] == "FAILED" for s in subs)
+    deadline = time.monotonic() + timeout
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet, transient=False,
+    ) as progress:
+        task = progress.add_task("compiling", total=len(subs), completed=len(subs) - len(pending))
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                resp = client.get(f"/v1/jobs/{job_id}")
+                if resp.status_code != 200:
+                    continue
+                job = resp.json()
+                if job["status"] in ("SUCCEEDED", "FROM_CACHE", "FAILED"):
+                    pending.pop(job_id)["final"] = job
+                    progress.advance(task)
+                    if job["status"] == "FAILED":
+                        failed = True
+                        console.print(f"[red]{job['blueprint_name']}[/red]: {job.get('error_code')}: {job.get('error')}")
+                    else:
+                        console.print(f"[green]{job['blueprint_name']}[/green] → {job['artifact_id']}")
+            time.sleep(0.5)
+    if pending:
+        console.print(f"[yellow]{len(pending)} job(s) still running after {timeout:.0f} s[/yellow]")
+        failed = True
+    return failed
+
+
+async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]], *, quiet: bool) -> tuple[list[dict[str, Any]], int]:
+    from tezzeret.blueprint import library
+    from tezzeret.forge.service import Forge
+    from tezzeret.forge.strategy import to_pb
+    from tezzeret.leyline import SCHEMA_VERSION, pb
+
+    entries = [lb for lb in library() if not only or lb.name in only]
+    tier = to_pb(strategy)
+    console = Console(stderr=True)
+    forge = Forge(settings)
+    await forge.start()
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, disable=quiet,
+        ) as progress:
+            task = progress.add_task(f"forging {len(entries)} blueprints at {strategy.upper()}", total=len(entries))
+            subs = []
+            for lb in entries:
+                req = pb.CompilationRequest(
+                    schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=tier,
+                    priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
+                )
+                subs.append((lb, await forge.submit(req, source="cli")))
+
+            async def one(lb: Any, sub: Any) -> dict[str, Any]:
+                job = await forge.wait(sub.job_id) if sub.job_id else None
+                progress.advance(task)
+                return _row(forge, lb, sub, job)
+
+            for row in await asyncio.gather(*(one(lb, s) for lb, s in subs)):
+                rows.append(row)
+                failed += row["status"] == "FAILED"
+    finally:
+        await forge.close()
+    return rows, failed
+
+
+def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "blueprint": lb.name, "category": lb.category, "tier": sub.strategy, "artifact_id": sub.artifact_id,
+        "status": job.status.value if job is not None else "SUCCEEDED", "from_cache": sub.from_cache,
+        "compile_s": None, "speedup": None, "size": None, "error": None,
+    }
+    if job is not None and job.status.value == "FAILED":
+        row["error"] = f"{job.error_code}: {job.error}"
+        return row
+    try:
+        rec = forge.store.get_artifact(sub.artifact_id)
+    except Exception:  # noqa: BLE001 - shown as missing in the table
+        return row
+    m = rec.manifest
+    row["compile_s"] = round(m.stats.compile_ms / 1000, 2)
+    row["speedup"] = round(m.stats.speedup_train or m.stats.speedup_fwd, 3) or None
+    row["size"] = rec.file_size
+    return row
+
+
+def _library_table(rows: list[dict[str, Any]]) -> None:
+    console = Console()
+    t = Table(title="tezzeret forge: the built-in library")
+    for col in ("blueprint", "tier", "compile s", "speed-up vs eager", "size", "artifact id"):
+        t.add_column(col)
+    for r in rows:
+        if r["status"] == "FAILED":
+            t.add_row(r["blueprint"], r["tier"], "[red]failed[/red]", "-", "-", (r["error"] or "")[:60])
+            continue
+        t.add_row(
+            r["blueprint"], r["tier"],
+            "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}" + (" (cached)" if r["from_cache"] else ""),
+            "-" if r["speedup"] is None else f"{r['speedup']:.2f}×",
+            _size(r["size"]), r["artifact_id"],
+        )
+    console.print(t)
+    ok = sum(r["status"] != "FAILED" for r in rows)
+    console.print(f"{ok}/{len(rows)} blueprints compiled" + ("" if ok == len(rows) else " — see the failures above"))
+    sys.stdout.flush()

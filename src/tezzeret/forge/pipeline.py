@@ -1,0 +1,126 @@
+"""The PipelineManager: moves queued jobs to the sandbox, at most N at a time plus one emergency slot.
+
+Owns: dispatch only. Normal work runs while fewer than `capacity()` jobs run (capacity comes from
+conservative mode's effective settings, so it can shrink at run time without killing anything).
+An EMERGENCY job takes the sandbox's reserved emergency slot when it is free, or a normal slot,
+and is never made to wait behind normal work; running jobs are never preempted. Must never decide
+what a job does (the runner callback does) and never let a runner's exception kill the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from tezzeret import metrics
+from tezzeret.forge.queue import PriorityJobQueue, QueuedJob
+from tezzeret.leyline import pb
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[QueuedJob[Any], bool], Awaitable[None]]
+
+
+@dataclass
+class PipelineManager:
+    queue: PriorityJobQueue[Any]
+    capacity: Callable[[], int]
+    runner: Runner
+    emergency_slot: bool = True
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _normal: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _emergency: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _loop_task: asyncio.Task[None] | None = None
+    _paused: bool = False
+    _stopping: bool = False
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="pipeline-dispatch")
+
+    def wakeup(self) -> None:
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Stop starting new jobs; running ones continue (used while shutting down)."""
+        self._paused = True
+
+    @property
+    def running(self) -> int:
+        return len(self._normal) + len(self._emergency)
+
+    def running_ids(self) -> list[str]:
+        return [*self._emergency, *self._normal]
+
+    @property
+    def idle(self) -> bool:
+        return self.running == 0 and len(self.queue) == 0
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            if not self._paused:
+                self._dispatch_ready()
+            await self._wake.wait()
+
+    def _dispatch_ready(self) -> None:
+        while True:
+            head = self.queue.peek()
+            if head is None:
+                return
+            if head.priority == pb.PRIORITY_EMERGENCY:
+                if self.emergency_slot and not self._emergency:
+                    self._launch(self.queue.pop(), emergency=True)  # type: ignore[arg-type]
+                    continue
+                if len(self._normal) < max(1, self.capacity()):
+                    self._launch(self.queue.pop(), emergency=False)  # type: ignore[arg-type]
+                    continue
+                return
+            if len(self._normal) >= max(1, self.capacity()):
+                return
+            self._launch(self.queue.pop(), emergency=False)  # type: ignore[arg-type]
+
+    def _launch(self, job: QueuedJob[Any], *, emergency: bool) -> None:
+        lane = self._emergency if emergency else self._normal
+        task = asyncio.create_task(self._guarded(job, emergency), name=f"job-{job.job_id}")
+        lane[job.job_id] = task
+        task.add_done_callback(lambda _t, jid=job.job_id, ln=lane: self._finished(ln, jid))
+        metrics.CONCURRENT_COMPILATIONS.set(self.running)
+        metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    async def _guarded(self, job: QueuedJob[Any], emergency: bool) -> None:
+        try:
+            await self.runner(job, emergency)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one job's bug must not stop the forge
+            log.exception("job %s failed inside the forge", job.job_id)
+
+    def _finished(self, lane: dict[str, asyncio.Task[None]], job_id: str) -> None:
+        lane.pop(job_id, None)
+        metrics.CONCURRENT_COMPILATIONS.set(self.running)
+        metrics.QUEUE_DEPTH.set(len(self.queue))
+        self._wake.set()
+
+    async def close(self, grace_s: float) -> list[str]:
+        """Stop dispatching, give running jobs `grace_s` to finish, cancel the rest.
+
+        Returns the ids of jobs cancelled mid-run: the journal still has them as started, so WAL
+        recovery requeues them on the next start.
+        """
+        self._paused = True
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        tasks = [*self._normal.values(), *self._emergency.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        left = [jid for jid, t in [*self._normal.items(), *self._emergency.items()] if not t.done()]
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return left
