@@ -1,0 +1,125 @@
+"""A fault-injecting file layer for the crash matrix: lost unsynced writes, torn writes, EIO.
+
+Owns: `FaultyFileLayer`, which wraps `OsFileLayer` and remembers, per open file, how many bytes
+are durable (synced, or written through `O_DSYNC`). It can simulate power loss (cut every file back
+to its durable length, optionally keeping a random prefix of the unsynced bytes, then `os._exit`),
+a torn write (write a random prefix of the next write, then lose power), and an NVMe namespace
+teardown (lose unsynced bytes, then fail every later call with `EIO`). Must never be used outside
+tests and crash harnesses.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from tezzeret.wal.fileio import OsFileLayer
+
+
+@dataclass
+class _Tracked:
+    path: Path
+    durable: int
+    length: int
+    dsync: bool
+
+
+class FaultyFileLayer(OsFileLayer):
+    def __init__(self, seed: int = 0, *, keep_unsynced_prefix: bool = True) -> None:
+        self._rng = random.Random(seed)
+        self._files: dict[int, _Tracked] = {}
+        self._dead = False
+        self._keep_prefix = keep_unsynced_prefix
+        self._tear_next: str | None = None  # "exit" or "teardown"
+        self.exit_code = 77
+
+    # -- arming ---------------------------------------------------------------------------
+    def tear_next_write_and_exit(self) -> None:
+        """The next write persists only a random prefix, then the process loses power."""
+        self._tear_next = "exit"
+
+    def teardown_on_next_write(self) -> None:
+        """The next write is cut short by a namespace teardown; it and all later I/O get EIO."""
+        self._tear_next = "teardown"
+
+    def power_loss(self) -> None:
+        """Lose every unsynced byte (keeping a random prefix of them) and exit at once."""
+        self._lose_unsynced()
+        os._exit(self.exit_code)
+
+    def teardown(self) -> None:
+        self._lose_unsynced()
+        self._dead = True
+
+    def _lose_unsynced(self) -> None:
+        for tracked in self._files.values():
+            unsynced = tracked.length - tracked.durable
+            keep = self._rng.randint(0, unsynced) if (unsynced and self._keep_prefix) else 0
+            os.truncate(tracked.path, tracked.durable + keep)
+            tracked.length = tracked.durable + keep
+
+    def _check(self) -> None:
+        if self._dead:
+            raise OSError(errno.EIO, "injected EIO: NVMe namespace torn down")
+
+    # -- FileLayer ------------------------------------------------------------------------
+    def open_append(self, path: Path, *, dsync: bool, create: bool) -> int:
+        self._check()
+        handle = super().open_append(path, dsync=dsync, create=create)
+        size = os.fstat(handle).st_size
+        self._files[handle] = _Tracked(Path(path), size, size, dsync and self.dsync_active(handle))
+        return handle
+
+    def write(self, handle: int, data: bytes) -> None:
+        self._check()
+        tracked = self._files[handle]
+        mode, self._tear_next = self._tear_next, None
+        if mode is not None and data:
+            cut = self._rng.randint(0, len(data) - 1)
+            super().write(handle, data[:cut])
+            tracked.length += cut
+            if mode == "exit":
+                self.power_loss()
+            self.teardown()
+            self._check()
+        super().write(handle, data)
+        tracked.length += len(data)
+        if tracked.dsync:
+            tracked.durable = tracked.length
+
+    def sync(self, handle: int) -> None:
+        self._check()
+        super().sync(handle)
+        tracked = self._files[handle]
+        tracked.durable = tracked.length
+
+    def close(self, handle: int) -> None:
+        tracked = self._files.pop(handle, None)
+        super().close(handle)
+        if tracked is not None and tracked.durable < tracked.length:
+            # Closing does not make data durable; keep tracking the path for power loss.
+            self._files[-handle - 1] = tracked
+        self._check()
+
+    def size(self, handle: int) -> int:
+        self._check()
+        return super().size(handle)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        self._check()
+        super().rename(src, dst)
+        for tracked in self._files.values():
+            if tracked.path == Path(src):
+                tracked.path = Path(dst)
+
+    def unlink(self, path: Path) -> None:
+        self._check()
+        super().unlink(path)
+        self._files = {h: t for h, t in self._files.items() if t.path != Path(path)}
+
+    def fsync_dir(self, path: Path) -> None:
+        self._check()
+        super().fsync_dir(path)

@@ -1,0 +1,275 @@
+"""The job journal: the forge's queue, made durable in the WAL.
+
+Owns: one WAL transaction per job event (enqueued with the full request bytes and priority,
+started, finished with its result, failed), each durable before the call returns, and the state
+folded from them: pending jobs ordered by priority value (PRIORITY_EMERGENCY=1 first) then by
+sequence (FIFO), completed results by artifact id (a repeat is answered `from_cache`), and jobs that
+were started before a crash but never finished, which go back to pending in their original place.
+Every `checkpoint_interval_compilations` finished or failed jobs it compacts the log to a snapshot
+whose replay gives exactly the same state. Payloads are Leyline `JobRecord`s, never pickle. Must
+never compile, schedule or talk to the store: it records what the forge decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tezzeret.leyline import codec, pb
+from tezzeret.wal.errors import WalStateError
+from tezzeret.wal.log import Wal
+from tezzeret.wal.recovery import CHECKPOINT_OPERATION, CommittedTransaction
+
+JOURNAL_OPERATION = "JOB_JOURNAL"
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    job_id: str
+    artifact_id: str
+    priority: int
+    sequence: int
+    request: bytes
+    attempts: int = 0
+
+
+@dataclass
+class JournalState:
+    """A consistent copy of the journal's state (safe to keep; later events do not change it)."""
+
+    pending: list[PendingJob] = field(default_factory=list)
+    in_flight: list[PendingJob] = field(default_factory=list)
+    completed: dict[str, pb.CompilationResult] = field(default_factory=dict)
+    failures: dict[str, pb.CompilationResult] = field(default_factory=dict)
+    # Pending jobs whose artifact finished under another job: answer them from_cache.
+    already_completed: list[PendingJob] = field(default_factory=list)
+    next_sequence: int = 1
+
+    def is_completed(self, artifact_id: str) -> bool:
+        return artifact_id in self.completed
+
+
+@dataclass
+class _Job:
+    job_id: str
+    artifact_id: str
+    priority: int
+    sequence: int
+    request: bytes
+    attempts: int = 0
+    running: bool = False
+
+    def frozen(self) -> PendingJob:
+        return PendingJob(self.job_id, self.artifact_id, self.priority, self.sequence,
+                          self.request, self.attempts)
+
+
+class JobJournal:
+    """Attach to a freshly opened WAL: `JobJournal(Wal.open(dir))`."""
+
+    def __init__(self, wal: Wal) -> None:
+        self._wal = wal
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._completed: dict[str, pb.CompilationResult] = {}
+        self._completed_seq: dict[str, int] = {}
+        self._failures: dict[str, pb.CompilationResult] = {}
+        self._next_sequence = 1
+        self._since_checkpoint = 0
+        self._replaying = True
+        wal.attach(self)
+        self._replaying = False
+        # Jobs started before the crash and never finished run again, in their original place.
+        requeued = []
+        for job in self._jobs.values():
+            if job.running:
+                job.running = False
+                requeued.append(job.job_id)
+        wal.recovery.requeued_jobs = sorted(requeued, key=lambda j: self._jobs[j].sequence)
+
+    # -- WalStateMachine ---------------------------------------------------------------------
+    def apply(self, txn: CommittedTransaction) -> None:
+        operation = txn.context.operation
+        if operation == CHECKPOINT_OPERATION:
+            with self._lock:
+                self._jobs.clear()
+                self._completed.clear()
+                self._completed_seq.clear()
+                self._failures.clear()
+        elif operation != JOURNAL_OPERATION:
+            return  # another component's transaction: not the journal's business
+        for payload in txn.payloads:
+            self._apply_record(codec.decode(pb.JobRecord, payload))
+
+    def _apply_record(self, record: pb.JobRecord) -> None:
+        with self._lock:
+            event = record.event
+            seq = record.sequence
+            if seq >= self._next_sequence:
+                self._next_sequence = seq + 1
+            job = self._jobs.get(record.job_id)
+            if event == pb.JOB_ENQUEUED:
+                if job is None:
+                    self._jobs[record.job_id] = _Job(
+                        record.job_id, record.artifact_id, int(record.priority), seq,
+                        bytes(record.request),
+                    )
+            elif event == pb.JOB_STARTED:
+                if job is not None:
+                    job.attempts += 1
+                    job.running = True
+            elif event in (pb.JOB_FINISHED, pb.JOB_FAILED):
+                if job is not None:
+                    del self._jobs[record.job_id]
+                result = pb.CompilationResult()
+                result.CopyFrom(record.result)
+                if event == pb.JOB_FINISHED:
+                    self._completed[record.artifact_id] = result
+                    self._completed_seq[record.artifact_id] = seq
+                    self._failures.pop(record.artifact_id, None)
+                else:
+                    self._failures[record.artifact_id] = result
+                if not self._replaying:
+                    self._since_checkpoint += 1
+
+    def snapshot(self) -> list[bytes]:
+        """Records whose replay rebuilds the current state exactly."""
+        out = []
+        with self._lock:
+            for artifact_id, result in self._completed.items():
+                out.append(codec.encode(pb.JobRecord(
+                    schema_version=codec.SCHEMA_VERSION, event=pb.JOB_FINISHED,
+                    job_id=result.job_id, artifact_id=artifact_id,
+                    sequence=self._completed_seq.get(artifact_id, 0), result=result,
+                )))
+            for artifact_id, result in self._failures.items():
+                out.append(codec.encode(pb.JobRecord(
+                    schema_version=codec.SCHEMA_VERSION, event=pb.JOB_FAILED,
+                    job_id=result.job_id, artifact_id=artifact_id, result=result,
+                )))
+            for job in sorted(self._jobs.values(), key=lambda j: j.sequence):
+                out.append(codec.encode(pb.JobRecord(
+                    schema_version=codec.SCHEMA_VERSION, event=pb.JOB_ENQUEUED, job_id=job.job_id,
+                    artifact_id=job.artifact_id, priority=job.priority, sequence=job.sequence,
+                    request=job.request,
+                )))
+                for _ in range(job.attempts):
+                    out.append(codec.encode(pb.JobRecord(
+                        schema_version=codec.SCHEMA_VERSION, event=pb.JOB_STARTED,
+                        job_id=job.job_id, artifact_id=job.artifact_id,
+                    )))
+            # The next sequence survives even when every job it numbered is gone.
+            out.append(codec.encode(pb.JobRecord(
+                schema_version=codec.SCHEMA_VERSION, event=pb.JOB_EVENT_UNSPECIFIED,
+                sequence=self._next_sequence - 1,
+            )))
+        return out
+
+    # -- events --------------------------------------------------------------------------------
+    def _record(self, record: pb.JobRecord) -> None:
+        record.schema_version = codec.SCHEMA_VERSION
+        record.at_ns = time.time_ns()
+        txn = self._wal.begin(pb.ExecutionContext(operation=JOURNAL_OPERATION))
+        txn.data(codec.encode(record))
+        txn.commit()
+
+    def enqueue(self, job_id: str, artifact_id: str, priority: int, request: bytes) -> int:
+        """Journal a new job durably; returns its sequence. Enqueuing a known job id again
+        returns the original sequence and writes nothing."""
+        if priority not in pb.CompilationPriority.values() or priority == 0:
+            raise WalStateError(f"job {job_id}: priority {priority} is not a CompilationPriority")
+        with self._lock:
+            existing = self._jobs.get(job_id)
+            if existing is not None:
+                return existing.sequence
+            seq = self._next_sequence
+            self._next_sequence += 1
+        self._record(pb.JobRecord(event=pb.JOB_ENQUEUED, job_id=job_id, artifact_id=artifact_id,
+                                  priority=priority, sequence=seq, request=request))
+        return seq
+
+    def _job(self, job_id: str) -> _Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise WalStateError(f"job {job_id} is not pending in the journal (never enqueued, "
+                                "or already finished or failed)")
+        return job
+
+    def started(self, job_id: str) -> None:
+        job = self._job(job_id)
+        self._record(pb.JobRecord(event=pb.JOB_STARTED, job_id=job_id,
+                                  artifact_id=job.artifact_id, sequence=job.sequence))
+
+    def finished(self, job_id: str, result: pb.CompilationResult) -> None:
+        self._end(job_id, result, pb.JOB_FINISHED)
+
+    def failed(self, job_id: str, result: pb.CompilationResult) -> None:
+        self._end(job_id, result, pb.JOB_FAILED)
+
+    def _end(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
+        job = self._job(job_id)
+        stored = pb.CompilationResult()
+        stored.CopyFrom(result)
+        if not stored.job_id:
+            stored.job_id = job_id
+        self._record(pb.JobRecord(event=event, job_id=job_id, artifact_id=job.artifact_id,
+                                  sequence=job.sequence, result=stored))
+        with self._lock:
+            due = self._since_checkpoint >= self._wal.options.checkpoint_interval_compilations
+            if due:
+                self._since_checkpoint = 0
+        if due:
+            self._wal.checkpoint()
+
+    async def enqueue_async(self, job_id: str, artifact_id: str, priority: int,
+                            request: bytes) -> int:
+        return await asyncio.to_thread(self.enqueue, job_id, artifact_id, priority, request)
+
+    async def started_async(self, job_id: str) -> None:
+        await asyncio.to_thread(self.started, job_id)
+
+    async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
+        await asyncio.to_thread(self.finished, job_id, result)
+
+    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
+        await asyncio.to_thread(self.failed, job_id, result)
+
+    # -- queries -------------------------------------------------------------------------------
+    def is_completed(self, artifact_id: str) -> bool:
+        with self._lock:
+            return artifact_id in self._completed
+
+    def result_for(self, artifact_id: str) -> pb.CompilationResult | None:
+        """The stored result marked `from_cache`, for answering a repeat of a completed artifact."""
+        with self._lock:
+            stored = self._completed.get(artifact_id)
+            if stored is None:
+                return None
+            answer = pb.CompilationResult()
+            answer.CopyFrom(stored)
+        answer.from_cache = True
+        return answer
+
+    def state(self) -> JournalState:
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: (j.priority, j.sequence))
+            state = JournalState(next_sequence=self._next_sequence)
+            for job in jobs:
+                if job.artifact_id in self._completed:
+                    state.already_completed.append(job.frozen())
+                elif job.running:
+                    state.in_flight.append(job.frozen())
+                else:
+                    state.pending.append(job.frozen())
+            for artifact_id, result in self._completed.items():
+                copy = pb.CompilationResult()
+                copy.CopyFrom(result)
+                state.completed[artifact_id] = copy
+            for artifact_id, result in self._failures.items():
+                copy = pb.CompilationResult()
+                copy.CopyFrom(result)
+                state.failures[artifact_id] = copy
+        return state

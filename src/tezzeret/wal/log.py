@@ -1,0 +1,539 @@
+"""The WAL itself: open (with recovery), transactions, state-machine hand-off and checkpoints.
+
+Owns: `Wal` and `Transaction`. A transaction is BEGIN (the encoded `ExecutionContext`) → DATA* →
+COMMIT (the Merkle root) or ABORT. Durability, two barriers per transaction at most:
+- `O_DSYNC` mode: BEGIN and DATA wait in the transaction until commit (or `flush`, or 1 MiB), then
+  go out in one synchronous write; the COMMIT goes out in a second. Every write is durable on return.
+- `fsync` mode: BEGIN and DATA are written at once; commit does barrier (fdatasync) → COMMIT →
+  barrier. Concurrent committers share each sync (see `writer`).
+Committed transactions are handed, in log order and before `commit()` returns, to the attached
+state machine (the job journal), which also supplies the snapshot a checkpoint compacts the log to.
+Must never import torch or a later stage: crash-test children import only this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from tezzeret import metrics
+from tezzeret.leyline import codec, pb
+from tezzeret.wal import mounts
+from tezzeret.wal.errors import WalIOError, WalLocked, WalStateError, WalUnsafeMount
+from tezzeret.wal.fileio import FileLayer, OsFileLayer
+from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
+from tezzeret.wal.merkle import merkle_root
+from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
+from tezzeret.wal.recovery import (
+    CHECKPOINT_OPERATION,
+    CommittedTransaction,
+    RecoveryReport,
+    analyze,
+    repair,
+)
+from tezzeret.wal.writer import CrashHook, PendingRecord, SegmentWriter
+
+if TYPE_CHECKING:
+    from tezzeret.config import WalSettings
+
+log = logging.getLogger(__name__)
+
+CRASH_POINTS = (
+    "after_begin_before_data",
+    "during_compilation_write",
+    "during_artifact_write",
+    "after_data_before_commit",
+    "during_commit_write",
+    "after_commit_before_sync",
+    "nvme_namespace_teardown_mid_commit",
+)
+_SPILL_BYTES = 1 << 20
+_LOCK_NAME = "LOCK"
+
+
+@dataclass(frozen=True)
+class WalOptions:
+    """The subset of `WalSettings` the WAL reads; lets crash-test children skip pydantic."""
+
+    durability_mode: str = "O_DSYNC"
+    checkpoint_interval_compilations: int = 10
+    max_wal_size_mb: float = 1024
+    recovery_validation: str = "strict"
+    group_commit_window_us: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: WalSettings | WalOptions | None) -> WalOptions:
+        if isinstance(settings, WalOptions):
+            return settings
+        if settings is None:
+            from tezzeret.config import WalSettings
+
+            settings = WalSettings()
+        return cls(
+            durability_mode=settings.durability_mode,
+            checkpoint_interval_compilations=settings.checkpoint_interval_compilations,
+            max_wal_size_mb=settings.max_wal_size_mb,
+            recovery_validation=settings.recovery_validation,
+            group_commit_window_us=settings.group_commit_window_us,
+        )
+
+
+class WalStateMachine(Protocol):
+    """What the WAL hands committed transactions to (the job journal implements it)."""
+
+    def apply(self, txn: CommittedTransaction) -> None: ...
+
+    def snapshot(self) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    txn_id: str
+    merkle_root: str
+    data_segments: int
+
+
+class TxnState(enum.Enum):
+    OPEN = "open"
+    COMMITTING = "committing"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class Transaction:
+    """One BEGIN → DATA* → COMMIT/ABORT. Use from one thread (or one task) at a time."""
+
+    def __init__(self, wal: Wal, context: bytes, epoch: int) -> None:
+        self._wal = wal
+        self.txn_id_bytes = uuid.uuid4().bytes
+        self.context_bytes = context
+        self.epoch = epoch
+        self.state = TxnState.OPEN
+        self.records: list[PendingRecord] = [self._record(EntryType.BEGIN, context)]
+        # How many of `records` are on disk; advanced by the writer under its lock.
+        self.written = 0
+        self._kinds: list[str] = []
+
+    @property
+    def txn_id(self) -> str:
+        return self.txn_id_bytes.hex()
+
+    def _record(self, entry_type: EntryType, payload: bytes) -> PendingRecord:
+        return PendingRecord(self.txn_id_bytes, entry_type, payload, _sha(payload), self.epoch, self)
+
+    def _require_open(self, action: str) -> None:
+        if self.state is not TxnState.OPEN:
+            raise WalStateError(
+                f"cannot {action} transaction {self.txn_id}: it is {self.state.value}"
+            )
+
+    def _write_pending(self, *, durable: bool) -> None:
+        pending = self.records[self.written :]
+        if pending or durable:
+            self._wal._append(pending, durable=durable, txn=self)
+
+    def data(self, payload: bytes, *, kind: str = "compilation") -> None:
+        """Add one DATA segment. `kind` is "artifact" or "compilation" (metadata)."""
+        self._require_open("add data to")
+        if kind not in ("artifact", "compilation"):
+            raise WalStateError(f"DATA kind must be 'artifact' or 'compilation', not {kind!r}")
+        self.records.append(self._record(EntryType.DATA, bytes(payload)))
+        self._kinds.append(kind)
+        wal = self._wal
+        if not wal.dsync:
+            wal._hook(f"during_{kind}_write")
+            self._write_pending(durable=False)
+        elif sum(len(r.payload) for r in self.records[self.written :]) >= _SPILL_BYTES:
+            self._fire_data_hooks()
+            self._write_pending(durable=True)
+
+    def _fire_data_hooks(self) -> None:
+        for kind in dict.fromkeys(self._kinds):
+            self._wal._hook(f"during_{kind}_write")
+        self._kinds.clear()
+
+    def flush(self) -> None:
+        """Make BEGIN and the DATA so far durable now (e.g. to log intent before a side effect)."""
+        self._require_open("flush")
+        self._fire_data_hooks()
+        self._write_pending(durable=True)
+
+    def commit(self) -> CommitRecord:
+        """Barrier, COMMIT, barrier; returns once the COMMIT record is durable."""
+        self._require_open("commit")
+        wal = self._wal
+        self.state = TxnState.COMMITTING
+        try:
+            self._fire_data_hooks()
+            self._write_pending(durable=True)  # barrier 1: BEGIN and every DATA durable
+            wal._hook("after_data_before_commit")
+            root = merkle_root(
+                self.context_bytes, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
+            )
+            wal._hook("during_commit_write")
+            wal._hook("nvme_namespace_teardown_mid_commit")
+            wal._append([self._record(EntryType.COMMIT, root.encode())], durable=True, txn=self)
+        except BaseException:
+            self.state = TxnState.FAILED
+            raise
+        metrics.WAL_TRANSACTIONS.labels(status="committed").inc()
+        return CommitRecord(self.txn_id, root, len(self.records) - 1)
+
+    def abort(self) -> None:
+        """Roll back. Writes a durable ABORT only if some of this transaction reached the log."""
+        if self.state in (TxnState.ABORTED, TxnState.COMMITTED):
+            if self.state is TxnState.COMMITTED:
+                raise WalStateError(f"transaction {self.txn_id} is already committed")
+            return
+        self.state = TxnState.ABORTED
+        if self.written:
+            self._wal._append([self._record(EntryType.ABORT, b"")], durable=True, txn=self)
+        else:
+            self._wal._forget(self)
+        metrics.WAL_TRANSACTIONS.labels(status="aborted").inc()
+
+    async def data_async(self, payload: bytes, *, kind: str = "compilation") -> None:
+        await asyncio.to_thread(self.data, payload, kind=kind)
+
+    async def flush_async(self) -> None:
+        await asyncio.to_thread(self.flush)
+
+    async def commit_async(self) -> CommitRecord:
+        return await asyncio.to_thread(self.commit)
+
+    async def abort_async(self) -> None:
+        await asyncio.to_thread(self.abort)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.state is TxnState.OPEN:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.abort()
+
+
+class Wal:
+    """Open with `Wal.open(directory)`; recovery has run when it returns (`wal.recovery`)."""
+
+    def __init__(self) -> None:  # use Wal.open
+        raise TypeError("use Wal.open(directory, settings)")
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        settings: WalSettings | WalOptions | None = None,
+        *,
+        file_layer: FileLayer | None = None,
+        crash_hook: CrashHook | None = None,
+    ) -> Wal:
+        self = object.__new__(cls)
+        self._init(Path(directory), WalOptions.from_settings(settings), file_layer, crash_hook)
+        return self
+
+    @classmethod
+    async def open_async(
+        cls,
+        directory: Path,
+        settings: WalSettings | WalOptions | None = None,
+        *,
+        file_layer: FileLayer | None = None,
+        crash_hook: CrashHook | None = None,
+    ) -> Wal:
+        return await asyncio.to_thread(
+            cls.open, directory, settings, file_layer=file_layer, crash_hook=crash_hook
+        )
+
+    # -- opening and recovery ----------------------------------------------------------------
+    def _init(
+        self,
+        directory: Path,
+        options: WalOptions,
+        file_layer: FileLayer | None,
+        crash_hook: CrashHook | None,
+    ) -> None:
+        self.directory = directory
+        self.options = options
+        self._files: FileLayer = file_layer or OsFileLayer()
+        self._crash_hook = crash_hook
+        self._lock = threading.Lock()
+        self._open_txns: dict[bytes, Transaction] = {}
+        self._sm: WalStateMachine | None = None
+        self._live_commits = 0
+        self._closed = False
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise WalLocked(
+                f"another process has the WAL in {directory} open; stop it, or point this one "
+                "at a different wal.path"
+            ) from None
+        try:
+            self._recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _recover(self) -> None:
+        directory = self.directory
+        verdict = mounts.check_directory(directory)
+        if verdict.unsafe and self.options.recovery_validation == "strict":
+            raise WalUnsafeMount(
+                "refusing to open the WAL: " + "; ".join(verdict.unsafe)
+                + " (or set wal.recovery_validation: warn to run anyway)"
+            )
+        for warning in verdict.unsafe + verdict.notes:
+            log.warning("WAL durability: %s", warning)
+        start = time.perf_counter()
+        analysis = analyze(directory)
+        truncated, quarantined = repair(analysis)
+        segments = list_segments(directory)
+        dsync = self.options.durability_mode == "O_DSYNC"
+        if not segments:
+            index = 1
+            handle = self._files.open_append(directory / segment_name(1), dsync=dsync, create=True)
+            self._files.fsync_dir(directory)
+        else:
+            index, path = segments[-1]
+            handle = self._files.open_append(path, dsync=dsync, create=False)
+        self._writer = SegmentWriter(
+            directory,
+            self._files,
+            dsync=dsync,
+            max_segment_bytes=int(self.options.max_wal_size_mb * 1024 * 1024),
+            index=index,
+            handle=handle,
+            size=self._files.size(handle),
+            next_sequence=analysis.last_sequence + 1,
+            group_window_s=self.options.group_commit_window_us / 1e6,
+            on_written=self._on_written,
+            crash_hook=self._crash_hook,
+        )
+        # Open transactions are rolled back: one durable ABORT each, in one write.
+        if analysis.open:
+            self._writer.append(
+                [
+                    PendingRecord(bytes.fromhex(t.txn_id), EntryType.ABORT, b"", _sha(b""), t.epoch)
+                    for t in analysis.open
+                ],
+                durable=True,
+            )
+        duration_ms = (time.perf_counter() - start) * 1000
+        kinds = {p.kind for p in analysis.problems}
+        if not analysis.scans:
+            outcome = "empty"
+        elif "missing_segment" in kinds and analysis.base_checkpoint is None:
+            outcome = "failed"
+        elif analysis.cut is not None or kinds - {"torn_tail"}:
+            outcome = "restored_from_checkpoint"
+        elif analysis.torn_tail:
+            outcome = "truncated_tail"
+        else:
+            outcome = "clean"
+        self._recovered = [t for t in analysis.committed]
+        self.recovery = RecoveryReport(
+            outcome=outcome,
+            committed=sum(1 for t in analysis.committed if not t.is_checkpoint),
+            aborted=len(analysis.open),
+            previously_aborted=analysis.previously_aborted,
+            truncated_bytes=truncated,
+            quarantined_bytes=quarantined,
+            lost_transactions=list(analysis.lost),
+            duration_ms=duration_ms,
+            segments=[p.name for _, p in list_segments(directory)],
+            base_checkpoint=analysis.base_checkpoint,
+            problems=list(analysis.problems),
+            mount_warnings=verdict.unsafe + verdict.notes,
+            open_transactions=list(analysis.open),
+        )
+        for problem in analysis.problems:
+            log.warning("WAL recovery: %s", problem.describe())
+        metrics.WAL_RECOVERY.labels(outcome=outcome).inc()
+        metrics.WAL_RECOVERY_DURATION_MS.observe(duration_ms)
+        if analysis.open:
+            metrics.WAL_TRANSACTIONS.labels(status="aborted").inc(len(analysis.open))
+        if analysis.lost:
+            metrics.WAL_TRANSACTIONS.labels(status="lost").inc(len(analysis.lost))
+
+    # -- the transaction API -------------------------------------------------------------------
+    @property
+    def dsync(self) -> bool:
+        return self._writer.dsync
+
+    @property
+    def syncs(self) -> int:
+        """Durability barriers issued so far (O_DSYNC writes count as one each)."""
+        return self._writer.syncs
+
+    def _hook(self, point: str) -> None:
+        if self._crash_hook is not None:
+            self._crash_hook(point)
+
+    def begin(
+        self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
+    ) -> Transaction:
+        """Start a transaction. `durable` makes BEGIN durable before returning (intent logging);
+        otherwise it becomes durable with the first barrier of `flush` or `commit`."""
+        if self._closed:
+            raise WalStateError(f"the WAL in {self.directory} is closed")
+        if not context.HasField("schema_version"):
+            context = pb.ExecutionContext.FromString(context.SerializeToString())
+            context.schema_version = codec.SCHEMA_VERSION
+        txn = Transaction(self, codec.encode(context), epoch)
+        with self._lock:
+            self._open_txns[txn.txn_id_bytes] = txn
+        if durable:
+            txn._write_pending(durable=True)
+        elif not self.dsync:
+            txn._write_pending(durable=False)
+        self._hook("after_begin_before_data")
+        return txn
+
+    async def begin_async(
+        self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
+    ) -> Transaction:
+        return await asyncio.to_thread(self.begin, context, epoch=epoch, durable=durable)
+
+    def _append(self, records: list[PendingRecord], *, durable: bool, txn: Transaction) -> None:
+        self._writer.append(records, durable=durable)
+
+    def _forget(self, txn: Transaction) -> None:
+        with self._lock:
+            self._open_txns.pop(txn.txn_id_bytes, None)
+
+    def _on_written(self, records: list[PendingRecord]) -> None:
+        """Runs in the leader, under the writer lock, in log order, before any waiter returns."""
+        for record in records:
+            txn = record.owner
+            if txn is None:
+                continue
+            etype = record.entry_type
+            if etype in (EntryType.BEGIN, EntryType.DATA):
+                txn.written += 1
+            elif etype == EntryType.COMMIT:
+                txn.state = TxnState.COMMITTED
+                self._forget(txn)
+                self._live_commits += 1
+                if self._sm is not None:
+                    self._sm.apply(CommittedTransaction(
+                        txn.txn_id, txn.context_bytes,
+                        [r.payload for r in txn.records if r.entry_type == EntryType.DATA],
+                        record.payload.decode(), txn.epoch, segment_name(self._writer.index),
+                    ))
+            else:
+                self._forget(txn)
+
+    # -- state machine and checkpoints --------------------------------------------------------
+    def recovered_transactions(self) -> list[CommittedTransaction]:
+        """Committed transactions found by recovery, in commit order (a checkpoint first, if any)."""
+        return list(self._recovered)
+
+    def attach(self, machine: WalStateMachine) -> None:
+        """Replay what recovery found into `machine`, then hand it every later commit. Attach
+        right after `open`: commits made before attaching would never reach it."""
+        with self._writer.exclusive():
+            if self._sm is not None:
+                raise WalStateError("a state machine is already attached to this WAL")
+            if self._live_commits:
+                raise WalStateError(
+                    f"{self._live_commits} transactions committed before the state machine was "
+                    "attached; attach it right after Wal.open"
+                )
+            for txn in self._recovered:
+                machine.apply(txn)
+            self._sm = machine
+
+    def checkpoint(self) -> str:
+        """Compact the log: write a new segment that starts with the state machine's snapshot (as
+        one committed CHECKPOINT transaction) followed by copies of the records of transactions
+        still open, make it durable, then delete the older segments. Returns the new segment name."""
+        if self._sm is None:
+            raise WalStateError("checkpoint needs an attached state machine (the job journal)")
+        writer = self._writer
+        files = self._files
+        with writer.exclusive():
+            snapshot = self._sm.snapshot()
+            index = writer.index + 1
+            ckpt = uuid.uuid4().bytes
+            ctx = codec.encode(pb.ExecutionContext(
+                schema_version=codec.SCHEMA_VERSION, operation=CHECKPOINT_OPERATION
+            ))
+            records = [PendingRecord(ckpt, EntryType.BEGIN, ctx, _sha(ctx), 0)]
+            records += [PendingRecord(ckpt, EntryType.DATA, p, _sha(p), 0) for p in snapshot]
+            root = merkle_root(ctx, [r.sha256 for r in records[1:]]).encode()
+            records.append(PendingRecord(ckpt, EntryType.COMMIT, root, _sha(root), 0))
+            with self._lock:
+                still_open = [t for t in self._open_txns.values() if t.written]
+            for txn in still_open:
+                records.extend(txn.records[: txn.written])
+            parts = []
+            offset = 0
+            seq = writer.next_sequence
+            now = time.time_ns()
+            for r in records:
+                parts.append(pack_record(
+                    txn_id=r.txn_id, sequence=seq, epoch=r.epoch, timestamp_ns=now,
+                    entry_type=r.entry_type, payload=r.payload, payload_sha256=r.sha256,
+                    offset=offset,
+                ))
+                seq += 1
+                offset += HEADER_SIZE + len(r.payload)
+            final = self.directory / segment_name(index)
+            tmp = final.with_name(final.name + TMP_SUFFIX)
+            try:
+                handle = files.open_append(tmp, dsync=False, create=True)
+                files.write(handle, b"".join(parts))
+                files.sync(handle)
+                files.close(handle)
+                files.rename(tmp, final)
+                files.fsync_dir(self.directory)
+                handle = files.open_append(final, dsync=writer.dsync, create=False)
+                writer.switch_segment(index, handle, offset, seq)
+                for old_index, path in list_segments(self.directory):
+                    if old_index < index:
+                        files.unlink(path)
+                files.fsync_dir(self.directory)
+            except OSError as exc:
+                writer.poison(exc)
+                raise WalIOError(f"checkpoint into {final} failed: {exc}") from exc
+        return final.name
+
+    async def checkpoint_async(self) -> str:
+        return await asyncio.to_thread(self.checkpoint)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        os.close(self._lock_fd)
+
+    async def close_async(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Wal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

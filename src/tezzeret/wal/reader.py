@@ -1,0 +1,106 @@
+"""Reading segment files: naming, listing and scanning them into validated records.
+
+Owns: the segment naming scheme (`wal-00000001.seg`) and a scan that parses records back to back
+from offset 0 until the first one that fails validation, plus a search for the next valid header
+after a failure (which tells a torn tail from corruption before the tail). Must never write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tezzeret.wal.format import MAGIC, Record, RecordInvalid, parse_header, parse_record
+
+SEGMENT_RE = re.compile(r"^wal-(\d{8})\.seg$")
+TMP_SUFFIX = ".tmp"
+
+
+def segment_name(index: int) -> str:
+    return f"wal-{index:08d}.seg"
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    if not directory.is_dir():
+        return found
+    for path in directory.iterdir():
+        match = SEGMENT_RE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+@dataclass
+class SegmentScan:
+    index: int
+    path: Path
+    size: int
+    records: list[Record] = field(default_factory=list)
+    # Offset of the first byte that is not part of a valid record (== size when clean).
+    stop: int = 0
+    error: RecordInvalid | None = None
+    # Offset of the next valid header after `stop`, if there is one: then it is not a torn tail.
+    resync: int | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.error is None
+
+
+def next_valid_header(data: bytes, start: int) -> int | None:
+    pos = data.find(MAGIC, start)
+    while pos != -1:
+        try:
+            parse_header(data, pos)
+            return pos
+        except RecordInvalid:
+            pos = data.find(MAGIC, pos + 1)
+    return None
+
+
+def scan_bytes(index: int, path: Path, data: bytes, *, limit: int | None = None) -> SegmentScan:
+    """Parse records from the start of `data`; stop at the first invalid one (or after `limit`)."""
+    scan = SegmentScan(index, path, len(data))
+    offset = 0
+    records = scan.records
+    end = len(data)
+    while offset < end:
+        if limit is not None and len(records) >= limit:
+            break
+        try:
+            record = parse_record(data, offset)
+        except RecordInvalid as exc:
+            scan.error = exc
+            scan.resync = next_valid_header(data, offset + 1)
+            break
+        records.append(record)
+        offset = record.end
+    scan.stop = offset
+    return scan
+
+
+def scan_segment(index: int, path: Path, *, limit: int | None = None) -> SegmentScan:
+    return scan_bytes(index, path, path.read_bytes(), limit=limit)
+
+
+def headers_in(data: bytes) -> list[tuple[int, Record | None, bytes, int]]:
+    """Every (offset, record-or-None, txn_id, entry_type) whose header validates anywhere in `data`.
+
+    Used on quarantined bytes to say which transactions were lost; payloads may be damaged."""
+    out = []
+    pos = data.find(MAGIC)
+    while pos != -1:
+        try:
+            header = parse_header(data, pos)
+        except RecordInvalid:
+            pos = data.find(MAGIC, pos + 1)
+            continue
+        try:
+            record: Record | None = parse_record(data, pos)
+        except RecordInvalid:
+            record = None
+        out.append((pos, record, header.txn_id, int(header.entry_type)))
+        pos = data.find(MAGIC, pos + 1)
+    return out

@@ -1,0 +1,329 @@
+"""Recovery: turn whatever is on disk after a crash into a consistent log and a report.
+
+Owns: choosing the base (the newest segment that starts with a committed checkpoint), validating
+every record after it (header magic/version/endian/CRC-32C, payload SHA-256), telling a torn tail
+(truncated) from corruption before the tail (the damaged rest is moved to `quarantine/` and the
+state is restored from the checkpoint plus the valid records before the damage, naming the
+transactions lost), checking each COMMIT's Merkle root, and listing open transactions. `analyze`
+only reads; `repair` changes files. Must never write records (the WAL aborts open transactions
+through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tezzeret.leyline import codec, pb
+from tezzeret.wal.format import EntryType, Record
+from tezzeret.wal.merkle import merkle_root
+from tezzeret.wal.reader import (
+    TMP_SUFFIX,
+    SegmentScan,
+    headers_in,
+    list_segments,
+    scan_segment,
+)
+
+CHECKPOINT_OPERATION = "CHECKPOINT"
+QUARANTINE_DIR = "quarantine"
+
+
+@dataclass
+class CommittedTransaction:
+    txn_id: str
+    context_bytes: bytes
+    payloads: list[bytes]
+    merkle_root: str
+    epoch: int = 0
+    segment: str = ""
+    offset: int = 0
+
+    @property
+    def context(self) -> pb.ExecutionContext:
+        return codec.decode(pb.ExecutionContext, self.context_bytes, canonical=False)
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.context.operation == CHECKPOINT_OPERATION
+
+
+@dataclass
+class OpenTransaction:
+    """A transaction that began but neither committed nor aborted before the crash."""
+
+    txn_id: str
+    context_bytes: bytes
+    payloads: list[bytes]
+    epoch: int = 0
+
+    @property
+    def context(self) -> pb.ExecutionContext:
+        return codec.decode(pb.ExecutionContext, self.context_bytes, canonical=False)
+
+
+@dataclass
+class Problem:
+    kind: str  # torn_tail | corrupt | merkle_mismatch | orphan | duplicate | missing_segment
+    segment: str
+    offset: int
+    txn_id: str
+    reason: str
+
+    def describe(self) -> str:
+        txn = f" transaction {self.txn_id}" if self.txn_id else ""
+        return f"{self.kind} in {self.segment} at offset {self.offset}{txn}: {self.reason}"
+
+
+@dataclass
+class RecoveryReport:
+    """What recovery found and did. `requeued_jobs` is filled by the job journal when it attaches."""
+
+    outcome: str = "clean"  # clean | empty | truncated_tail | restored_from_checkpoint | failed
+    committed: int = 0
+    aborted: int = 0
+    previously_aborted: int = 0
+    truncated_bytes: int = 0
+    quarantined_bytes: int = 0
+    lost_transactions: list[str] = field(default_factory=list)
+    requeued_jobs: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+    segments: list[str] = field(default_factory=list)
+    base_checkpoint: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    mount_warnings: list[str] = field(default_factory=list)
+    open_transactions: list[OpenTransaction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["open_transactions"] = [t.txn_id for t in self.open_transactions]
+        out["problems"] = [asdict(p) | {"message": p.describe()} for p in self.problems]
+        return out
+
+
+@dataclass
+class Analysis:
+    """The read-only result of scanning a WAL directory."""
+
+    directory: Path
+    scans: list[SegmentScan]
+    superseded: list[Path]
+    temporaries: list[Path]
+    base_checkpoint: str | None
+    committed: list[CommittedTransaction]
+    open: list[OpenTransaction]
+    previously_aborted: int
+    problems: list[Problem]
+    # (segment index, offset) from which everything is quarantined, if corruption was found.
+    cut: tuple[int, int] | None
+    torn_tail: bool
+    lost: list[str]
+    last_sequence: int
+
+    @property
+    def corrupt(self) -> bool:
+        return any(p.kind != "torn_tail" for p in self.problems)
+
+
+@dataclass
+class _Acc:
+    begin: Record
+    data: list[Record] = field(default_factory=list)
+    end: str | None = None  # committed | aborted | lost
+
+
+def _is_checkpoint_begin(record: Record) -> bool:
+    if record.entry_type != EntryType.BEGIN:
+        return False
+    try:
+        ctx = codec.decode(pb.ExecutionContext, record.payload, canonical=False)
+    except codec.ContractError:
+        return False
+    return ctx.operation == CHECKPOINT_OPERATION
+
+
+def _checkpoint_complete(scan: SegmentScan) -> bool:
+    """True when the segment opens with a checkpoint transaction whose COMMIT is present and valid."""
+    if not scan.records or not _is_checkpoint_begin(scan.records[0]):
+        return False
+    first = scan.records[0]
+    hashes = []
+    for record in scan.records[1:]:
+        if record.txn_id != first.txn_id:
+            return False
+        if record.entry_type == EntryType.DATA:
+            hashes.append(record.header.payload_sha256)
+        elif record.entry_type == EntryType.COMMIT:
+            return record.payload == merkle_root(first.payload, hashes).encode()
+        else:
+            return False
+    return False
+
+
+def analyze(directory: Path) -> Analysis:
+    directory = Path(directory)
+    segments = list_segments(directory)
+    temporaries = [p for p in directory.glob("*" + TMP_SUFFIX)] if directory.is_dir() else []
+    problems: list[Problem] = []
+    scans: list[SegmentScan] = []
+    base_pos = 0
+    # Newest first: stop at the first complete checkpoint; older segments are superseded by it.
+    by_newest: list[SegmentScan] = []
+    for pos in range(len(segments) - 1, -1, -1):
+        index, path = segments[pos]
+        scan = scan_segment(index, path)
+        by_newest.append(scan)
+        if _checkpoint_complete(scan):
+            base_pos = pos
+            break
+    scans = list(reversed(by_newest))
+    superseded = [path for _, path in segments[:base_pos]]
+    base_checkpoint = None
+    if scans and _checkpoint_complete(scans[0]):
+        base_checkpoint = scans[0].path.name
+    elif scans and scans[0].index != 1:
+        problems.append(Problem(
+            "missing_segment", scans[0].path.name, 0, "",
+            "the oldest segment is not 1 and does not start with a complete checkpoint: "
+            "history before it is missing or its checkpoint is damaged",
+        ))
+
+    cut: tuple[int, int] | None = None
+    torn_tail = False
+    for i, scan in enumerate(scans):
+        if i > 0 and scan.index != scans[i - 1].index + 1:
+            problems.append(Problem(
+                "missing_segment", scan.path.name, 0, "",
+                f"segment {scans[i - 1].index + 1} is missing between "
+                f"{scans[i - 1].path.name} and {scan.path.name}",
+            ))
+            cut = (scan.index, 0)
+            break
+        if scan.error is not None:
+            last = i == len(scans) - 1
+            txn = scan.error.txn_id.hex() if scan.error.txn_id else ""
+            if last and scan.resync is None:
+                torn_tail = True
+                problems.append(Problem("torn_tail", scan.path.name, scan.stop, txn,
+                                        scan.error.reason))
+            else:
+                problems.append(Problem("corrupt", scan.path.name, scan.stop, txn,
+                                        scan.error.reason))
+                cut = (scan.index, scan.stop)
+            break
+    if cut is not None:
+        kept = [s for s in scans if s.index < cut[0] or (s.index == cut[0] and cut[1] > 0)]
+    else:
+        kept = scans
+
+    txns: dict[bytes, _Acc] = {}
+    committed: list[CommittedTransaction] = []
+    lost: list[str] = []
+    previously_aborted = 0
+    last_sequence = 0
+    for scan in kept:
+        name = scan.path.name
+        for record in scan.records:
+            header = record.header
+            if header.sequence > last_sequence:
+                last_sequence = header.sequence
+            etype = header.entry_type
+            tid = header.txn_id
+            if etype == EntryType.BEGIN:
+                if tid in txns:
+                    problems.append(Problem("duplicate", name, record.offset, tid.hex(),
+                                            "a second BEGIN for one transaction"))
+                    continue
+                txns[tid] = _Acc(record)
+                continue
+            acc = txns.get(tid)
+            if acc is None or acc.end is not None:
+                problems.append(Problem(
+                    "orphan", name, record.offset, tid.hex(),
+                    f"{etype.name} record with no open transaction (BEGIN missing or already ended)",
+                ))
+                continue
+            if etype == EntryType.DATA:
+                acc.data.append(record)
+            elif etype == EntryType.COMMIT:
+                root = merkle_root(acc.begin.payload, [d.header.payload_sha256 for d in acc.data])
+                if record.payload == root.encode():
+                    acc.end = "committed"
+                    committed.append(CommittedTransaction(
+                        tid.hex(), acc.begin.payload, [d.payload for d in acc.data], root,
+                        acc.begin.header.epoch, name, record.offset,
+                    ))
+                else:
+                    acc.end = "lost"
+                    lost.append(tid.hex())
+                    problems.append(Problem("merkle_mismatch", name, record.offset, tid.hex(),
+                                            "COMMIT's Merkle root does not match its BEGIN and DATA"))
+            else:
+                acc.end = "aborted"
+                previously_aborted += 1
+    open_txns = [
+        OpenTransaction(tid.hex(), acc.begin.payload, [d.payload for d in acc.data],
+                        acc.begin.header.epoch)
+        for tid, acc in txns.items() if acc.end is None
+    ]
+    # Name what the damage cost: transactions whose COMMIT lies in the quarantined or torn bytes.
+    for scan in scans:
+        if cut is not None and (scan.index > cut[0] or (scan.index == cut[0])):
+            data = scan.path.read_bytes()[cut[1] if scan.index == cut[0] else 0:]
+        elif torn_tail and scan is scans[-1]:
+            data = scan.path.read_bytes()[scan.stop:]
+        else:
+            continue
+        for _off, _rec, tid, etype in headers_in(data):
+            if etype == EntryType.COMMIT and tid.hex() not in lost:
+                lost.append(tid.hex())
+    if torn_tail and scans[-1].error is not None and scans[-1].error.txn_id:
+        # A valid header with a damaged payload at the tail: if it was a COMMIT it is lost.
+        pass
+    return Analysis(directory, scans, superseded, temporaries, base_checkpoint, committed,
+                    open_txns, previously_aborted, problems, cut, torn_tail, lost, last_sequence)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair(analysis: Analysis) -> tuple[int, int]:
+    """Apply what `analyze` found: drop temporaries and superseded segments, truncate a torn tail,
+    quarantine damaged bytes. Returns (truncated_bytes, quarantined_bytes)."""
+    directory = analysis.directory
+    truncated = quarantined = 0
+    for path in analysis.temporaries + analysis.superseded:
+        path.unlink(missing_ok=True)
+    if analysis.cut is not None:
+        qdir = directory / QUARANTINE_DIR
+        qdir.mkdir(exist_ok=True)
+        cut_index, cut_offset = analysis.cut
+        for scan in analysis.scans:
+            if scan.index < cut_index:
+                continue
+            if scan.index == cut_index and cut_offset > 0:
+                data = scan.path.read_bytes()
+                target = qdir / f"{scan.path.name}.from-{cut_offset}"
+                target.write_bytes(data[cut_offset:])
+                _fsync_path(target)
+                os.truncate(scan.path, cut_offset)
+                _fsync_path(scan.path)
+                quarantined += len(data) - cut_offset
+            else:
+                quarantined += scan.path.stat().st_size
+                shutil.move(str(scan.path), str(qdir / scan.path.name))
+        _fsync_path(qdir)
+    elif analysis.torn_tail:
+        last = analysis.scans[-1]
+        truncated = last.size - last.stop
+        os.truncate(last.path, last.stop)
+        _fsync_path(last.path)
+    _fsync_path(directory)
+    return truncated, quarantined
