@@ -177,11 +177,11 @@ def sign_artifact_file(path: Path, key: SigningKey) -> pb.ArtifactSignature:
 
     The file format belongs to `tezzeret.compile.artifact` (`read_manifest`, `attach_signature`);
     it is imported here, lazily, because only the forge's signing step needs it and the store must
-    stay importable without the compile stage."""
+    stay importable without the compile stage. The signature covers the manifest's exact bytes as
+    they lie in the file. Blocks on disk (the file is rewritten atomically)."""
     from tezzeret.compile import artifact as artifact_format  # noqa: PLC0415
 
-    manifest = artifact_format.read_manifest(Path(path))
-    manifest_bytes = manifest if isinstance(manifest, bytes) else codec.encode(manifest)
+    _manifest, _old_signature, manifest_bytes = artifact_format.read_manifest(Path(path))
     sig = key.sign(manifest_bytes)
     artifact_format.attach_signature(Path(path), sig)
     return sig
