@@ -136,7 +136,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         version=_version(),
     )
     authority = TokenAuthority.from_tokens(list(settings.api.tokens))
-    audit = AuditLog(settings.audit_log_path)
+    audit: AuditLog = forge.audit
     app.state.audit = audit
     limit = settings.api.max_body_bytes
 
@@ -146,7 +146,14 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         request.state.blueprint = None
         request.state.action = None
         request.state.error_code = None
-        response: Response = await call_next(request)
+        try:
+            response: Response = await call_next(request)
+        except Exception:
+            audit.record(
+                requestor=_claimed(request), action=request.state.action or f"{request.method} {request.url.path}",
+                blueprint=request.state.blueprint, outcome="500", code="INTERNAL_ERROR",
+            )
+            raise
         principal: Principal | None = request.state.principal
         audit.record(
             requestor=principal.name if principal else _claimed(request),

@@ -90,6 +90,10 @@ async def run(forge: "Forge", p: Prepared, job: JobView, *, emergency: bool) -> 
     t0 = time.monotonic()
     wres: pb.WorkerResult = await forge.sandbox.run(wjob, emergency=emergency)
     wall_ms = (time.monotonic() - t0) * 1000
+    try:
+        forge.cache.record_l3_details(wres.details)
+    except ValueError:
+        pass
     detail = f"{job.blueprint_name} {name_of(p.strategy)}: {wres.error_code or ''} {wres.error or ''}".strip()
     triggered = feed_breakers(forge, wres.outcome, detail)
     result = pb.CompilationResult(
@@ -183,7 +187,6 @@ async def persist(
 
     record = await asyncio.to_thread(transaction)
     forge.breakers["store"].record_success()
-    metrics.WAL_TRANSACTIONS.labels(status="COMMIT").inc()
     result.artifact_ref = f"/v1/artifacts/{p.artifact_id}/download"
     result.payload_sha256 = record.file_sha256
     if claimed:

@@ -86,7 +86,6 @@ class PipelineManager:
         task = asyncio.create_task(self._guarded(job, emergency), name=f"job-{job.job_id}")
         lane[job.job_id] = task
         task.add_done_callback(lambda _t, jid=job.job_id, ln=lane: self._finished(ln, jid))
-        metrics.CONCURRENT_COMPILATIONS.set(self.running)
         metrics.QUEUE_DEPTH.set(len(self.queue))
 
     async def _guarded(self, job: QueuedJob[Any], emergency: bool) -> None:
@@ -99,7 +98,6 @@ class PipelineManager:
 
     def _finished(self, lane: dict[str, asyncio.Task[None]], job_id: str) -> None:
         lane.pop(job_id, None)
-        metrics.CONCURRENT_COMPILATIONS.set(self.running)
         metrics.QUEUE_DEPTH.set(len(self.queue))
         self._wake.set()
 

@@ -104,6 +104,9 @@ class Forge:
         self._wal_ok = True
         self._waiting_on_breaker = False
         self.jobs_dir = settings.state_dir / "jobs"
+        from tezzeret.forge.audit import AuditLog
+
+        self.audit = AuditLog(settings.audit_log_path)
 
     # ------------------------------------------------------------------ start / stop
 
@@ -134,7 +137,14 @@ class Forge:
         self.store = await asyncio.to_thread(Store.open, s.store_dir)
         self.key = await asyncio.to_thread(SigningKey.load_or_create, s.key_dir)
         self.intake = Intake(s, self._lookup_blueprint)
+        from tezzeret.cache import CompileCache, store_l2
+
+        self.cache: CompileCache[Any] = CompileCache.from_settings(s, l2=store_l2(self.store))
         self.bus = make_bus(s, self.breakers)
+        from tezzeret.forge.bus_intake import BusIntake
+
+        self.bus_intake = BusIntake(self)
+        self.bus_intake.subscribe()
         await self.bus.start()
         self.publisher = Publisher(self.bus)
         self.sandbox = SandboxExecutor(s)
@@ -184,6 +194,7 @@ class Forge:
             await asyncio.to_thread(self.wal.close)
             await asyncio.to_thread(self.store.close)
             self.monitor.close()
+        self.audit.close()
         self._started = False
         for fut in self._inflight.values():
             if not fut.durable.done():
@@ -209,7 +220,15 @@ class Forge:
         t0 = time.monotonic()
         state = await asyncio.to_thread(self.journal.state)
         requeued = finished_from_store = 0
-        for rec in state.pending:
+        # Pending work is in priority+FIFO order; jobs running at the crash are already among it.
+        for rec in state.already_completed:
+            result = self.journal.result_for(rec.artifact_id) or pb.CompilationResult(
+                job_id=rec.job_id, success=True, outcome=pb.OUTCOME_FROM_CACHE, artifact_id=rec.artifact_id, from_cache=True
+            )
+            result.job_id = rec.job_id
+            await asyncio.to_thread(self.journal.finished, rec.job_id, result)
+        ordered = sorted([*state.pending, *state.in_flight], key=lambda j: (j.priority, j.sequence))
+        for rec in ordered:
             try:
                 request = decode(pb.CompilationRequest, rec.request)
                 prepared = self.intake.restore(request)
@@ -241,10 +260,11 @@ class Forge:
         released = await asyncio.to_thread(self.store.release_claims)
         report = getattr(self.wal, "recovery", None)
         self._last_recovery = {
-            "wal": _plain(report),
+            "wal": report.to_dict() if hasattr(report, "to_dict") else _plain(report),
             "requeued_jobs": requeued,
             "finished_from_store": finished_from_store,
-            "completed_jobs": len(getattr(state, "completed", {}) or {}),
+            "completed_artifacts": len(state.completed),
+            "answered_from_journal": len(state.already_completed),
             "released_claims": len(released),
             "duration_ms": round((time.monotonic() - t0 + open_s) * 1000, 1),
         }
@@ -280,23 +300,33 @@ class Forge:
         return await self._admit(prepared, source)
 
     async def _admit(self, p: Prepared, source: str) -> Submission:
-        # L1: the same artifact is already queued or compiling: join it.
+        from tezzeret.cache import CacheHit, InFlight as CacheInFlight
+
+        # Ours first: it also knows jobs rebuilt by recovery, which never passed the cache.
         inflight = self._inflight.get(p.artifact_id)
-        if inflight is not None:
-            await asyncio.shield(inflight.durable)
-            metrics.CACHE_LOOKUPS.labels(tier="L1", result="hit").inc()
-            return self._submission(self.registry.get(inflight.job_id), p, joined=True)
-        metrics.CACHE_LOOKUPS.labels(tier="L1", result="miss").inc()
-        # L2: the store already holds it: answer from cache, nothing is journaled.
-        if self.settings.compilation.enable_caching and self.store.has_artifact(p.artifact_id):
-            metrics.CACHE_LOOKUPS.labels(tier="L2", result="hit").inc()
-            job = self._view(p, new_job_id(), source=source)
-            job.result = self._cached_result(job, p)
-            self.registry.add(job)
-            self.registry.finish(job, JobStatus.FROM_CACHE)
-            return self._submission(job, p, from_cache=True)
-        metrics.CACHE_LOOKUPS.labels(tier="L2", result="miss").inc()
+        if inflight is None:
+            lookup = await self.cache.lookup_or_join(p.artifact_id)
+            if isinstance(lookup, CacheHit):
+                job = self._view(p, new_job_id(), source=source)
+                job.result = self._cached_result(job, p)
+                self.registry.add(job)
+                self.registry.finish(job, JobStatus.FROM_CACHE)
+                return self._submission(job, p, from_cache=True)
+            if isinstance(lookup, CacheInFlight):
+                # Another request owns the compile and registers it in `_inflight` right after
+                # its own lookup; nothing can run between, so this is unreachable in one loop.
+                inflight = self._inflight.get(p.artifact_id)
+                if inflight is None:
+                    raise ForgeError("in-flight bookkeeping diverged; resubmit", code="INTERNAL_ERROR")
+            else:
+                return await self._enqueue_new(p, source, lookup)
+        # The same artifact is already queued or compiling: join it once it is durable.
+        await asyncio.shield(inflight.durable)
+        return self._submission(self.registry.get(inflight.job_id), p, joined=True)
+
+    async def _enqueue_new(self, p: Prepared, source: str, miss: Any) -> Submission:
         if p.priority != pb.PRIORITY_EMERGENCY and len(self.queue) >= self.settings.compilation.max_queue_depth:
+            miss.fail(QueueFull("queue full"))
             raise QueueFull(
                 f"{len(self.queue)} jobs are waiting (compilation.max_queue_depth="
                 f"{self.settings.compilation.max_queue_depth}); retry later"
@@ -315,6 +345,7 @@ class Forge:
             )
         except Exception as exc:
             self._inflight.pop(p.artifact_id, None)
+            miss.fail(exc)
             entry.durable.set_exception(exc)
             entry.durable.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
             if isinstance(exc, ForgeError):
@@ -398,6 +429,10 @@ class Forge:
             await execution.run(self, qjob.payload, job, emergency=emergency)
         finally:
             entry = self._inflight.pop(qjob.artifact_id, None)
+            if job.status == JobStatus.SUCCEEDED:
+                self.cache.complete(qjob.artifact_id, job.result)
+            else:
+                self.cache.fail(qjob.artifact_id, ForgeError(job.error or "compile failed", code=job.error_code or "COMPILE_FAILED"))
             if entry is not None and entry.emergency_requests and job.result is not None:
                 for request_id in entry.emergency_requests:
                     ev = completion_event(
@@ -420,7 +455,14 @@ class Forge:
 
     # ------------------------------------------------------------------ emergency
 
-    async def handle_emergency(self, msg: pb.EmergencyCompile) -> pb.EmergencyAck:
+    async def handle_emergency_from_bus(self, msg: pb.EmergencyCompile, caller: Any) -> pb.EmergencyAck:
+        """The bus listener's handler: it has already checked the key's role, freshness, nonce and
+        rate, so only the forge's own checks remain."""
+        if not msg.requested_by:
+            msg.requested_by = getattr(caller, "requested_by", "") or getattr(caller, "key_id", "tamiyo")
+        return await self.handle_emergency(msg, rate_limited=True)
+
+    async def handle_emergency(self, msg: pb.EmergencyCompile, *, rate_limited: bool = False) -> pb.EmergencyAck:
         """Accept (or refuse) one emergency compile and answer at once; the compile runs later on
         the reserved slot and its `CompilationComplete` goes to the emergency reply stream."""
         t0 = time.monotonic()
@@ -437,7 +479,7 @@ class Forge:
 
         if not self.settings.compilation.enable_emergency_compilation:
             return refuse("emergency compilation is disabled (compilation.enable_emergency_compilation)")
-        if not self.emergency_bucket.try_take():
+        if not rate_limited and not self.emergency_bucket.try_take():
             return refuse(f"rate limited: more than emergency.max_per_min={self.settings.emergency.max_per_min}")
         request = pb.CompilationRequest(
             schema_version=SCHEMA_VERSION,
@@ -485,6 +527,13 @@ class Forge:
         self._emergency_acks[request_id] = ack
         metrics.EMERGENCY_ACK_MS.observe((time.monotonic() - t0) * 1000)
         return ack
+
+    @property
+    def toolchain_hash(self) -> str:
+        """The current compile toolchain's hash (part of every artifact id)."""
+        from tezzeret.compile import toolchain_hash
+
+        return toolchain_hash()
 
     def note_emergency_duration(self, ms: float) -> None:
         self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * ms
@@ -546,13 +595,7 @@ class Forge:
     def refresh_gauges(self) -> None:
         metrics.QUEUE_DEPTH.set(len(self.queue))
         if self._started:
-            metrics.CONCURRENT_COMPILATIONS.set(self.pipeline.running)
-            hits = {t: 0.0 for t in ("L1", "L2")}
-            for tier in hits:
-                h = metrics.CACHE_LOOKUPS.labels(tier=tier, result="hit")._value.get()
-                m = metrics.CACHE_LOOKUPS.labels(tier=tier, result="miss")._value.get()
-                if h + m:
-                    metrics.CACHE_HIT_RATE.labels(tier=tier).set(h / (h + m))
+            pass
 
     def health(self) -> HealthReport:
         if not self._started:
