@@ -340,7 +340,8 @@ def l3_environment(settings: Settings) -> dict[str, str]:
     writable) with the local FX-graph and AOTAutograd caches switched on (off when
     `compilation.enable_caching` is false). With `redis_url` set and `cache.remote_inductor_cache`
     on: Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
-    torch 2.13: `_inductor/config.py`, `_functorch/config.py`, `_inductor/remote_cache.py`). A
+    torch 2.13: `_inductor/config.py`, `_functorch/config.py`, `_inductor/remote_cache.py`,
+    `_inductor/runtime/cache_dir_utils.py`). A
     worker in its own network namespace cannot reach Redis: the sandbox must share the loopback
     network with the worker when these are set.
     """

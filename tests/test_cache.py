@@ -1,0 +1,251 @@
+"""The cache tiers: L1 results and in-flight dedup, the L2 store probe, L3 environment and counts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tezzeret import metrics
+from tezzeret.cache import (
+    L3_HITS_DETAIL,
+    L3_MISSES_DETAIL,
+    CacheHit,
+    CompileAbandoned,
+    CompileCache,
+    InFlight,
+    Miss,
+    l3_counts,
+    l3_environment,
+    store_l2,
+)
+from tezzeret.config import load_settings
+from tezzeret.leyline import codec, pb
+from tezzeret.resilience.clock import ManualClock
+from tezzeret.resilience.ttl import TTLMemoryManager
+from tezzeret.store import Store
+
+AID = "0123456789abcdef-cpu-x86_64-avx2-fast-tc000001"
+
+
+def _sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def _cache(tmp_path: Path, store: Store | None = None, clock: ManualClock | None = None, **overrides: Any) -> CompileCache[Any]:
+    settings = load_settings(state_dir=str(tmp_path / "state"), **overrides)
+    return CompileCache.from_settings(settings, l2=store_l2(store) if store else None, clock=clock)
+
+
+async def test_200_duplicate_requests_compile_once(tmp_path: Path, store: Store) -> None:
+    cache = _cache(tmp_path, store)
+    compiles = 0
+    result = pb.CompilationResult(artifact_id=AID, success=True)
+    joined_before = _sample("tezzeret_cache_lookups_total", tier="L1", result="joined")
+
+    async def request() -> tuple[str, Any]:
+        nonlocal compiles
+        found = await cache.lookup_or_join(AID)
+        if isinstance(found, Miss):
+            compiles += 1
+            await asyncio.sleep(0.05)  # the compile: every other request arrives meanwhile
+            found.complete(result)
+            return "compiled", result
+        if isinstance(found, InFlight):
+            return "joined", await found
+        return found.tier, found.result
+
+    answers = await asyncio.gather(*(request() for _ in range(200)))
+    assert compiles == 1
+    assert sorted({kind for kind, _ in answers}) == ["compiled", "joined"]
+    assert all(value is result for _, value in answers)
+    stats = cache.stats()
+    assert (stats.l1.misses, stats.l1.joined, stats.l1.hits) == (1, 199, 0)
+    assert (stats.l2.misses, stats.l2.hits) == (1, 0)  # only the owner probed the store
+    assert stats.in_flight == 0 and stats.entries == 1
+    assert _sample("tezzeret_cache_lookups_total", tier="L1", result="joined") - joined_before == 199
+    # Afterwards the result is served from L1 without joining anything.
+    later = await cache.lookup_or_join(AID)
+    assert isinstance(later, CacheHit) and later.tier == "L1" and later.result is result
+    assert _sample("tezzeret_cache_hit_rate", tier="L1") == pytest.approx(cache.stats().l1.hit_rate)
+    assert cache.stats().l1.hit_rate == pytest.approx(200 / 201)
+
+
+async def test_l2_hit_serves_the_stored_artifact(tmp_path: Path, store: Store) -> None:
+    ir = pb.BlueprintIR(schema_version=1)
+    ir.metadata.name = "stored"
+    digest = hashlib.sha256(b"stored").hexdigest()
+    store.put_blueprint(codec.encode(ir), digest, source="test")
+    manifest = pb.CompiledKernelArtifact(schema_version=1, artifact_id=AID, blueprint_digest=digest,
+                                         strategy=pb.STRATEGY_FAST, target="cpu", toolchain_hash="tc")
+    f = tmp_path / "a.tzart"
+    f.write_bytes(b"payload")
+    sig = pb.ArtifactSignature(schema_version=1, key_id="0" * 16, algorithm="ed25519", signature=b"s" * 64)
+    store.put_artifact(manifest, f, sig)
+    cache = _cache(tmp_path, store)
+    first, second = await asyncio.gather(cache.lookup_or_join(AID), cache.lookup_or_join(AID))
+    assert isinstance(first, CacheHit) and first.tier == "L2"
+    assert first.result.artifact_id == AID and first.result.file_sha256 == hashlib.sha256(b"payload").hexdigest()
+    # The duplicate arrived during the store probe: it joined and got the same record.
+    assert isinstance(second, InFlight) and (await second) == first.result
+    assert cache.stats().l2.hit_rate == 1.0
+    assert _sample("tezzeret_cache_hit_rate", tier="L2") == 1.0
+    assert isinstance(await cache.lookup_or_join("another-id"), Miss)
+
+
+async def test_a_failure_reaches_every_joiner_and_is_not_cached(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    owner = await cache.lookup_or_join(AID)
+    assert isinstance(owner, Miss)
+    joiners = [await cache.lookup_or_join(AID) for _ in range(5)]
+    assert all(isinstance(j, InFlight) for j in joiners)
+    owner.fail(RuntimeError("worker killed by SIGKILL"))
+    for j in joiners:
+        with pytest.raises(RuntimeError, match="SIGKILL"):
+            await j
+    assert isinstance(await cache.lookup_or_join(AID), Miss)  # the next request compiles again
+
+
+async def test_results_expire_after_their_ttl(tmp_path: Path) -> None:
+    clock = ManualClock()
+    cache = _cache(tmp_path, clock=clock, memory_management={"cache_ttl_seconds": 60})
+    miss = await cache.lookup_or_join(AID)
+    miss.complete("done")
+    clock.advance(59)
+    assert isinstance(await cache.lookup_or_join(AID), CacheHit)
+    clock.advance(2)
+    assert isinstance(await cache.lookup_or_join(AID), Miss)
+
+
+async def test_a_cancelled_waiter_leaves_the_compile_and_other_waiters_alone(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    owner = await cache.lookup_or_join(AID)
+    impatient = await cache.lookup_or_join(AID)
+    patient = await cache.lookup_or_join(AID)
+    assert isinstance(impatient, InFlight) and isinstance(patient, InFlight)
+    with pytest.raises(asyncio.TimeoutError):
+        await impatient.result(timeout=0.01)
+    task = asyncio.create_task(patient.result())
+    await asyncio.sleep(0)
+    assert isinstance(owner, Miss)
+    owner.complete(42)
+    assert await task == 42
+
+
+async def test_complete_from_another_thread_wakes_the_loop(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    owner = await cache.lookup_or_join(AID)
+    waiter = await cache.lookup_or_join(AID)
+    assert isinstance(owner, Miss) and isinstance(waiter, InFlight)
+    await asyncio.to_thread(cache.complete, AID, "from a thread")
+    assert await waiter.result(timeout=5) == "from a thread"
+
+
+async def test_owner_cancelled_during_the_store_probe_releases_joiners(tmp_path: Path) -> None:
+    probing = threading.Event()
+    release = threading.Event()
+
+    def slow_l2(artifact_id: str) -> None:
+        probing.set()
+        release.wait(30)
+        return None
+
+    settings = load_settings(state_dir=str(tmp_path / "state"))
+    cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=slow_l2)
+    owner = asyncio.create_task(cache.lookup_or_join(AID))
+    await asyncio.to_thread(probing.wait, 30)
+    joiner = await cache.lookup_or_join(AID)
+    assert isinstance(joiner, InFlight)
+    owner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await owner
+    release.set()
+    with pytest.raises(CompileAbandoned, match="submit the request again"):
+        await joiner.result(timeout=5)
+    assert cache.in_flight() == []
+
+
+async def test_store_errors_count_as_misses(tmp_path: Path) -> None:
+    def broken_l2(artifact_id: str) -> None:
+        raise OSError("disk I/O error")
+
+    settings = load_settings(state_dir=str(tmp_path / "state"))
+    cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=broken_l2)
+    assert isinstance(await cache.lookup_or_join(AID), Miss)
+    assert cache.stats().l2.errors == 1
+
+
+async def test_caching_off_keeps_dedup_but_no_results(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, compilation={"enable_caching": False})
+    owner = await cache.lookup_or_join(AID)
+    assert isinstance(await cache.lookup_or_join(AID), InFlight)
+    assert isinstance(owner, Miss)
+    owner.complete("r")
+    assert isinstance(await cache.lookup_or_join(AID), Miss)
+
+
+def test_registered_with_the_memory_manager(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=str(tmp_path / "state"), cache={"l1_max_entries": 3})
+    memory = TTLMemoryManager(settings, ManualClock())
+    cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=None, memory=memory)
+    results = memory["compilation_cache"]
+    assert results.max_entries == 3
+    for i in range(5):
+        cache.complete(f"id-{i}", i)
+    assert len(results) == 3 and cache.stats().entries == 3
+
+
+def test_l3_counts_and_rate(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    counters = {"inductor": {"fxgraph_cache_hit": 3, "fxgraph_cache_miss": 1, "other": 9},
+                "aot_autograd": {"autograd_cache_hit": 1, "autograd_cache_miss": 1}}
+    hits, misses = l3_counts(counters)
+    assert (hits, misses) == (4, 2)
+    before = _sample("tezzeret_cache_lookups_total", tier="L3", result="hit")
+    cache.record_l3(hits, misses)
+    details = [pb.KeyValue(key=L3_HITS_DETAIL, value="2"), pb.KeyValue(key=L3_MISSES_DETAIL, value="0"),
+               pb.KeyValue(key="unrelated", value="x")]
+    assert cache.record_l3_details(details) == (2, 0)
+    assert _sample("tezzeret_cache_lookups_total", tier="L3", result="hit") - before == 6
+    assert cache.stats().l3.hit_rate == pytest.approx(6 / 8)
+    assert _sample("tezzeret_cache_hit_rate", tier="L3") == pytest.approx(6 / 8)
+    with pytest.raises(ValueError):
+        cache.record_l3(-1, 0)
+
+
+def test_l3_environment(tmp_path: Path) -> None:
+    local = l3_environment(load_settings(state_dir=str(tmp_path)))
+    assert local == {
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
+    }
+    remote = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://127.0.0.1:6390/0"))
+    assert remote["TORCHINDUCTOR_REDIS_URL"] == "redis://127.0.0.1:6390/0"
+    assert remote["TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE"] == "1"
+    assert remote["TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE"] == "1"
+    off = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://x", cache={"remote_inductor_cache": False}))
+    assert "TORCHINDUCTOR_REDIS_URL" not in off
+    # Every variable we set is one the installed torch actually reads.
+    spec = importlib.util.find_spec("torch")
+    assert spec is not None and spec.origin is not None
+    root = Path(spec.origin).parent
+    source = "".join(
+        (root / rel).read_text()
+        for rel in ("_inductor/config.py", "_functorch/config.py", "_inductor/remote_cache.py",
+                    "_inductor/runtime/cache_dir_utils.py")
+    )
+    for name in remote | local:
+        assert f'"{name}"' in source, f"torch does not read {name}"
