@@ -1,0 +1,637 @@
+"""The SandboxExecutor: a pool of pre-warmed, isolated worker processes that run jobs one at a time.
+
+Owns: spawning workers (under the isolation level chosen at start), the per-job directory and its
+files, per-job limits on a live worker, the wall-clock timeout and SIGKILL of the whole sandbox,
+recycling after `sandbox.max_jobs_per_worker` jobs or any failure, the reserved emergency slot,
+the CPU-only retry after a crash, and reporting every ended job to `on_result`. It must never
+import the forge or the API, never compile anything in the service process, and never raise for a
+job that failed: every job ends as exactly one `pb.JobOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tezzeret import metrics
+from tezzeret.config import Settings
+from tezzeret.leyline import codec, pb
+from tezzeret.sandbox import isolation, limits, outcome, results
+from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
+
+log = logging.getLogger("tezzeret.sandbox")
+
+DEFAULT_TASKS: Mapping[str, str] = {"compile": "tezzeret.compile.task:run_compile_task"}
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TASK_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_CONTROL_LINE_LIMIT = 256
+_WORKER_USER = "tezzeret-sandbox"
+# Outputs a job may hand back: the artifact plus anything next to it (e.g. an inference .pt2).
+_MAX_EXPORT_BYTES = 2 * 1024 * 1024 * 1024
+
+OnResult = Callable[[pb.WorkerJob, pb.WorkerResult], None]
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """What health and operators see of the sandbox."""
+
+    isolation_level: str
+    isolation_note: str
+    skipped_levels: list[str]
+    net_isolated: bool
+    fs_readonly: bool
+    nproc_enforced: bool
+    worker_uid: int | None
+    workers_alive: int
+    workers_busy: int
+    slots: int
+    emergency_slot: bool
+    jobs_run: int
+    recycled: int
+    last_spawn_error: str | None
+
+
+@dataclass
+class _Worker:
+    proc: asyncio.subprocess.Process
+    workdir: Path
+    pid: int
+    memory_mb: int
+    jobs: int = 0
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    drain: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Slot:
+    index: int
+    emergency: bool
+    worker: _Worker | None = None
+    spawning: asyncio.Task[_Worker] | None = None
+    busy: bool = False
+
+
+@dataclass
+class _Attempt:
+    result: pb.WorkerResult
+    recycle: bool
+
+
+class SandboxExecutor:
+    """Runs `pb.WorkerJob`s in sandboxed, pre-warmed worker processes.
+
+    `tasks` maps `WorkerJob.task` to `"module:function"` (`fn(job, job_dir) -> pb.WorkerResult`);
+    workers import only these. `extra_sys_path` is prepended to the workers' `sys.path` (and made
+    readable inside the sandbox) for task modules outside the installed package.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tasks: Mapping[str, str] | None = None,
+        on_result: OnResult | None = None,
+        extra_sys_path: Sequence[Path] = (),
+    ) -> None:
+        self.settings = settings
+        self.tasks = dict(DEFAULT_TASKS if tasks is None else tasks)
+        for name, spec in self.tasks.items():
+            if not re.match(r"^[A-Za-z0-9_.-]+$", name) or not _TASK_SPEC.match(spec):
+                raise TaskSpecInvalid(f"task {name!r} -> {spec!r}: expected name -> 'package.module:function'")
+        self.on_result = on_result
+        self.extra_sys_path = [Path(p).resolve() for p in extra_sys_path]
+        self.isolation_level = "unstarted"
+        self._isolation: isolation.Isolation | None = None
+        self._skipped: list[str] = []
+        self._drop_uid: int | None = None
+        self._root = settings.state_dir / "sandbox"
+        self._slots: list[_Slot] = []
+        self._free: asyncio.Queue[_Slot] | None = None
+        self._free_emergency: asyncio.Queue[_Slot] | None = None
+        self._generation = itertools.count()
+        self._jobs_run = 0
+        self._recycled = 0
+        self._running = False
+        self._in_flight = 0
+        self._last_spawn_error: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Choose the isolation level, then spawn and pre-warm every worker (waits until ready)."""
+        level, skipped = await asyncio.to_thread(isolation.choose_level, self.settings.sandbox.isolation)
+        readable = isolation.interpreter_paths(self.extra_sys_path)
+        self._drop_uid = self.settings.sandbox.worker_uid if isolation.can_drop_uid(level, readable) else None
+        self._isolation = isolation.describe(level, drops_uid=self._drop_uid is not None)
+        self.isolation_level = level
+        self._skipped = skipped
+        self._readable = readable
+        log_fn = log.info if level == "bwrap" else log.warning
+        log_fn(
+            "sandbox isolation: %s (worker uid %s)%s%s",
+            level,
+            self._drop_uid if self._drop_uid is not None else os.geteuid(),
+            f"; {self._isolation.note}" if self._isolation.note else "",
+            f"; stronger levels unavailable: {'; '.join(skipped)}" if skipped else "",
+        )
+        self._prepare_dirs()
+        count = self.settings.compilation.max_concurrent_jobs
+        self._slots = [_Slot(i, emergency=False) for i in range(count)]
+        if self.settings.emergency.reserved_worker:
+            self._slots.append(_Slot(count, emergency=True))
+        self._free = asyncio.Queue()
+        self._free_emergency = asyncio.Queue()
+        spawns = [self._spawn(slot) for slot in self._slots]
+        workers = await asyncio.gather(*spawns, return_exceptions=True)
+        failures = [w for w in workers if isinstance(w, BaseException)]
+        for slot, worker in zip(self._slots, workers):
+            if isinstance(worker, _Worker):
+                slot.worker = worker
+        if failures:
+            await self._kill_all()
+            raise WorkerStartFailed(f"{len(failures)} of {len(self._slots)} sandbox workers failed to start: {failures[0]}")
+        for slot in self._slots:
+            (self._free_emergency if slot.emergency else self._free).put_nowait(slot)
+        self._running = True
+
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop taking jobs, let running ones finish for up to `grace_s`, then kill every worker."""
+        grace = self.settings.sandbox.grace_period_s if grace_s is None else grace_s
+        self._running = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._background):
+            task.cancel()
+        await self._kill_all()
+
+    async def __aenter__(self) -> SandboxExecutor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(0)
+
+    def status(self) -> SandboxStatus:
+        iso = self._isolation
+        return SandboxStatus(
+            isolation_level=self.isolation_level,
+            isolation_note=iso.note if iso else "",
+            skipped_levels=list(self._skipped),
+            net_isolated=bool(iso and iso.net_isolated),
+            fs_readonly=bool(iso and iso.fs_readonly),
+            nproc_enforced=bool(iso and iso.nproc_enforced),
+            worker_uid=self._drop_uid,
+            workers_alive=sum(1 for s in self._slots if s.worker and s.worker.proc.returncode is None),
+            workers_busy=sum(1 for s in self._slots if s.busy),
+            slots=len(self._slots),
+            emergency_slot=any(s.emergency for s in self._slots),
+            jobs_run=self._jobs_run,
+            recycled=self._recycled,
+            last_spawn_error=self._last_spawn_error,
+        )
+
+    def worker_pids(self) -> list[int]:
+        """Host pids of the live worker interpreters (for monitoring and tests)."""
+        return [s.worker.pid for s in self._slots if s.worker and s.worker.proc.returncode is None]
+
+    async def wait_ready(self) -> None:
+        """Wait until every slot has a live worker (after recycling)."""
+        for slot in self._slots:
+            await self._ready_worker(slot)
+
+    # ----------------------------------------------------------------------------- running jobs
+
+    async def run(self, job: pb.WorkerJob, *, emergency: bool = False) -> pb.WorkerResult:
+        """Run one job to its end; never raises for a job failure.
+
+        A crash (signal) of a job not already CPU-only is retried once with `cpu_only = True`;
+        the result then says so in `details` (`retried_cpu_only`, `first_attempt`).
+        """
+        if not self._running:
+            raise ExecutorNotRunning("the sandbox executor is not running: call `await executor.start()` first")
+        if not _JOB_ID.match(job.job_id or ""):
+            result = outcome.result_for(
+                job.job_id, pb.OUTCOME_REJECTED,
+                f"job id {job.job_id!r} is not 1-128 characters of [A-Za-z0-9._-] starting with a letter or digit",
+                [], error_code="SANDBOX_BAD_JOB_ID",
+            )
+            return self._report(job, result)
+        self._in_flight += 1
+        metrics.CONCURRENT_COMPILATIONS.inc()
+        try:
+            result = await self._attempt(job, emergency)
+            if result.outcome == pb.OUTCOME_CRASH and not job.cpu_only:
+                first = f"CRASH {outcome.detail(result, 'signal') or ''}".strip()
+                retry = pb.WorkerJob()
+                retry.CopyFrom(job)
+                retry.cpu_only = True
+                result = await self._attempt(retry, emergency)
+                result.details.add(key="retried_cpu_only", value="true")
+                result.details.add(key="first_attempt", value=first)
+        finally:
+            self._in_flight -= 1
+            metrics.CONCURRENT_COMPILATIONS.dec()
+        return self._report(job, result)
+
+    def _report(self, job: pb.WorkerJob, result: pb.WorkerResult) -> pb.WorkerResult:
+        if self.on_result is not None:
+            try:
+                self.on_result(job, result)
+            except Exception:  # a broken callback must not lose the result
+                log.exception("on_result callback failed for job %s", job.job_id)
+        return result
+
+    async def _acquire(self, emergency: bool) -> _Slot:
+        assert self._free is not None and self._free_emergency is not None
+        if emergency and any(s.emergency for s in self._slots):
+            return await self._free_emergency.get()
+        return await self._free.get()
+
+    def _release(self, slot: _Slot) -> None:
+        assert self._free is not None and self._free_emergency is not None
+        slot.busy = False
+        (self._free_emergency if slot.emergency else self._free).put_nowait(slot)
+
+    async def _attempt(self, job: pb.WorkerJob, emergency: bool) -> pb.WorkerResult:
+        job_limits = limits.limits_for(job, self.settings)
+        slot = await self._acquire(emergency)
+        slot.busy = True
+        try:
+            try:
+                worker = await self._ready_worker(slot)
+            except WorkerStartFailed as exc:
+                return outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, str(exc), [("phase", "worker start")], error_code=exc.code)
+            if job_limits.memory_mb > worker.memory_mb:
+                # The worker lowered its hard limit for an earlier job and cannot raise it again.
+                await self._retire(slot)
+                try:
+                    worker = await self._ready_worker(slot, memory_mb=max(job_limits.memory_mb, self._spawn_memory(slot)))
+                except WorkerStartFailed as exc:
+                    return outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, str(exc), [("phase", "worker start")], error_code=exc.code)
+            worker.memory_mb = job_limits.memory_mb
+            attempt = await self._execute(worker, job, job_limits)
+            worker.jobs += 1
+            self._jobs_run += 1
+            attempt.result.details.add(key="isolation", value=self.isolation_level)
+            attempt.result.details.extend(pb.KeyValue(key=k, value=v) for k, v in job_limits.as_details())
+            if attempt.recycle or worker.jobs >= self.settings.sandbox.max_jobs_per_worker:
+                await self._retire(slot)
+                self._respawn_later(slot)
+            return attempt.result
+        finally:
+            self._release(slot)
+
+    async def _execute(self, worker: _Worker, job: pb.WorkerJob, job_limits: limits.JobLimits) -> _Attempt:
+        job_id = job.job_id
+        job_dir = worker.workdir / job_id
+        try:
+            self._make_job_dir(job_dir)
+            inner = pb.WorkerJob()
+            inner.CopyFrom(job)
+            inner.schema_version = inner.schema_version or 1
+            inner.output_dir = str(job_dir / "out")
+            inner.memory_limit_mb = job_limits.memory_mb
+            inner.timeout_ms = int(job_limits.timeout_s * 1000)
+            (job_dir / "job.pb").write_bytes(codec.encode(inner))
+            assert worker.proc.stdin is not None and worker.proc.stdout is not None
+            worker.proc.stdin.write(f"RUN {job_id}\n".encode())
+            await worker.proc.stdin.drain()
+        except (OSError, ConnectionError) as exc:
+            ending = outcome.Ending(worker.proc.returncode, stderr_tail=list(worker.stderr), via_monitor=self._via_monitor,
+                                    reason=f"could not hand the job to the worker: {exc}")
+            return _Attempt(self._ended(job_id, ending), recycle=True)
+        try:
+            line = await asyncio.wait_for(worker.proc.stdout.readline(), timeout=job_limits.timeout_s)
+        except (TimeoutError, asyncio.TimeoutError):
+            await self._kill(worker)
+            ending = outcome.Ending(
+                worker.proc.returncode, timed_out=True, stderr_tail=self._evidence(worker, job_dir),
+                via_monitor=self._via_monitor,
+                reason=f"no answer within the {job_limits.timeout_s:g} s wall-clock limit; the sandbox was killed with SIGKILL",
+            )
+            return _Attempt(self._ended(job_id, ending), recycle=True)
+        except (ValueError, asyncio.LimitOverrunError):
+            await self._kill(worker)
+            return _Attempt(self._violation(job_id, "the worker wrote an over-long control line", worker, job_dir), recycle=True)
+        try:
+            if not line:
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(worker.proc.wait(), timeout=5)
+                if worker.proc.returncode is None:
+                    await self._kill(worker)
+                ending = outcome.Ending(worker.proc.returncode, stderr_tail=self._evidence(worker, job_dir), via_monitor=self._via_monitor)
+                return _Attempt(self._ended(job_id, ending), recycle=True)
+            if line != f"DONE {job_id}\n".encode():
+                await self._kill(worker)
+                return _Attempt(self._violation(job_id, f"unexpected control line {line[:80]!r}", worker, job_dir), recycle=True)
+            return self._collect(job, job_dir, worker)
+        finally:
+            self._remove(job_dir)
+
+    def _collect(self, job: pb.WorkerJob, job_dir: Path, worker: _Worker) -> _Attempt:
+        try:
+            result = results.read_result(job_dir, job.job_id)
+        except FileNotFoundError:
+            ending = outcome.Ending(worker.proc.returncode, stderr_tail=self._evidence(worker, job_dir), reason="the worker said DONE but wrote no result.pb")
+            return _Attempt(self._ended(job.job_id, ending), recycle=True)
+        except results.ResultInvalid as exc:
+            return _Attempt(self._violation(job.job_id, exc.reason, worker, job_dir), recycle=True)
+        if result.outcome == pb.OUTCOME_SUCCESS:
+            dest = Path(job.output_dir) if job.output_dir else self._root / "results" / job.job_id
+            try:
+                exported = results.export_outputs(job_dir / "out", dest, result.artifact_path, max_bytes=_MAX_EXPORT_BYTES)
+            except results.ResultInvalid as exc:
+                return _Attempt(self._violation(job.job_id, exc.reason, worker, job_dir), recycle=True)
+            except FileNotFoundError:
+                exported = results.Exported("", 0, [])
+                if result.artifact_path:
+                    return _Attempt(self._violation(job.job_id, "artifact path given but the output dir is gone", worker, job_dir), recycle=True)
+            if exported.artifact_path:
+                result.artifact_path = exported.artifact_path
+            if exported.skipped:
+                result.details.add(key="skipped_outputs", value=",".join(exported.skipped))
+            return _Attempt(result, recycle=False)
+        tail = results.tail_lines(job_dir / "stderr.log")
+        if tail:
+            result.details.add(key="stderr_tail", value="\n".join(tail))
+        # A rejection is a verdict on the input; any other failure may have left the worker unwell.
+        return _Attempt(result, recycle=result.outcome != pb.OUTCOME_REJECTED)
+
+    def _ended(self, job_id: str, ending: outcome.Ending) -> pb.WorkerResult:
+        code, message, details = outcome.classify(ending)
+        return outcome.result_for(job_id, code, message, details, error_code=f"SANDBOX_{pb.JobOutcome.Name(code).removeprefix('OUTCOME_')}")
+
+    def _violation(self, job_id: str, reason: str, worker: _Worker, job_dir: Path) -> pb.WorkerResult:
+        details = [("violation", reason)]
+        tail = self._evidence(worker, job_dir)
+        if tail:
+            details.append(("stderr_tail", "\n".join(tail)))
+        return outcome.result_for(job_id, pb.OUTCOME_SANDBOX_VIOLATION, f"untrustworthy worker answer: {reason}", details,
+                                  error_code="SANDBOX_VIOLATION")
+
+    def _evidence(self, worker: _Worker, job_dir: Path) -> list[str]:
+        return results.tail_lines(job_dir / "stderr.log") or list(worker.stderr)[-20:]
+
+    @property
+    def _via_monitor(self) -> bool:
+        return self.isolation_level in ("bwrap", "unshare")
+
+    # ----------------------------------------------------------------------------- workers
+
+    def _prepare_dirs(self) -> None:
+        workers_dir = self._root / "workers"
+        if workers_dir.exists():
+            shutil.rmtree(workers_dir)
+        workers_dir.mkdir(parents=True, mode=0o755)
+        (self._root / "results").mkdir(parents=True, exist_ok=True)
+        cache = self.settings.inductor_cache_dir
+        (cache / "tmp").mkdir(parents=True, exist_ok=True)
+        for secret in (self.settings.key_dir, self.settings.wal_dir):
+            # Created now (0700) so the sandbox can cover it even if the service makes it later.
+            secret.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._drop_uid is not None:
+            uid = self._drop_uid
+            for dirpath, dirnames, filenames in os.walk(cache):
+                os.chown(dirpath, uid, uid)
+                for name in filenames:
+                    os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+
+    def _plan(self, workdir: Path) -> isolation.SandboxPlan:
+        s = self.settings
+        hidden = [s.state_dir, s.key_dir, s.wal_dir, s.store_dir, s.audit_log_path.parent]
+        return isolation.SandboxPlan(
+            writable=[workdir, s.inductor_cache_dir],
+            hidden=[Path(p) for p in dict.fromkeys(hidden)],
+            readable=self._readable,
+            drop_to_uid=self._drop_uid,
+            gpu_devices=isolation.gpu_device_nodes(),
+        )
+
+    def _command(self, workdir: Path) -> list[str]:
+        s = self.settings.sandbox
+        cmd = [sys.executable, "-m", "tezzeret.sandbox.worker", "--workdir", str(workdir),
+               "--threads", str(s.worker_threads), "--compile-threads", str(s.compile_threads),
+               "--cpu-time-factor", str(s.cpu_time_factor)]
+        for name, spec in self.tasks.items():
+            cmd += ["--task", f"{name}={spec}"]
+        for path in self.extra_sys_path:
+            cmd += ["--sys-path", str(path)]
+        if self._drop_uid is not None:
+            cmd += ["--uid", str(self._drop_uid)]
+        return cmd
+
+    def _spawn_memory(self, slot: _Slot) -> int:
+        per = self.settings.resources.per_job_memory_limits
+        if slot.emergency:
+            return per.emergency
+        return max(per.emergency, per.fast, per.standard, per.aggressive)
+
+    async def _spawn(self, slot: _Slot, memory_mb: int | None = None) -> _Worker:
+        workdir = self._root / "workers" / f"w{slot.index}-{next(self._generation)}"
+        workdir.mkdir(mode=0o700)
+        if self._drop_uid is not None:
+            os.chown(workdir, self._drop_uid, self._drop_uid)
+        argv = isolation.build_argv(self.isolation_level, self._plan(workdir), self._command(workdir))
+        env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"), user=_WORKER_USER)
+        spawn_limits = limits.spawn_limits(self.settings, memory_mb or self._spawn_memory(slot))
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=env, preexec_fn=limits.preexec(spawn_limits, self.settings), start_new_session=True,
+            limit=_CONTROL_LINE_LIMIT, close_fds=True,
+        )
+        worker = _Worker(proc=proc, workdir=workdir, pid=proc.pid, memory_mb=spawn_limits.memory_mb)
+        worker.drain = asyncio.create_task(self._drain(worker))
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=limits.WARMUP_CPU_S)
+        except (TimeoutError, asyncio.TimeoutError, ValueError):
+            line = b""
+        if line != b"READY -\n":
+            await self._kill(worker)
+            if worker.drain is not None:
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(worker.drain, 2)
+            tail = " | ".join(list(worker.stderr)[-8:])
+            self._last_spawn_error = f"exit {proc.returncode}: {tail}"
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise WorkerStartFailed(
+                f"sandbox worker ({self.isolation_level}) exited with {proc.returncode} before it was ready: {tail or 'no stderr'}. "
+                "Check that the interpreter and torch import inside the sandbox (try sandbox.isolation=subprocess to compare)."
+            )
+        worker.pid = self._interpreter_pid(proc.pid)
+        self._last_spawn_error = None
+        return worker
+
+    @staticmethod
+    def _interpreter_pid(outer: int) -> int:
+        """The host pid of the worker interpreter (under bwrap/unshare it is a grandchild)."""
+        exe = os.path.realpath(sys.executable)
+        try:
+            root = psutil.Process(outer)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    if os.path.realpath(proc.exe()) == exe:
+                        return proc.pid
+        except psutil.Error:
+            pass
+        return outer
+
+    async def _drain(self, worker: _Worker) -> None:
+        stream = worker.proc.stderr
+        assert stream is not None
+        while True:
+            try:
+                line = await stream.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                # A line longer than the limit: keep what fits, drop the rest.
+                chunk = await stream.read(_CONTROL_LINE_LIMIT)
+                worker.stderr.append(chunk.decode("utf-8", errors="replace")[:_CONTROL_LINE_LIMIT])
+                continue
+            if not line:
+                return
+            worker.stderr.append(line.decode("utf-8", errors="replace").rstrip()[:400])
+
+    async def _ready_worker(self, slot: _Slot, memory_mb: int | None = None) -> _Worker:
+        if slot.worker is not None and slot.worker.proc.returncode is None:
+            return slot.worker
+        if slot.worker is not None:
+            await self._retire(slot)
+        if slot.spawning is None:
+            slot.spawning = asyncio.create_task(self._spawn(slot, memory_mb))
+        try:
+            slot.worker = await slot.spawning
+        finally:
+            slot.spawning = None
+        return slot.worker
+
+    def _respawn_later(self, slot: _Slot) -> None:
+        """Start the replacement now so the next job finds a warm worker."""
+        if not self._running or slot.spawning is not None:
+            return
+        slot.spawning = asyncio.create_task(self._spawn(slot))
+
+        async def settle() -> None:
+            try:
+                assert slot.spawning is not None
+                worker = await slot.spawning
+                if slot.worker is None:
+                    slot.worker = worker
+                else:
+                    await self._kill(worker)
+            except WorkerStartFailed as exc:
+                log.error("replacement worker for slot %d failed to start: %s", slot.index, exc)
+            finally:
+                slot.spawning = None
+
+        task = asyncio.create_task(settle())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retire(self, slot: _Slot) -> None:
+        worker, slot.worker = slot.worker, None
+        if worker is not None:
+            self._recycled += 1
+            await self._kill(worker)
+            shutil.rmtree(worker.workdir, ignore_errors=True)
+
+    async def _kill(self, worker: _Worker) -> None:
+        """SIGKILL the whole sandbox: its session, the interpreter and every descendant."""
+        proc = worker.proc
+        try:
+            descendants = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for child in [*descendants]:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        if self.isolation_level == "subprocess":
+            # No PID namespace: sweep what escaped the session (double fork, setsid) by its uid.
+            self._sweep_uid()
+        if worker.drain is not None and worker.proc.returncode is not None:
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(worker.drain, 2)
+
+    def _sweep_uid(self) -> None:
+        if self._drop_uid is None:
+            return
+        live = set(self.worker_pids())
+        for proc in psutil.process_iter(["uids"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.info["uids"] and proc.info["uids"].real == self._drop_uid and proc.pid not in live:
+                    proc.kill()
+
+    async def _kill_all(self) -> None:
+        for slot in self._slots:
+            if slot.spawning is not None:
+                with contextlib.suppress(BaseException):
+                    worker = await slot.spawning
+                    await self._kill(worker)
+                    shutil.rmtree(worker.workdir, ignore_errors=True)
+                slot.spawning = None
+            if slot.worker is not None:
+                worker, slot.worker = slot.worker, None
+                if worker.proc.stdin is not None:
+                    with contextlib.suppress(Exception):
+                        worker.proc.stdin.write(b"QUIT\n")
+                await self._kill(worker)
+                shutil.rmtree(worker.workdir, ignore_errors=True)
+
+    def _make_job_dir(self, job_dir: Path) -> None:
+        if job_dir.exists():
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(mode=0o700)
+        (job_dir / "out").mkdir(mode=0o700)
+        if self._drop_uid is not None:
+            os.chown(job_dir, self._drop_uid, self._drop_uid)
+            os.chown(job_dir / "out", self._drop_uid, self._drop_uid)
+
+    @staticmethod
+    def _remove(job_dir: Path) -> None:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def run_job_sync(
+    settings: Settings,
+    job: pb.WorkerJob,
+    *,
+    tasks: Mapping[str, str] | None = None,
+    emergency: bool = False,
+    extra_sys_path: Sequence[Path] = (),
+) -> pb.WorkerResult:
+    """Start a one-worker executor, run `job`, close it: for the CLI and benches."""
+    one = settings.model_copy(deep=True)
+    one.compilation.max_concurrent_jobs = 1
+    one.emergency.reserved_worker = emergency
+
+    async def go() -> pb.WorkerResult:
+        executor = SandboxExecutor(one, tasks=tasks, extra_sys_path=extra_sys_path)
+        await executor.start()
+        try:
+            return await executor.run(job, emergency=emergency)
+        finally:
+            await executor.close(0)
+
+    return asyncio.run(go())
