@@ -1,9 +1,128 @@
-"""CLI commands of this stage (registered on the `tezzeret` app by `tezzeret.cli`)."""
+"""CLI commands of the blueprint stage: `tezzeret validate`, `tezzeret blueprints`, `tezzeret digest`.
+
+Owns only argument handling and presentation (Rich tables for people, `--json` for machines).
+It must never hold validation logic of its own: everything goes through `tezzeret.blueprint`.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tezzeret.blueprint.analysis import analyze
+from tezzeret.blueprint.digest import digest_from_analysis
+from tezzeret.blueprint.errors import BlueprintRejected
+from tezzeret.blueprint.ir import parse_blueprint
+from tezzeret.blueprint.library import library_paths
+from tezzeret.blueprint.validate import BlueprintSummary, summarize
+
+FILES = typer.Argument(..., help="Blueprint files: JSON (leyline.BlueprintIR form) or protobuf bytes.")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for machines instead of a table.")
+
+
+def _check(path: Path) -> BlueprintSummary:
+    try:
+        return summarize(analyze(parse_blueprint(path)))
+    except BlueprintRejected as exc:
+        raise exc.with_source(str(path)) from None
+
+
+def _shape(shape: tuple[int | str, ...]) -> str:
+    return escape("[" + ", ".join(str(s) for s in shape) + "]")
+
+
+def _human(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def validate_cmd(files: list[Path] = FILES, as_json: bool = JSON_OPT) -> None:
+    """Validate blueprint files; exit 0 only if every one is valid."""
+    results: list[dict[str, object]] = []
+    for path in files:
+        try:
+            summary = _check(path)
+            results.append({"file": str(path), "valid": True, "summary": summary.to_dict()})
+        except BlueprintRejected as exc:
+            results.append({"file": str(path), "valid": False, "error": exc.to_dict()})
+    ok = all(r["valid"] for r in results)
+    if as_json:
+        typer.echo(json.dumps({"valid": ok, "results": results}, indent=2))
+    else:
+        console = Console()
+        table = Table(title="Blueprint validation")
+        for col in ("file", "result", "code", "node", "field", "detail"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            if r["valid"]:
+                s = r["summary"]
+                assert isinstance(s, dict)
+                table.add_row(str(r["file"]), "[green]valid[/]", "", "", "",
+                              f"{s['parameters']:,} params, {_human(float(s['flops']))} FLOPs, digest {str(s['digest'])[:16]}")
+            else:
+                e = r["error"]
+                assert isinstance(e, dict)
+                table.add_row(str(r["file"]), "[red]rejected[/]", str(e["code"]), str(e["node"] or ""), str(e["field"] or ""),
+                              escape(str(e["message"])))
+        console.print(table)
+    raise typer.Exit(0 if ok else 1)
+
+
+def blueprints_cmd(as_json: bool = JSON_OPT) -> None:
+    """List the built-in library: name, category, parameters, FLOPs, digest."""
+    rows: list[dict[str, object]] = []
+    failed = False
+    for path in library_paths():
+        try:
+            s = _check(path)
+            rows.append({"file": path.name, **s.to_dict()})
+        except BlueprintRejected as exc:
+            failed = True
+            rows.append({"file": path.name, "name": path.stem, "error": exc.to_dict()})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        table = Table(title=f"Built-in blueprints ({len(rows)})")
+        for col, justify in (("name", "left"), ("category", "left"), ("params", "right"), ("FLOPs @ example", "right"),
+                             ("batch", "right"), ("outputs", "left"), ("digest", "left")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for r in rows:
+            if "error" in r:
+                err = r["error"]
+                assert isinstance(err, dict)
+                table.add_row(str(r["name"]), "[red]INVALID[/]", "", "", "", str(err["code"]), str(err["message"])[:60])
+                continue
+            outs = ", ".join(_shape(o["shape"]) for o in r["outputs"])  # type: ignore[attr-defined,index]
+            lo, hi = r["batch_range"]  # type: ignore[misc]
+            table.add_row(str(r["name"]), str(r["category"]), f"{r['parameters']:,}", _human(float(r["flops"])),  # type: ignore[arg-type]
+                          f"{lo}..{hi}", outs, str(r["digest"])[:16])
+        Console().print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+def digest_cmd(file: Path = typer.Argument(..., help="A blueprint file."), as_json: bool = JSON_OPT) -> None:
+    """Print a blueprint's canonical digest (SHA-256 over its semantics only)."""
+    try:
+        value = digest_from_analysis(analyze(parse_blueprint(file)))
+    except BlueprintRejected as exc:
+        exc = exc.with_source(str(file))
+        if as_json:
+            typer.echo(json.dumps({"file": str(file), "error": exc.to_dict()}))
+        else:
+            Console(stderr=True).print(f"[red]rejected[/] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"file": str(file), "digest": value}) if as_json else value)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to `app`."""
+    app.command("validate")(validate_cmd)
+    app.command("blueprints")(blueprints_cmd)
+    app.command("digest")(digest_cmd)

@@ -1,0 +1,209 @@
+"""Attribute schemas: the typed, bounded form of a node's `attrs`.
+
+Owns `AttrSpec` (type, bounds, default of one attribute) and `parse_attrs`, which turns the
+protobuf `Attr` list into a plain dict of normalised Python values (defaults filled, scalar ints
+widened to tuples where a pair is expected, ints accepted for floats). It must never import torch
+and never trust a value it has not checked: every number is finite and inside its bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from tezzeret.blueprint.errors import BlueprintRejected
+from tezzeret.leyline import pb
+
+Kind = Literal["int", "float", "bool", "str", "ints"]
+AttrValue = int | float | bool | str | tuple[int, ...] | None
+Attrs = Mapping[str, AttrValue]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+# Bounds on plain ints: large enough for any real layer, small enough that products of a handful
+# of them stay exact in float64 FLOP estimates.
+INT_LIMIT = 1 << 31
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    kind: Kind
+    default: AttrValue | _Required = REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+    # Floats: whether `lo` / `hi` themselves are allowed.
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    # ints: allowed lengths; `expand` turns a scalar int into a tuple of that length.
+    min_len: int = 1
+    max_len: int = 8
+    expand: int | None = None
+    doc: str = ""
+
+
+def _where(node: str, index: int, key: str) -> str:
+    return f"nodes[{index}].attrs.{key}"
+
+
+def _check_number(value: float, spec: AttrSpec, node: str, field: str, key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"attribute {key!r} is {value}; use a finite number",
+            node=node,
+            field=field,
+        )
+    if not isinstance(value, float) and abs(value) > INT_LIMIT:
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"attribute {key!r} is {value}; integers must stay within ±2^31",
+            node=node,
+            field=field,
+        )
+    lo_bad = spec.lo is not None and (value < spec.lo or (spec.lo_open and value == spec.lo))
+    hi_bad = spec.hi is not None and (value > spec.hi or (spec.hi_open and value == spec.hi))
+    if lo_bad or hi_bad:
+        lo = "-inf" if spec.lo is None else f"{spec.lo:g}"
+        hi = "inf" if spec.hi is None else f"{spec.hi:g}"
+        lb = "(" if spec.lo_open else "["
+        hb = ")" if spec.hi_open else "]"
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"attribute {key!r} is {value!r}, outside the allowed range {lb}{lo}, {hi}{hb}",
+            node=node,
+            field=field,
+        )
+
+
+def _convert(attr: pb.Attr, spec: AttrSpec, node: str, field: str) -> AttrValue:
+    key = attr.key
+    which = attr.WhichOneof("value")
+    if which is None:
+        raise BlueprintRejected(
+            "BAD_ATTR", f"attribute {key!r} has no value; set one of i, f, s, b, ints", node=node, field=field
+        )
+    wrong = BlueprintRejected(
+        "BAD_ATTR",
+        f"attribute {key!r} must be {spec.kind}, got the {which!r} form",
+        node=node,
+        field=field,
+    )
+    if spec.kind == "int":
+        if which != "i":
+            raise wrong
+        value: AttrValue = int(attr.i)
+        _check_number(int(attr.i), spec, node, field, key)
+        return value
+    if spec.kind == "float":
+        if which == "i":
+            number = float(attr.i)
+        elif which == "f":
+            number = float(attr.f)
+        else:
+            raise wrong
+        _check_number(number, spec, node, field, key)
+        return number
+    if spec.kind == "bool":
+        if which != "b":
+            raise wrong
+        return bool(attr.b)
+    if spec.kind == "str":
+        if which != "s":
+            raise wrong
+        if spec.choices is not None and attr.s not in spec.choices:
+            raise BlueprintRejected(
+                "BAD_ATTR",
+                f"attribute {key!r} is {attr.s[:40]!r}; choose one of {', '.join(spec.choices)}",
+                node=node,
+                field=field,
+            )
+        return str(attr.s)
+    # ints
+    if which == "i" and spec.expand is not None:
+        values: tuple[int, ...] = (int(attr.i),) * spec.expand
+    elif which == "ints":
+        values = tuple(int(v) for v in attr.ints.values)
+        if spec.expand is not None and len(values) == 1:
+            values = values * spec.expand
+    else:
+        raise wrong
+    if not spec.min_len <= len(values) <= spec.max_len:
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"attribute {key!r} has {len(values)} values; it needs between {spec.min_len} and {spec.max_len}",
+            node=node,
+            field=field,
+        )
+    for v in values:
+        _check_number(v, spec, node, field, key)
+    return values
+
+
+def parse_attrs(
+    node_pb: pb.Node, index: int, schema: Mapping[str, AttrSpec], max_attrs: int
+) -> dict[str, AttrValue]:
+    """Checked, normalised attributes of one node; raises `BlueprintRejected(BAD_ATTR)`."""
+    node = node_pb.name
+    if len(node_pb.attrs) > max_attrs:
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"{len(node_pb.attrs)} attributes, more than the limit of {max_attrs}",
+            node=node,
+            field=f"nodes[{index}].attrs",
+        )
+    out: dict[str, AttrValue] = {}
+    for attr in node_pb.attrs:
+        field = _where(node, index, attr.key)
+        spec = schema.get(attr.key)
+        if spec is None:
+            known = ", ".join(sorted(schema)) or "none"
+            raise BlueprintRejected(
+                "BAD_ATTR",
+                f"op {node_pb.op!r} has no attribute {attr.key[:40]!r}; known attributes: {known}",
+                node=node,
+                field=field,
+            )
+        if attr.key in out:
+            raise BlueprintRejected(
+                "BAD_ATTR", f"attribute {attr.key!r} is given twice; keep one", node=node, field=field
+            )
+        out[attr.key] = _convert(attr, spec, node, field)
+    for key, spec in schema.items():
+        if key in out:
+            continue
+        if isinstance(spec.default, _Required):
+            raise BlueprintRejected(
+                "BAD_ATTR",
+                f"op {node_pb.op!r} needs attribute {key!r} ({spec.kind}{': ' + spec.doc if spec.doc else ''})",
+                node=node,
+                field=_where(node, index, key),
+            )
+        out[key] = spec.default
+    return out
+
+
+def attr_to_pb(key: str, spec: AttrSpec, value: AttrValue) -> pb.Attr | None:
+    """The canonical protobuf form of one normalised value (None: an unset optional attribute)."""
+    if value is None:
+        return None
+    attr = pb.Attr(key=key)
+    if spec.kind == "int":
+        attr.i = int(value)  # type: ignore[arg-type]
+    elif spec.kind == "float":
+        attr.f = float(value)  # type: ignore[arg-type]
+    elif spec.kind == "bool":
+        attr.b = bool(value)
+    elif spec.kind == "str":
+        attr.s = str(value)
+    else:
+        attr.ints.values.extend(int(v) for v in value)  # type: ignore[union-attr]
+    return attr

@@ -1,0 +1,99 @@
+"""The SecurityValidator's public face: `validate(ir) -> BlueprintSummary`.
+
+Owns `BlueprintSummary` (what a valid blueprint costs and returns) and `validate`, which runs
+`analysis.analyze` and summarises it. It must never let anything but `BlueprintRejected` escape
+and never import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tezzeret.blueprint.analysis import Analysis, ValidationLimits, analyze
+from tezzeret.blueprint.digest import digest_from_analysis
+from tezzeret.leyline import pb
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    dtype: str
+    # A fixed size, or the symbolic dim's name ("batch", or "64*batch" after a flatten).
+    shape: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class BlueprintSummary:
+    name: str
+    category: str
+    digest: str
+    node_count: int
+    parameters: int
+    # Forward FLOPs and activation bytes at the example batch, and at the largest batch.
+    flops: int
+    flops_at_max_batch: int
+    activation_bytes: int
+    activation_bytes_at_max_batch: int
+    batch_range: tuple[int, int]
+    example_batch: int
+    outputs: tuple[OutputSpec, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _symbolic(analysis: Analysis, slot: int) -> tuple[int | str, ...]:
+    sym = analysis.symbol
+    at = {b: infos[slot].shape for b, infos in analysis.slot_infos.items()}
+    base = at[next(iter(at))]
+    if sym is None:
+        return base
+    out: list[int | str] = []
+    for j, size in enumerate(base):
+        sizes = {b: shape[j] for b, shape in at.items()}
+        if len(set(sizes.values())) == 1:
+            out.append(size)
+        elif all(v % b == 0 and v // b == size // sym.example for b, v in sizes.items()):
+            factor = size // sym.example
+            out.append(sym.name if factor == 1 else f"{factor}*{sym.name}")
+        else:
+            out.append(f"f({sym.name})")
+    return tuple(out)
+
+
+def summarize(analysis: Analysis) -> BlueprintSummary:
+    ex = analysis.example_batch
+    worst = max(analysis.slot_infos)
+    infos = analysis.slot_infos[ex]
+    if analysis.symbol is not None:
+        brange = (analysis.symbol.min, analysis.symbol.max)
+        example = analysis.symbol.example
+    else:
+        first = analysis.inputs[0].dims[0] or 0
+        brange, example = (first, first), first
+    return BlueprintSummary(
+        name=analysis.metadata.name,
+        category=analysis.metadata.category,
+        digest=digest_from_analysis(analysis),
+        node_count=len(analysis.steps),
+        parameters=analysis.parameters,
+        flops=analysis.flops[ex],
+        flops_at_max_batch=analysis.flops[worst],
+        activation_bytes=analysis.activation_bytes[ex],
+        activation_bytes_at_max_batch=analysis.activation_bytes[worst],
+        batch_range=brange,
+        example_batch=example,
+        outputs=tuple(
+            OutputSpec(name=name, dtype=pb.DType.Name(infos[slot].dtype), shape=_symbolic(analysis, slot))
+            for name, slot in zip(analysis.output_names, analysis.output_slots, strict=True)
+        ),
+    )
+
+
+def validate(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> BlueprintSummary:
+    """Check `ir` statically; raises `BlueprintRejected` (and nothing else) when it is refused.
+
+    `limits` defaults to the embedded defaults of the `blueprint` config section; the forge passes
+    `settings.blueprint`.
+    """
+    return summarize(analyze(ir, limits))
