@@ -134,6 +134,7 @@ class Forge:
         t0 = time.monotonic()
         self.wal = await asyncio.to_thread(Wal.open, s.wal_dir, s.wal)
         self.journal = JobJournal(self.wal)
+        wal_open_s = time.monotonic() - t0
         self.store = await asyncio.to_thread(Store.open, s.store_dir)
         self.key = await asyncio.to_thread(SigningKey.load_or_create, s.key_dir)
         self.intake = Intake(s, self._lookup_blueprint)
@@ -155,7 +156,7 @@ class Forge:
             runner=self._run_job,
             emergency_slot=s.emergency.reserved_worker,
         )
-        await self._recover(time.monotonic() - t0)
+        await self._recover(wal_open_s)
         self._started = True
         self.pipeline.start()
         self._spawn(self._monitor_loop(), "resource-monitor")
@@ -530,10 +531,17 @@ class Forge:
 
     @property
     def toolchain_hash(self) -> str:
-        """The current compile toolchain's hash (part of every artifact id)."""
-        from tezzeret.compile import toolchain_hash
+        """The FAST tier's current toolchain hash: what idle recompilation compares stored
+        artifacts against (each tier has its own; an outdated one means torch or the compile code
+        changed, which changes them all)."""
+        from tezzeret.compile.compile import toolchain_for_tier
+        from tezzeret.compile.tiers import tier_for
 
-        return toolchain_hash()
+        return toolchain_for_tier(tier_for(pb.STRATEGY_FAST)).hash()
+
+    @property
+    def last_recovery(self) -> dict[str, Any] | None:
+        return self._last_recovery
 
     def note_emergency_duration(self, ms: float) -> None:
         self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * ms

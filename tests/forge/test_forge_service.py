@@ -1,0 +1,174 @@
+"""The Forge in process: the whole path of a submission with real parts (sandbox workers, WAL,
+store, signing, in-process bus), at the EMERGENCY tier (no Inductor) to keep the suite fast."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from forge_helpers import SMALL, blueprint, forge_settings, request
+
+from tezzeret.bus import topics
+from tezzeret.bus.base import Delivery
+from tezzeret.compile.artifact import read_manifest
+from tezzeret.forge.errors import BlueprintInvalid, IntakeClosed
+from tezzeret.forge.jobs import JobStatus
+from tezzeret.forge.service import Forge
+from tezzeret.leyline import SCHEMA_VERSION, encode, pb
+from tezzeret.store import verify_signature
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def forge(tmp_path_factory: pytest.TempPathFactory):
+    # One forge for the tests that do not need a fresh state: worker start-up (torch import in
+    # each pre-warmed worker) dominates this suite's time on a small machine.
+    f = Forge(forge_settings(tmp_path_factory.mktemp("forge") / "state"))
+    await f.start()
+    try:
+        yield f
+    finally:
+        await f.close(grace_s=5)
+
+
+async def test_submission_path_end_to_end(forge: Forge) -> None:
+    events: dict[str, list[Delivery]] = {topics.KERNEL_READY: [], topics.KERNELS_CATALOG: []}
+
+    async def collect(d: Delivery) -> None:
+        events[d.topic].append(d)
+
+    for topic in events:
+        forge.bus.subscribe(topic, collect, group="test", consumer="t1")
+    # Subscriptions made after start need the bus to pick them up; the in-process bus does.
+    sub = await forge.submit(request("mlp_512"))
+    assert sub.status == "QUEUED" and not sub.from_cache and sub.strategy == "EMERGENCY"
+    job = await forge.wait(sub.job_id, timeout=120)
+    assert job.status is JobStatus.SUCCEEDED, (job.error_code, job.error)
+
+    # Stored, signed by the service key, PENDING_BENCHMARKING, and the blueprint moved on.
+    rec = forge.store.get_artifact(sub.artifact_id)
+    assert rec.status == "PENDING_BENCHMARKING"
+    manifest, signature, manifest_bytes = read_manifest(forge.store.artifact_path(sub.artifact_id))
+    assert manifest.artifact_id == sub.artifact_id
+    assert verify_signature(forge.key.public_key_bytes, manifest_bytes, signature)
+    assert forge.store.get_blueprint(sub.blueprint_digest).state == "COMPILED"
+    # Journaled as finished: a restart will not build it again.
+    assert forge.journal.is_completed(sub.artifact_id)
+
+    # Announced on the bus.
+    for _ in range(50):
+        if events[topics.KERNEL_READY] and events[topics.KERNELS_CATALOG]:
+            break
+        await asyncio.sleep(0.1)
+    ready = events[topics.KERNEL_READY][0].message
+    assert ready.artifact_id == sub.artifact_id and ready.status == pb.OUTCOME_SUCCESS
+    catalog = events[topics.KERNELS_CATALOG][0].message
+    assert catalog.status == pb.KERNEL_PENDING_BENCHMARKING and catalog.checksum == manifest.payload_sha256
+
+    # The same blueprint again: answered from the store, nothing journaled or compiled.
+    again = await forge.submit(request("mlp_512"))
+    assert again.from_cache and again.status == "FROM_CACHE" and again.artifact_id == sub.artifact_id
+    assert forge.job(again.job_id)["result"]["outcome"] == "OUTCOME_FROM_CACHE"
+
+
+async def test_duplicates_join_one_compile(forge: Forge) -> None:
+    subs = await asyncio.gather(*(forge.submit(request("residual_mlp_256")) for _ in range(25)))
+    job_ids = {s.job_id for s in subs}
+    assert len(job_ids) == 1 and sum(s.joined for s in subs) == 24
+    job = await forge.wait(subs[0].job_id, timeout=120)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    attempts = forge.store.get_blueprint(subs[0].blueprint_digest).compilation_attempts
+    assert attempts == 1
+
+
+async def test_invalid_blueprint_changes_nothing(forge: Forge) -> None:
+    ir = blueprint("mlp_512")
+    ir.nodes[0].inputs[0] = "no_such_tensor"
+    before = forge.journal.state()
+    stored = len(forge.store.list_blueprints())
+    with pytest.raises(BlueprintInvalid) as exc:
+        await forge.submit(pb.CompilationRequest(schema_version=SCHEMA_VERSION, blueprint=ir))
+    err = exc.value.to_dict()
+    assert err["code"] == "BLUEPRINT_INVALID" and err["reason"] == "DANGLING_INPUT"
+    assert "node" in err or "field" in err
+    after = forge.journal.state()
+    assert len(after.pending) == len(before.pending) and len(forge.store.list_blueprints()) == stored
+
+
+
+async def test_emergency_ack_then_completion_on_reply_stream(forge: Forge) -> None:
+    replies: list[pb.CompilationComplete] = []
+
+    async def on_reply(d: Delivery) -> None:
+        if isinstance(d.message, pb.CompilationComplete):
+            replies.append(d.message)
+
+    forge.bus.subscribe(topics.EMERGENCY_REPLY, on_reply, group="tamiyo", consumer="t")
+    msg = pb.EmergencyCompile(
+        schema_version=SCHEMA_VERSION, request_id="em-1", blueprint=blueprint("swiglu_mlp_512"), requested_by="tamiyo"
+    )
+    ack = await forge.handle_emergency(msg)
+    assert ack.accepted and ack.request_id == "em-1" and ack.reason == "queued"
+    # At-least-once delivery: the same request id gets the same answer and no second job.
+    assert (await forge.handle_emergency(msg)) == ack
+    for _ in range(600):
+        if replies:
+            break
+        await asyncio.sleep(0.1)
+    assert replies and replies[0].request_id == "em-1" and replies[0].status == pb.OUTCOME_SUCCESS
+    # A new request for the same blueprint is answered from cache at once.
+    ack2 = await forge.handle_emergency(
+        pb.EmergencyCompile(schema_version=SCHEMA_VERSION, request_id="em-2", blueprint=blueprint("swiglu_mlp_512"))
+    )
+    assert ack2.accepted and ack2.reason == "from_cache" and ack2.estimate_ms == 0
+
+
+async def test_drain_refuses_new_work(tmp_path: Path) -> None:
+    forge = Forge(forge_settings(tmp_path / "state"))
+    await forge.start()
+    try:
+        forge.drain()
+        with pytest.raises(IntakeClosed):
+            await forge.submit(request("mlp_512"))
+        ack = await forge.handle_emergency(pb.EmergencyCompile(request_id="em-x", blueprint=blueprint("mlp_512")))
+        assert not ack.accepted and "INTAKE_CLOSED" in ack.reason
+        assert forge.health().status == "DEGRADED"
+    finally:
+        await forge.close(grace_s=1)
+
+
+async def test_restart_requeues_in_order_and_never_rebuilds(tmp_path: Path) -> None:
+    settings = forge_settings(tmp_path / "state")
+    first = Forge(settings)
+    await first.start()
+    first.pipeline.pause()  # nothing runs: everything stays journaled
+    subs = [await first.submit(request(name)) for name in SMALL[:3]]
+    await first.close(grace_s=0)
+
+    second = Forge(settings)
+    await second.start()
+    try:
+        assert second.last_recovery["requeued_jobs"] == 3
+        order = [j.job_id for j in second.queue.ordered()]
+        assert order == [s.job_id for s in subs]
+        for s in subs:
+            job = await second.wait(s.job_id, timeout=120)
+            assert job.status is JobStatus.SUCCEEDED, job.error
+        finished = sorted(subs, key=lambda s: second.registry.get(s.job_id).finished_at)
+        assert [s.job_id for s in finished] == [s.job_id for s in subs]
+    finally:
+        await second.close(grace_s=5)
+
+    third = Forge(settings)
+    await third.start()
+    try:
+        assert third.last_recovery["requeued_jobs"] == 0 and len(third.queue) == 0
+        again = await third.submit(request(SMALL[0]))
+        assert again.from_cache
+        for s in subs:
+            assert third.store.get_blueprint(s.blueprint_digest).compilation_attempts == 1
+    finally:
+        await third.close(grace_s=5)
