@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import threading
+import types
 
 import pytest
 from resilience_helpers import metric
@@ -155,3 +157,43 @@ async def test_run_survives_a_failing_callback(clock: ManualClock) -> None:
     assert calls[0].gpu_utilization_percent is None
     with pytest.raises(ResilienceConfigError):
         await mon.run(0, None)
+
+
+def _stand_in_nvml(util: list[float | Exception], used: list[float | Exception]) -> types.ModuleType:
+    """A stand-in for the NVML bindings with the same call surface, for the aggregation and error
+    paths of `GpuProbe` on machines without a GPU (on a GPU machine `test_real_sample_reads_the_host`
+    exercises the real library)."""
+    mod = types.ModuleType("pynvml")
+    total = 80 * 2**30
+
+    def pick(values: list[float | Exception], handle: int) -> float:
+        value = values[handle]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    mod.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetCount = lambda: len(util)  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=pick(util, h))  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=pick(used, h) * total, total=total)  # type: ignore[attr-defined]
+    return mod
+
+
+def test_gpu_probe_reports_the_busiest_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", _stand_in_nvml([10.0, 60.0], [0.9, 0.5]))
+    probe = GpuProbe()
+    assert probe.available
+    assert probe.read() == (60.0, pytest.approx(90.0))
+    only_first = GpuProbe(indices=[0])
+    assert only_first.read() == (10.0, pytest.approx(90.0))
+
+
+def test_gpu_probe_failed_reads_are_unavailable_not_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = RuntimeError("NVML_ERROR_GPU_IS_LOST")
+    monkeypatch.setitem(sys.modules, "pynvml", _stand_in_nvml([err, 30.0], [err, err]))
+    probe = GpuProbe()
+    assert probe.read() == (30.0, None)
+    monkeypatch.setitem(sys.modules, "pynvml", _stand_in_nvml([err], [err]))
+    assert GpuProbe().read() == (None, None)
