@@ -1,0 +1,131 @@
+"""A real `tezzeret serve` process on a free loopback port with its own state dir, for HTTP tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tezzeret.api.auth import token_sha256
+
+ADMIN_TOKEN = "admin-token-for-tests"
+EMERGENCY_TOKEN = "emergency-token-for-tests"
+SUBMIT_TOKEN = "submit-token-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, state_dir: Path, port: int, **extra: Any) -> Path:
+    doc: dict[str, Any] = {
+        "state_dir": str(state_dir),
+        "compilation": {"max_concurrent_jobs": 1, "idle_recompilation": False},
+        "polling": {"initial_full_scan": True, "refresh_interval_minutes": 0},
+        "sandbox": {"grace_period_s": 5.0},
+        "wal": {"durability_mode": "fsync"},
+        "api": {
+            "host": "127.0.0.1",
+            "port": port,
+            "max_body_bytes": 256 * 1024,
+            "tokens": [
+                {"name": "ops", "sha256": token_sha256(ADMIN_TOKEN), "roles": ["admin", "submit"]},
+                {"name": "tamiyo", "sha256": token_sha256(EMERGENCY_TOKEN), "roles": ["emergency"]},
+                {"name": "karn", "sha256": token_sha256(SUBMIT_TOKEN), "roles": ["submit"]},
+            ],
+        },
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    path.write_text(yaml.safe_dump({"tezzeret": doc}))
+    return path
+
+
+class ServerProcess:
+    def __init__(self, config: Path, port: int, log_path: Path) -> None:
+        self.config = config
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> "ServerProcess":
+        env = dict(os.environ)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tezzeret.cli", "serve", "--config", str(self.config)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tezzeret serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/health/tezzeret", timeout=2).status_code in (200, 503):
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.kill()
+        raise RuntimeError(f"tezzeret serve did not answer within {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._cleanup()
+
+    def kill(self) -> None:
+        """SIGKILL the service and its whole process group (sandbox workers die with it)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        # Workers die with their parent; sweep the group anyway so a test never leaks one.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None  # type: ignore[assignment]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job.get("status") in ("SUCCEEDED", "FAILED", "FROM_CACHE"):
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not finished after {timeout} s")
