@@ -352,6 +352,7 @@ class Wal:
         else:
             outcome = "clean"
         self._recovered = [t for t in analysis.committed]
+        self._last_checkpoint = analysis.base_checkpoint
         self.recovery = RecoveryReport(
             outcome=outcome,
             committed=sum(1 for t in analysis.committed if not t.is_checkpoint),
@@ -385,6 +386,24 @@ class Wal:
     def syncs(self) -> int:
         """Durability barriers issued so far (O_DSYNC writes count as one each)."""
         return self._writer.syncs
+
+    @property
+    def path(self) -> Path:
+        return self.directory
+
+    def size_bytes(self) -> int:
+        """Bytes in the live segments (what recovery would scan)."""
+        return sum(p.stat().st_size for _, p in list_segments(self.directory))
+
+    @property
+    def sequence(self) -> int:
+        """Sequence number of the last record written."""
+        return self._writer.next_sequence - 1
+
+    @property
+    def last_checkpoint(self) -> str | None:
+        """The segment that starts with the newest checkpoint, if any."""
+        return self._last_checkpoint
 
     def _hook(self, point: str) -> None:
         if self._crash_hook is not None:
@@ -514,6 +533,7 @@ class Wal:
                     if old_index < index:
                         files.unlink(path)
                 files.fsync_dir(self.directory)
+                self._last_checkpoint = final.name
             except OSError as exc:
                 writer.poison(exc)
                 raise WalIOError(f"checkpoint into {final} failed: {exc}") from exc

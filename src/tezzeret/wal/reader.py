@@ -85,12 +85,13 @@ def scan_segment(index: int, path: Path, *, limit: int | None = None) -> Segment
     return scan_bytes(index, path, path.read_bytes(), limit=limit)
 
 
-def headers_in(data: bytes) -> list[tuple[int, Record | None, bytes, int]]:
-    """Every (offset, record-or-None, txn_id, entry_type) whose header validates anywhere in `data`.
+def headers_in(data: bytes, start: int = 0) -> list[tuple[int, Record | None, bytes, int]]:
+    """Every (offset, record-or-None, txn_id, entry_type) whose header validates in `data[start:]`
+    (offsets are the segment's, so `data` is the whole segment).
 
     Used on quarantined bytes to say which transactions were lost; payloads may be damaged."""
     out = []
-    pos = data.find(MAGIC)
+    pos = data.find(MAGIC, start)
     while pos != -1:
         try:
             header = parse_header(data, pos)

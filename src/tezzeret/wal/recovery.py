@@ -270,18 +270,15 @@ def analyze(directory: Path) -> Analysis:
     ]
     # Name what the damage cost: transactions whose COMMIT lies in the quarantined or torn bytes.
     for scan in scans:
-        if cut is not None and (scan.index > cut[0] or (scan.index == cut[0])):
-            data = scan.path.read_bytes()[cut[1] if scan.index == cut[0] else 0:]
+        if cut is not None and scan.index >= cut[0]:
+            start = cut[1] if scan.index == cut[0] else 0
         elif torn_tail and scan is scans[-1]:
-            data = scan.path.read_bytes()[scan.stop:]
+            start = scan.stop
         else:
             continue
-        for _off, _rec, tid, etype in headers_in(data):
+        for _off, _rec, tid, etype in headers_in(scan.path.read_bytes(), start):
             if etype == EntryType.COMMIT and tid.hex() not in lost:
                 lost.append(tid.hex())
-    if torn_tail and scans[-1].error is not None and scans[-1].error.txn_id:
-        # A valid header with a damaged payload at the tail: if it was a COMMIT it is lost.
-        pass
     return Analysis(directory, scans, superseded, temporaries, base_checkpoint, committed,
                     open_txns, previously_aborted, problems, cut, torn_tail, lost, last_sequence)
 

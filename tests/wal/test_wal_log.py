@@ -1,0 +1,324 @@
+"""The WAL on a real disk: transactions, barriers, group commit, recovery, rotation, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from wal_helpers import ctx, digest, write_txns
+
+from tezzeret import metrics
+from tezzeret.leyline import pb
+from tezzeret.wal import (
+    TxnState,
+    Wal,
+    WalIOError,
+    WalLocked,
+    WalOptions,
+    WalStateError,
+)
+from tezzeret.wal.faults import FaultyFileLayer
+from tezzeret.wal.fileio import OsFileLayer
+from tezzeret.wal.reader import list_segments, scan_segment
+from tezzeret.wal.recovery import analyze
+
+
+def _committed(wal: Wal) -> dict[str, list[bytes]]:
+    return {t.txn_id: t.payloads for t in wal.recovered_transactions() if not t.is_checkpoint}
+
+
+def test_commit_survives_reopen_with_its_merkle_root(tmp_path: Path, mode: str) -> None:
+    written = write_txns(tmp_path, 5, mode=mode)
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
+        assert wal.recovery.outcome == "clean"
+        assert wal.recovery.committed == 5
+        assert _committed(wal) == written
+        for txn in wal.recovered_transactions():
+            assert txn.context.model_hash.startswith("m")
+
+
+def test_two_barriers_per_transaction(tmp_path: Path, mode: str) -> None:
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
+        assert wal.dsync is (mode == "O_DSYNC")
+        before = wal.syncs
+        for i in range(10):
+            txn = wal.begin(ctx(i))
+            txn.data(b"a" * 100, kind="artifact")
+            txn.data(b"m")
+            txn.commit()
+        assert wal.syncs - before == 20
+
+
+def test_open_transactions_are_aborted_and_handed_back(tmp_path: Path, mode: str) -> None:
+    opts = WalOptions(durability_mode=mode)
+    with Wal.open(tmp_path, opts) as wal:
+        done = wal.begin(ctx(0))
+        done.data(b"kept")
+        done.commit()
+        hanging = wal.begin(ctx(1), durable=True)
+        hanging.data(b"partial")
+        hanging.flush()
+        buffered = wal.begin(ctx(2))
+        buffered.data(b"never flushed")
+    with Wal.open(tmp_path, opts) as wal:
+        report = wal.recovery
+        # In fsync mode BEGIN and DATA are written at once (synced at close); in O_DSYNC mode
+        # they wait in the transaction until a barrier.
+        expected = [hanging.txn_id] + ([buffered.txn_id] if mode == "fsync" else [])
+        assert [t.txn_id for t in report.open_transactions] == expected
+        assert report.aborted == len(expected)
+        open_txn = report.open_transactions[0]
+        assert open_txn.payloads == [b"partial"]
+        assert open_txn.context.model_hash == "m1"
+        assert list(_committed(wal)) == [done.txn_id]
+    with Wal.open(tmp_path, opts) as wal:
+        # The ABORT written by the first recovery closed it for good.
+        assert wal.recovery.aborted == 0 and wal.recovery.previously_aborted == len(expected)
+
+
+def test_abort_and_state_errors(tmp_path: Path, mode: str) -> None:
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
+        txn = wal.begin(ctx(0), durable=True)
+        txn.data(b"x")
+        txn.abort()
+        assert txn.state is TxnState.ABORTED
+        with pytest.raises(WalStateError, match="aborted"):
+            txn.data(b"y")
+        ok = wal.begin(ctx(1))
+        ok.commit()
+        with pytest.raises(WalStateError, match="committed"):
+            ok.commit()
+        with pytest.raises(WalStateError, match="kind"):
+            wal.begin(ctx(2)).data(b"z", kind="bogus")
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
+        assert list(_committed(wal)) == [ok.txn_id]
+        assert wal.recovery.previously_aborted == 1
+        assert wal.recovery.aborted == (1 if mode == "fsync" else 0)  # the unwritten BEGIN of txn 2
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    with Wal.open(tmp_path):
+        with pytest.raises(WalLocked, match="another process"):
+            Wal.open(tmp_path)
+
+
+def test_torn_tail_truncated_at_every_length(tmp_path: Path) -> None:
+    written = write_txns(tmp_path / "src", 3)
+    [(_, seg)] = list_segments(tmp_path / "src")
+    full = seg.read_bytes()
+    boundaries = {r.offset for r in scan_segment(1, seg).records} | {len(full)}
+    order = list(written)
+    for cut in range(0, len(full) + 1, 7):
+        d = tmp_path / f"cut{cut}"
+        d.mkdir()
+        (d / seg.name).write_bytes(full[:cut])
+        analysis = analyze(d)
+        assert [p.kind for p in analysis.problems] == ([] if cut in boundaries else ["torn_tail"])
+        assert [t.txn_id for t in analysis.committed] == order[: len(analysis.committed)]
+        if cut % 5:
+            continue  # full recovery (which syncs) on a fifth of the cuts keeps the test quick
+        with Wal.open(d) as wal:
+            report = wal.recovery
+            assert report.outcome == ("clean" if cut in boundaries else "truncated_tail")
+            assert report.truncated_bytes == (0 if cut in boundaries else cut - max(b for b in boundaries if b <= cut))
+            got = list(_committed(wal))
+            assert got == order[: len(got)]  # a prefix, nothing invented, nothing reordered
+            for txn_id in got:
+                assert _committed(wal)[txn_id] == written[txn_id]
+        assert not analyze(d).problems
+
+
+def test_bit_flips_anywhere_are_detected_never_accepted(tmp_path: Path) -> None:
+    import random
+
+    written = write_txns(tmp_path / "src", 4)
+    [(_, seg)] = list_segments(tmp_path / "src")
+    full = seg.read_bytes()
+    rng = random.Random(5)
+    bits = rng.sample(range(len(full) * 8), 300)
+    for n, bit in enumerate(bits):
+        d = tmp_path / f"flip{n}"
+        d.mkdir()
+        data = bytearray(full)
+        data[bit // 8] ^= 1 << (bit % 8)
+        (d / seg.name).write_bytes(bytes(data))
+        analysis = analyze(d)
+        assert analysis.problems, f"flip of bit {bit} went unnoticed"
+        for txn in analysis.committed:
+            assert written[txn.txn_id] == txn.payloads
+        if n % 8:
+            continue
+        with Wal.open(d) as wal:
+            assert wal.recovery.outcome in ("truncated_tail", "restored_from_checkpoint")
+            for txn_id, payloads in _committed(wal).items():
+                assert written[txn_id] == payloads
+
+
+def test_corruption_before_the_tail_quarantines_and_names_losses(tmp_path: Path) -> None:
+    written = write_txns(tmp_path, 4)
+    order = list(written)
+    [(_, seg)] = list_segments(tmp_path)
+    records = scan_segment(1, seg).records
+    # Damage the payload of the second transaction's first DATA record.
+    target = [r for r in records if r.txn_id.hex() == order[1]][1]
+    data = bytearray(seg.read_bytes())
+    data[target.offset + 256] ^= 0x01
+    seg.write_bytes(bytes(data))
+    analysis = analyze(tmp_path)
+    assert analysis.corrupt and analysis.problems[0].kind == "corrupt"
+    assert analysis.problems[0].offset == target.offset
+    with Wal.open(tmp_path) as wal:
+        report = wal.recovery
+        assert report.outcome == "restored_from_checkpoint"
+        assert list(_committed(wal)) == order[:1]
+        assert set(report.lost_transactions) == set(order[1:])
+        assert report.quarantined_bytes == len(data) - target.offset
+        assert (tmp_path / "quarantine" / f"{seg.name}.from-{target.offset}").exists()
+        txn = wal.begin(ctx(9))
+        txn.data(b"after")
+        txn.commit()
+    with Wal.open(tmp_path) as wal:
+        assert wal.recovery.outcome == "clean"
+        assert list(_committed(wal)) == [order[0], txn.txn_id]
+
+
+def test_merkle_mismatch_is_caught(tmp_path: Path) -> None:
+    from tezzeret.wal.format import EntryType, pack_record
+    import hashlib
+    import uuid
+
+    tid = uuid.uuid4().bytes
+    parts = []
+    payloads = [(EntryType.BEGIN, b"ctx"), (EntryType.DATA, b"d"), (EntryType.COMMIT, b"0" * 64)]
+    offset = 0
+    for seq, (etype, payload) in enumerate(payloads, 1):
+        parts.append(pack_record(txn_id=tid, sequence=seq, epoch=0, timestamp_ns=0, entry_type=etype,
+                                 payload=payload, payload_sha256=hashlib.sha256(payload).digest(),
+                                 offset=offset))
+        offset += 256 + len(payload)
+    (tmp_path / "wal-00000001.seg").write_bytes(b"".join(parts))
+    analysis = analyze(tmp_path)
+    assert [p.kind for p in analysis.problems] == ["merkle_mismatch"]
+    assert analysis.lost == [tid.hex()] and not analysis.committed
+
+
+def test_group_commit_shares_syncs_and_keeps_every_commit(tmp_path: Path, mode: str) -> None:
+    opts = WalOptions(durability_mode=mode, group_commit_window_us=200)
+    committed: dict[str, list[bytes]] = {}
+    lock = threading.Lock()
+    with Wal.open(tmp_path, opts) as wal:
+        start = wal.syncs
+
+        def worker(w: int) -> None:
+            for i in range(25):
+                txn = wal.begin(ctx(i))
+                payload = f"{w}-{i}".encode()
+                txn.data(payload)
+                txn.commit()
+                with lock:
+                    committed[txn.txn_id] = [payload]
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        syncs = wal.syncs - start
+    assert len(committed) == 200
+    assert syncs < 2 * 200, "concurrent commits never shared a sync"
+    with Wal.open(tmp_path, opts) as wal:
+        assert _committed(wal) == committed
+
+
+def test_rotation_and_recovery_across_segments(tmp_path: Path, mode: str) -> None:
+    opts = WalOptions(durability_mode=mode, max_wal_size_mb=0.01)  # ~10 KiB segments
+    written = write_txns(tmp_path, 60, mode=mode, max_wal_size_mb=0.01)
+    assert len(list_segments(tmp_path)) > 3
+    with Wal.open(tmp_path, opts) as wal:
+        assert wal.recovery.outcome == "clean"
+        assert _committed(wal) == written
+        assert len(wal.recovery.segments) == len(list_segments(tmp_path))
+
+
+def test_missing_middle_segment_is_reported(tmp_path: Path) -> None:
+    write_txns(tmp_path, 60, max_wal_size_mb=0.01)
+    segments = list_segments(tmp_path)
+    segments[1][1].unlink()
+    analysis = analyze(tmp_path)
+    assert "missing_segment" in {p.kind for p in analysis.problems}
+    assert analysis.corrupt
+
+
+def test_eio_poisons_the_writer(tmp_path: Path, mode: str) -> None:
+    layer = FaultyFileLayer(seed=3)
+    wal = Wal.open(tmp_path, WalOptions(durability_mode=mode), file_layer=layer)
+    ok = wal.begin(ctx(0))
+    ok.data(b"durable")
+    ok.commit()
+    layer.teardown_on_next_write()
+    with pytest.raises(WalIOError):
+        txn = wal.begin(ctx(1), durable=False)
+        txn.data(b"lost")
+        txn.commit()
+    with pytest.raises(WalIOError, match="restart"):
+        t2 = wal.begin(ctx(2))
+        t2.commit()
+    wal.close()
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as again:
+        assert list(_committed(again)) == [ok.txn_id]
+
+
+def test_async_twins_do_no_io_on_the_event_loop(tmp_path: Path) -> None:
+    writer_threads: set[int] = set()
+
+    class Recording(OsFileLayer):
+        def write(self, handle: int, data: bytes) -> None:
+            writer_threads.add(threading.get_ident())
+            super().write(handle, data)
+
+        def sync(self, handle: int) -> None:
+            writer_threads.add(threading.get_ident())
+            super().sync(handle)
+
+    async def main() -> tuple[int, list[str]]:
+        loop_thread = threading.get_ident()
+        wal = await Wal.open_async(tmp_path, WalOptions(durability_mode="fsync"), file_layer=Recording())
+        writer_threads.clear()
+
+        async def one(i: int) -> str:
+            txn = await wal.begin_async(ctx(i))
+            await txn.data_async(f"p{i}".encode())
+            await txn.commit_async()
+            return txn.txn_id
+
+        ids = await asyncio.gather(*(one(i) for i in range(16)))
+        await wal.close_async()
+        return loop_thread, list(ids)
+
+    loop_thread, ids = asyncio.run(main())
+    assert writer_threads and loop_thread not in writer_threads
+    with Wal.open(tmp_path) as wal:
+        assert set(_committed(wal)) == set(ids)
+
+
+def test_recovery_metrics_are_exported(tmp_path: Path) -> None:
+    def value(name: str, labels: dict[str, str] | None = None) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    before_clean = value("tezzeret_wal_recovery_total", {"outcome": "empty"})
+    before_count = value("tezzeret_wal_recovery_duration_ms_count")
+    before_commits = value("tezzeret_wal_transactions_total", {"status": "committed"})
+    write_txns(tmp_path, 2)
+    assert value("tezzeret_wal_recovery_total", {"outcome": "empty"}) == before_clean + 1
+    assert value("tezzeret_wal_recovery_duration_ms_count") == before_count + 1
+    assert value("tezzeret_wal_transactions_total", {"status": "committed"}) == before_commits + 2
+
+
+def test_wal_files_are_not_world_writable(tmp_path: Path) -> None:
+    write_txns(tmp_path, 1)
+    [(_, seg)] = list_segments(tmp_path)
+    assert not os.stat(seg).st_mode & 0o002
+    assert digest([b"a"]) != digest([b"b"])

@@ -1,0 +1,42 @@
+"""Helpers shared by the WAL tests: a small committed workload, payload digests, the mode fixture."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tezzeret.leyline import pb
+from tezzeret.wal import Wal, WalOptions
+
+
+def ctx(i: int) -> pb.ExecutionContext:
+    return pb.ExecutionContext(model_hash=f"m{i}", toolchain_version="t", training_run_id="run",
+                               hardware_profile="cpu", operation="COMPILATION_CHECKPOINT")
+
+
+def digest(payloads: list[bytes]) -> str:
+    h = hashlib.sha256()
+    for p in payloads:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()
+
+
+def write_txns(directory: Path, n: int, *, mode: str = "O_DSYNC", **opts: object) -> dict[str, list[bytes]]:
+    """Commit `n` transactions; returns txn id -> payloads."""
+    out = {}
+    with Wal.open(directory, WalOptions(durability_mode=mode, **opts)) as wal:  # type: ignore[arg-type]
+        for i in range(n):
+            txn = wal.begin(ctx(i))
+            payloads = [f"artifact-{i}".encode() * (i + 1), f"meta-{i}".encode()]
+            txn.data(payloads[0], kind="artifact")
+            txn.data(payloads[1])
+            txn.commit()
+            out[txn.txn_id] = payloads
+    return out
+
+
+@pytest.fixture(params=["O_DSYNC", "fsync"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
