@@ -26,6 +26,7 @@ from tezzeret.resilience.errors import (
     UnknownBreakerError,
     UnknownTriggerError,
 )
+from tezzeret.resilience.kit import Resilience
 from tezzeret.resilience.monitor import GpuProbe, LoadSample, LoadWindow, ResourceMonitor
 from tezzeret.resilience.ttl import TTLCache, TTLMemoryManager
 
@@ -44,6 +45,7 @@ __all__ = [
     "ManualClock",
     "ModeEvent",
     "MonotonicClock",
+    "Resilience",
     "ResilienceConfigError",
     "ResilienceError",
     "ResourceMonitor",
