@@ -322,3 +322,13 @@ def test_breaker_matches_a_reference_model(ops: list[str], threshold: int, succe
     expected = "HALF_OPEN" if state == "OPEN" and now - last_fail >= 10.0 else state
     assert b.state.value == expected
     assert b.allow() == (expected != "OPEN")
+
+
+def test_reset_closes_an_open_breaker(clock: ManualClock) -> None:
+    b = make(clock, failure_threshold=1)
+    changes: list[StateChange] = []
+    b.add_listener(changes.append)
+    b.record_failure("x")
+    b.reset()
+    assert b.state is BreakerState.CLOSED and b.allow() and b.consecutive_failures == 0
+    assert changes[-1].reason == "reset"

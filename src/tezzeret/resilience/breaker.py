@@ -80,6 +80,8 @@ class CircuitBreaker:
     OPEN refuses calls until `timeout_ms` has passed since the last failure; then it becomes
     HALF_OPEN and lets calls through as probes. `success_threshold` probe successes close it; any
     probe failure reopens it. A disabled breaker counts failures in metrics but never opens.
+    HALF_OPEN does not cap how many probes run at once: an opening breaker puts the service in
+    conservative mode, which already runs one job at a time.
     """
 
     def __init__(
