@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,30 @@ def test_listing_status_history_and_persistence(tmp_path: Path) -> None:
             (b.artifact_id,),
         ).fetchall()
         assert [tuple(r) for r in history] == [(None, "PENDING_BENCHMARKING"), ("PENDING_BENCHMARKING", "VALIDATED")]
+
+
+def test_racing_identical_puts_store_one_artifact(store: Store, blueprint: str, tmp_path: Path) -> None:
+    manifest = make_manifest(blueprint)
+    data = os.urandom(300_000)
+    files = [_file(tmp_path, f"copy-{i}", data) for i in range(4)]
+    barrier = threading.Barrier(len(files))
+    records: list[object] = []
+    errors: list[BaseException] = []
+
+    def put(f: Path) -> None:
+        try:
+            barrier.wait()
+            records.append(store.put_artifact(manifest, f, _sig()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(records) == 4 and all(r == records[0] for r in records)
+    assert len(store.list_artifacts()) == 1
+    assert store.verify_artifact(manifest.artifact_id).size == len(data)
+    assert [p.name for p in (store.directory / "blobs" / "sha256").rglob(".incoming-*")] == []
