@@ -231,6 +231,9 @@ def _strings(ir: pb.BlueprintIR) -> list[tuple[str, str, int]]:
 def _check_strings(ir: pb.BlueprintIR, limits: ValidationLimits) -> None:
     caps = (limits.max_string_length, limits.max_description_length)
     for path, value, kind in _strings(ir):
+        if not isinstance(value, str):
+            # proto2 string fields hand back raw bytes when they are not valid UTF-8.
+            raise _reject("MALFORMED", "a string field is not valid UTF-8; encode text as UTF-8", field=path)
         if len(value) > caps[kind]:
             raise _reject(
                 "STRING_TOO_LONG",
@@ -556,8 +559,8 @@ def analyze(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> Analy
 
 def _analyze(ir: pb.BlueprintIR, limits: ValidationLimits) -> Analysis:
     _check_envelope(ir)
-    _check_counts(ir, limits)
     _check_strings(ir, limits)
+    _check_counts(ir, limits)
     _check_policy(ir.metadata)
     inputs, symbol, compute_dtype = _inputs(ir, limits)
     nodes = _nodes(ir, inputs, limits)
