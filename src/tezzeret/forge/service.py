@@ -257,6 +257,12 @@ class Forge:
             self._inflight[prepared.artifact_id] = InFlight(rec.job_id, self._resolved_future())
             self.queue.push(QueuedJob(rec.job_id, prepared.artifact_id, prepared.priority, rec.sequence, time.monotonic(), prepared))
             requeued += 1
+        # Finished jobs stay visible through `GET /v1/jobs/{id}` across restarts.
+        for results, status in ((state.completed, JobStatus.SUCCEEDED), (state.failures, JobStatus.FAILED)):
+            for artifact_id, result in results.items():
+                if not result.job_id or self.registry.get(result.job_id) is not None:
+                    continue
+                self.registry.add(self._view_from_result(artifact_id, result, status))
         # Blueprints claimed by a previous (crashed) instance go back to SUBMITTED.
         released = await asyncio.to_thread(self.store.release_claims)
         report = getattr(self.wal, "recovery", None)
@@ -271,6 +277,25 @@ class Forge:
         }
         metrics.QUEUE_DEPTH.set(len(self.queue))
         log.info("recovery: %s", self._last_recovery)
+
+    def _view_from_result(self, artifact_id: str, result: pb.CompilationResult, status: JobStatus) -> JobView:
+        record = self.store.find_blueprint(result.blueprint_digest) if result.blueprint_digest else None
+        job = JobView(
+            job_id=result.job_id,
+            artifact_id=artifact_id,
+            blueprint_digest=result.blueprint_digest,
+            blueprint_name=record.name if record is not None else result.blueprint_digest[:16],
+            strategy=name_of(result.strategy_used) if result.strategy_used else "",
+            priority="",
+            status=status,
+            request_id=result.request_id,
+            source="journal",
+            result=result,
+            error=result.error or None,
+            error_code=result.error_code or None,
+        )
+        job.finished_at = time.time()
+        return job
 
     @staticmethod
     def _resolved_future() -> asyncio.Future[None]:
