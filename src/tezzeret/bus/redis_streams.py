@@ -92,11 +92,14 @@ class RedisStreamsBus:
         self._connected = False
 
     def _new_client(self, *, socket_timeout: float | None) -> aioredis.Redis:
+        # One immediate retry: after a Redis restart a pooled connection is stale and fails on first
+        # use; retrying once on a fresh connection tells that apart from Redis really being down.
+        # Anything longer is the outbox's and the breaker's business, not the client's.
         return aioredis.Redis.from_url(
             self._url,
             socket_connect_timeout=1.0,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 1),
             health_check_interval=0,
         )
 
@@ -234,6 +237,9 @@ class RedisStreamsBus:
         conn = self._new_client(socket_timeout=block_ms / 1000 + 5.0)
         self._dedicated.append(conn)
         group_ready = False
+        # Entries delivered to this consumer but not settled (e.g. an ACK lost to a dropped
+        # connection) are re-read first, in order, before anything new.
+        own_pending = True
         last_claim = 0.0
         backoff = 0.05
         while self._running:
@@ -243,6 +249,9 @@ class RedisStreamsBus:
                     # After a Redis restart the stream is new: read all of it, whatever start_id was.
                     start_id = "0"
                     group_ready = True
+                if own_pending:
+                    await self._reread_own(conn, topic, stream, group, consumer, handler)
+                    own_pending = False
                 now = time.monotonic()
                 if (now - last_claim) * 1000 >= self._claim_every_ms:
                     last_claim = now
@@ -252,18 +261,20 @@ class RedisStreamsBus:
                 backoff = 0.05
                 for _name, entries in resp or []:
                     for sid, fields in entries:
-                        await self._run_one(topic, stream, group, _s(sid), fields, 1, handler)
+                        await self._run_one(conn, topic, stream, group, _s(sid), fields, 1, handler)
             except asyncio.CancelledError:
                 raise
             except rexc.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     group_ready = False
+                    own_pending = True
                     continue
                 log.error("bus: %s on %s: %s", consumer, stream, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
             except TRANSIENT as exc:
                 self._connected = False
+                own_pending = True
                 log.warning("bus: %s on %s: Redis unreachable (%s); retrying", consumer, stream, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -274,6 +285,25 @@ class RedisStreamsBus:
         except rexc.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def _delivery_count(self, conn: aioredis.Redis, stream: str, group: str, sid: str) -> int:
+        info = await conn.xpending_range(stream, group, min=sid, max=sid, count=1)
+        return int(info[0]["times_delivered"]) if info else 1
+
+    async def _reread_own(
+        self, conn: aioredis.Redis, topic: str, stream: str, group: str, consumer: str, handler: RawHandler
+    ) -> None:
+        cursor = "0"
+        while True:
+            resp = await conn.xreadgroup(group, consumer, {stream: cursor}, count=self._batch)
+            entries = resp[0][1] if resp else []
+            if not entries:
+                return
+            for sid, fields in entries:
+                cursor = _s(sid)
+                if fields:
+                    count = await self._delivery_count(conn, stream, group, cursor)
+                    await self._run_one(conn, topic, stream, group, cursor, fields, count, handler)
 
     async def _reclaim(
         self, conn: aioredis.Redis, topic: str, stream: str, group: str, consumer: str, handler: RawHandler
@@ -289,26 +319,27 @@ class RedisStreamsBus:
                 if sid is None or fields is None:
                     continue
                 sid_s = _s(sid)
-                info = await conn.xpending_range(stream, group, min=sid_s, max=sid_s, count=1)
-                count = int(info[0]["times_delivered"]) if info else 1
+                count = await self._delivery_count(conn, stream, group, sid_s)
                 BUS_EVENTS.labels(topic, "reclaimed").inc()
-                await self._run_one(topic, stream, group, sid_s, fields, count, handler)
+                await self._run_one(conn, topic, stream, group, sid_s, fields, count, handler)
             if _s(cursor) == "0-0":
                 return
 
     async def _run_one(
-        self, topic: str, stream: str, group: str, sid: str, fields: dict[bytes, bytes],
-        count: int, handler: RawHandler,
+        self, conn: aioredis.Redis, topic: str, stream: str, group: str, sid: str,
+        fields: dict[bytes, bytes], count: int, handler: RawHandler,
     ) -> None:
+        # ACKs and dead letters go over the subscription's own connection, which has just
+        # proved alive by reading this entry (a pooled one may be stale after a restart).
         data = fields.get(F_ENVELOPE, b"")
         raw = RawDelivery(topic, sid, data, count, _ms_of(sid))
 
         async def ack() -> None:
-            await self._client.xack(stream, group, sid)
+            await conn.xack(stream, group, sid)
 
         async def dead_letter(reason: str) -> None:
             log.warning("bus: dead-lettered %s %s: %s", stream, sid, reason)
-            async with self._client.pipeline(transaction=True) as pipe:
+            async with conn.pipeline(transaction=True) as pipe:
                 pipe.xadd(
                     stream + topics.DEAD_SUFFIX,
                     {F_ENVELOPE: data, F_REASON: reason.encode(), F_TOPIC: topic.encode(),
