@@ -2,8 +2,8 @@
 event loop) into conservative mode, a forge-like step runs a job through the `store` breaker and
 reads its limits from `effective()`, the store fails and recovers, and the TTL sweeper runs.
 
-One driver steps time (`ManualClock.sleep` advances the clock itself, so it simulates one sleeping
-task at a time; the periodic loops are tested on their own in the monitor and TTL tests)."""
+One driver steps the clock, so every step is deterministic; the periodic loops running together
+on a driven clock are covered in the clock and kit tests."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from tezzeret.config import Strategy, load_settings
 from tezzeret.resilience import (
     BreakerRegistry,
     CircuitOpenError,
     ConservativeModeController,
     GpuProbe,
-    LoadSample,
     ManualClock,
     ResourceMonitor,
     TTLCache,
