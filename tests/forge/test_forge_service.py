@@ -172,3 +172,41 @@ async def test_restart_requeues_in_order_and_never_rebuilds(tmp_path: Path) -> N
             assert third.store.get_blueprint(s.blueprint_digest).compilation_attempts == 1
     finally:
         await third.close(grace_s=5)
+
+
+async def test_polling_and_idle_submit_without_running(tmp_path: Path) -> None:
+    """Urza polling submits stored-but-unrequested blueprints at NORMAL with the policy's tier;
+    idle recompilation submits §3.5 candidates at BACKGROUND. The pipeline is paused so nothing
+    compiles at those (slow) tiers here; what is checked is what gets queued."""
+    from tezzeret.blueprint import digest
+
+    forge = Forge(forge_settings(tmp_path / "state"))
+    await forge.start()
+    try:
+        forge.pipeline.pause()
+        ir = blueprint("temporal_conv1d_128")
+        d = digest(ir)
+        forge.store.put_blueprint(encode(ir), d, source="karn", state="GENERATED")
+        assert await forge.poller.scan_once() == 1
+        (queued,) = forge.queue.ordered()
+        job = forge.registry.get(queued.job_id)
+        assert job.source == "urza" and job.priority == "NORMAL" and job.strategy in ("STANDARD", "FAST", "AGGRESSIVE")
+        assert await forge.poller.scan_once() == 0  # already queued: not submitted twice
+
+        # Idle work only when nothing waits.
+        assert forge.idle.allowed() is False
+        forge.queue.remove(queued.job_id)
+        forge.store.transition(d, "COMPILING", actor="t")
+        forge.store.transition(d, "COMPILED", actor="t")
+        forge.store.set_tamiyo_interest(d, 0.95)
+        assert forge.idle.allowed()
+        job_id = await forge.idle.step()
+        assert job_id is not None
+        idle_job = forge.registry.get(job_id)
+        assert idle_job.priority == "BACKGROUND" and idle_job.strategy == "AGGRESSIVE" and idle_job.source == "idle"
+        # Conservative mode forbids idle work and caps what is submitted.
+        forge.conservative.trigger("compilation_timeout", "test")
+        assert not forge.idle.allowed()
+        assert forge.health().status in ("DEGRADED", "UNHEALTHY")
+    finally:
+        await forge.close(grace_s=0)

@@ -43,6 +43,8 @@ class UrzaPoller:
         for rec in records:
             if rec.digest in inflight_digests or rec.compilation_attempts >= MAX_ATTEMPTS:
                 continue
+            if await asyncio.to_thread(forge.store.list_artifacts, rec.digest):
+                continue  # already has an artifact: improving it is idle work, not polling's
             request = pb.CompilationRequest(
                 schema_version=SCHEMA_VERSION,
                 blueprint=rec.blueprint,

@@ -246,6 +246,7 @@ class Forge:
                 # Stored and committed before the crash, journal not yet told: finish, don't rebuild.
                 result = self._cached_result(job, prepared)
                 await asyncio.to_thread(self.journal.finished, rec.job_id, result)
+                await asyncio.to_thread(self._mark_compiled, prepared.digest)
                 job.result = result
                 self.registry.add(job)
                 self.registry.finish(job, JobStatus.SUCCEEDED)
@@ -277,6 +278,11 @@ class Forge:
         }
         metrics.QUEUE_DEPTH.set(len(self.queue))
         log.info("recovery: %s", self._last_recovery)
+
+    def _mark_compiled(self, digest: str) -> None:
+        record = self.store.find_blueprint(digest)
+        if record is not None and record.state == "COMPILING":
+            self.store.transition(digest, "COMPILED", actor=self.instance_id)
 
     def _view_from_result(self, artifact_id: str, result: pb.CompilationResult, status: JobStatus) -> JobView:
         record = self.store.find_blueprint(result.blueprint_digest) if result.blueprint_digest else None
