@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import importlib.util
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def _sample(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "store")
     yield s
     s.close()
@@ -113,6 +114,7 @@ async def test_a_failure_reaches_every_joiner_and_is_not_cached(tmp_path: Path) 
     assert all(isinstance(j, InFlight) for j in joiners)
     owner.fail(RuntimeError("worker killed by SIGKILL"))
     for j in joiners:
+        assert isinstance(j, InFlight)
         with pytest.raises(RuntimeError, match="SIGKILL"):
             await j
     assert isinstance(await cache.lookup_or_join(AID), Miss)  # the next request compiles again
@@ -122,6 +124,7 @@ async def test_results_expire_after_their_ttl(tmp_path: Path) -> None:
     clock = ManualClock()
     cache = _cache(tmp_path, clock=clock, memory_management={"cache_ttl_seconds": 60})
     miss = await cache.lookup_or_join(AID)
+    assert isinstance(miss, Miss)
     miss.complete("done")
     clock.advance(59)
     assert isinstance(await cache.lookup_or_join(AID), CacheHit)

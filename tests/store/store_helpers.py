@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from tezzeret.leyline import codec, pb
 
@@ -21,7 +22,7 @@ class StepClock:
         self.now += int(seconds * 1e9)
 
 
-def make_ir(name: str, *, interest: float = 0.0, tier: int = pb.TIER_SAFE) -> bytes:
+def make_ir(name: str, *, interest: float = 0.0, tier: Any = pb.TIER_SAFE) -> bytes:
     ir = pb.BlueprintIR(schema_version=1)
     spec = ir.inputs.add(name="x", dtype=pb.DTYPE_FLOAT32)
     spec.dims.add(size=8)
@@ -38,7 +39,7 @@ def digest_of(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def make_manifest(digest: str, *, strategy: int = pb.STRATEGY_FAST, toolchain: str = "tc-0001",
+def make_manifest(digest: str, *, strategy: Any = pb.STRATEGY_FAST, toolchain: str = "tc-0001",
                   target: str = "cpu-x86_64-avx2", note: str = "") -> pb.CompiledKernelArtifact:
     m = pb.CompiledKernelArtifact(schema_version=1)
     m.blueprint_digest = digest

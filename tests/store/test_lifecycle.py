@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 import pytest
 
@@ -26,7 +27,7 @@ SPEC_KERNEL_MAIN_PATH = {
 }
 
 
-def _path(table: dict[str, frozenset[str]], start: str, goal: str) -> list[str]:
+def _path(table: Mapping[str, frozenset[str]], start: str, goal: str) -> list[str]:
     seen = {start}
     queue: deque[list[str]] = deque([[start]])
     while queue:
