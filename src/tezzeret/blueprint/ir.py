@@ -61,6 +61,14 @@ def _parse_json(data: bytes, limits: ValidationLimits) -> pb.BlueprintIR:
         raise BlueprintRejected("MALFORMED", f"not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise BlueprintRejected("MALFORMED", f"the JSON document is a {type(doc).__name__}; a BlueprintIR is an object")
+    # Count before the (slow, pure-Python) protobuf JSON parser walks every node.
+    nodes = doc.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > limits.max_nodes:
+        raise BlueprintRejected(
+            "TOO_MANY_NODES",
+            f"{len(nodes)} nodes, more than blueprint.max_nodes={limits.max_nodes}; split the blueprint",
+            field="nodes",
+        )
     try:
         return from_json(pb.BlueprintIR, text)
     except ContractError as exc:
