@@ -1,1 +1,65 @@
-"""Stage: compile (see ARCHITECTURE.md)."""
+"""Stage: compile. The four tiers, compiling one blueprint in-process, parity verification, and the
+artifact file with its manifest.
+
+Importing this package loads no torch: `compile_blueprint` and friends import it on first use, so
+the forge can compute artifact ids and read manifests cheaply. It must never import a later stage
+(sandbox, forge, api, loader).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tezzeret.compile.artifact import attach_signature, read_manifest, read_payload, write_artifact
+from tezzeret.compile.errors import (
+    ArtifactCorrupt,
+    BudgetExceeded,
+    CompileError,
+    CompileFailed,
+    UnknownStrategy,
+    VerificationFailed,
+)
+from tezzeret.compile.tiers import TIERS, Tier, tier_for
+
+if TYPE_CHECKING:
+    from tezzeret.compile.compile import CompileOutcome, compile_blueprint, plan_entries
+    from tezzeret.compile.identity import artifact_id_for
+    from tezzeret.compile.task import run_compile_task
+
+_LAZY = {
+    "CompileOutcome": "tezzeret.compile.compile",
+    "artifact_id_for": "tezzeret.compile.identity",
+    "compile_blueprint": "tezzeret.compile.compile",
+    "plan_entries": "tezzeret.compile.compile",
+    "run_compile_task": "tezzeret.compile.task",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tezzeret.compile' has no attribute {name!r}")
+
+
+__all__ = [
+    "TIERS",
+    "ArtifactCorrupt",
+    "BudgetExceeded",
+    "CompileError",
+    "CompileFailed",
+    "CompileOutcome",
+    "Tier",
+    "UnknownStrategy",
+    "VerificationFailed",
+    "artifact_id_for",
+    "attach_signature",
+    "compile_blueprint",
+    "plan_entries",
+    "read_manifest",
+    "read_payload",
+    "run_compile_task",
+    "tier_for",
+    "write_artifact",
+]

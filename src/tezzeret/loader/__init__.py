@@ -1,1 +1,36 @@
-"""Stage: loader (see ARCHITECTURE.md)."""
+"""Stage: loader (Kasmina's side). Fetch, verify and load an artifact; never compile.
+
+`load(path)` returns a trainable `KernelModule`; `KernelProvider` serves training loops without
+ever blocking them. This package must never import the forge or the API.
+"""
+
+from __future__ import annotations
+
+from tezzeret.loader.errors import (
+    ArtifactCorrupt,
+    BlueprintMismatch,
+    IncompatibleArtifact,
+    LoaderError,
+    NoMatchingEntry,
+    SignatureInvalid,
+    UnsignedArtifact,
+)
+from tezzeret.loader.load import KernelModule, VerifiedArtifact, check_compatible, load, open_artifact
+from tezzeret.loader.provider import KernelProvider, ProviderState
+
+__all__ = [
+    "ArtifactCorrupt",
+    "BlueprintMismatch",
+    "IncompatibleArtifact",
+    "KernelModule",
+    "KernelProvider",
+    "LoaderError",
+    "NoMatchingEntry",
+    "ProviderState",
+    "SignatureInvalid",
+    "UnsignedArtifact",
+    "VerifiedArtifact",
+    "check_compatible",
+    "load",
+    "open_artifact",
+]

@@ -1,0 +1,319 @@
+"""Compile one blueprint in-process: IR → module → entries per tier → verified artifact file.
+
+Owns: planning the entries a tier builds, compiling each (through `precompile`), verifying each
+(through `verify`), dropping and recording failures, and writing the artifact (through `artifact`).
+Takes everything it needs as arguments and writes only under `out_dir` (plus Inductor's cache dir
+when one is given): it runs inside a sandbox worker. Must never fork, set resource limits or talk
+to the store or the bus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tezzeret.compile import artifact, identity, target
+from tezzeret.compile.errors import CompileFailed, VerificationFailed
+from tezzeret.compile.identity import artifact_id_for, toolchain_for_tier
+from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
+from tezzeret.leyline import codec, pb
+
+Progress = Callable[[str, int, int], None]  # (what is happening, entries done, entries planned)
+
+_TORCH_TO_PB: dict[torch.dtype, int] = {
+    torch.float32: pb.DTYPE_FLOAT32,
+    torch.float16: pb.DTYPE_FLOAT16,
+    torch.bfloat16: pb.DTYPE_BFLOAT16,
+    torch.float64: pb.DTYPE_FLOAT64,
+    torch.int64: pb.DTYPE_INT64,
+    torch.int32: pb.DTYPE_INT32,
+    torch.bool: pb.DTYPE_BOOL,
+}
+PB_TO_TORCH: dict[int, torch.dtype] = {v: k for k, v in _TORCH_TO_PB.items()}
+
+# Relative slack under the tier budget we keep free for verification and writing the file.
+_BUDGET_RESERVE = 0.15
+
+
+@dataclass(frozen=True)
+class EntrySpec:
+    batch: int
+    grad_enabled: bool
+
+    @property
+    def key(self) -> str:
+        return f"b{self.batch}-{'train' if self.grad_enabled else 'nograd'}"
+
+
+@dataclass
+class CompileOutcome:
+    path: Path
+    manifest: pb.CompiledKernelArtifact
+    compile_ms: float
+    peak_rss_bytes: int
+    dropped: list[pb.ArtifactEntry] = field(default_factory=list)
+
+    @property
+    def artifact_id(self) -> str:
+        return self.manifest.artifact_id
+
+    @property
+    def entries(self) -> list[pb.ArtifactEntry]:
+        return list(self.manifest.entries)
+
+
+def _as_ir(ir_or_bytes: pb.BlueprintIR | bytes | str | Path) -> pb.BlueprintIR:
+    from tezzeret.blueprint import load_blueprint, validate
+
+    ir = ir_or_bytes if isinstance(ir_or_bytes, pb.BlueprintIR) else load_blueprint(ir_or_bytes)
+    validate(ir)
+    return ir
+
+
+def plan_entries(ir: pb.BlueprintIR, tier: Tier, batch_sizes: list[int] | None = None) -> list[EntrySpec]:
+    """The (batch, grad mode) entries `tier` builds; explicit `batch_sizes` replace the tier's."""
+    from tezzeret.blueprint import batch_range, example_inputs
+
+    lo, hi = batch_range(ir)
+    declared = int(example_inputs(ir)[0].shape[0]) if ir.inputs else 1
+    if batch_sizes:
+        sizes = sorted({int(b) for b in batch_sizes if lo <= int(b) <= hi})
+        if not sizes:
+            raise CompileFailed(
+                f"batch sizes {sorted(set(batch_sizes))} are all outside the blueprint's batch "
+                f"range [{lo}, {hi}]; ask for sizes inside it"
+            )
+    else:
+        sizes = batch_sizes_for(tier, declared, lo, hi)
+    # Training entries first: they are what Kasmina needs, so a tight budget spends itself on them.
+    return [EntrySpec(b, g) for g in tier.grad_modes for b in sizes]
+
+
+def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
+    from tezzeret.blueprint import example_inputs
+
+    torch.manual_seed(0)
+    return tuple(example_inputs(ir, batch))
+
+
+def _entry_record(spec: EntrySpec, args: tuple[torch.Tensor, ...]) -> pb.ArtifactEntry:
+    entry = pb.ArtifactEntry(key=spec.key, grad_enabled=spec.grad_enabled)
+    for t in args:
+        entry.inputs.add(shape=list(t.shape), dtype=_TORCH_TO_PB.get(t.dtype, pb.DTYPE_UNSPECIFIED))
+    return entry
+
+
+def _peak_rss_bytes() -> int:
+    # Linux reports KiB. Children covers the C++ compiler processes Inductor runs.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return int((own + kids) * 1024)
+
+
+@dataclass
+class _Built:
+    record: pb.ArtifactEntry
+    payload: bytes | None
+    guard_digest: str
+
+
+def _build_inductor_entry(
+    tier: Tier,
+    make_module: Callable[[], nn.Module],
+    spec: EntrySpec,
+    args: tuple[torch.Tensor, ...],
+    kernel_dir: Path,
+) -> _Built:
+    from tezzeret.compile import precompile, verify
+
+    record = _entry_record(spec, args)
+    try:
+        compiled = precompile.compile_entry(
+            make_module(), args, grad_enabled=spec.grad_enabled, options=tier.inductor_options
+        )
+        data = compiled.serialize()
+        # Verify what a consumer will get: the serialised bytes loaded back, not the in-memory object.
+        loaded = precompile.load_entry(data, kernel_dir=kernel_dir)
+    except Exception as exc:  # noqa: BLE001 - any torch failure drops this entry, not the job
+        record.verified = False
+        record.drop_reason = f"compile failed: {type(exc).__name__}: {str(exc).strip()[:400]}"
+        return _Built(record, None, "")
+    run = verify.entry_runner(loaded)
+    parity = verify.check_parity(make_module, run, args, grad_enabled=spec.grad_enabled)
+    record.max_abs_error = parity.max_abs_error
+    record.max_rel_error = parity.max_rel_error
+    if not parity.passed:
+        record.verified = False
+        record.drop_reason = f"parity vs eager failed: {parity.reason}"
+        return _Built(record, None, "")
+    speed = verify.measure_speed(make_module, run, args, grad_enabled=spec.grad_enabled)
+    record.verified = True
+    record.speedup_fwd = speed.speedup_fwd
+    record.speedup_train = speed.speedup_train
+    # Serve compiled code only when it is not slower than eager on this machine for this path.
+    deciding = speed.speedup_train if spec.grad_enabled else speed.speedup_fwd
+    record.serve_compiled = deciding >= 1.0
+    return _Built(record, data, loaded.guard_digest())
+
+
+def _build_eager_entry(
+    make_module: Callable[[], nn.Module], spec: EntrySpec, args: tuple[torch.Tensor, ...]
+) -> _Built:
+    from tezzeret.compile import verify
+
+    record = _entry_record(spec, args)
+    # EMERGENCY verifies the eager build itself: two builds from the IR's seed train identically
+    # and produce finite values. No code is generated.
+    parity = verify.check_parity(make_module, verify.eager_runner, args, grad_enabled=spec.grad_enabled)
+    finite = all(
+        bool(torch.isfinite(o).all())
+        for o in verify._outputs(make_module()(*args))
+        if o.is_floating_point()
+    )
+    record.max_abs_error = parity.max_abs_error
+    record.max_rel_error = parity.max_rel_error
+    if not parity.passed or not finite:
+        record.verified = False
+        record.drop_reason = (
+            "eager build is not deterministic" if not parity.passed else "eager output is not finite"
+        )
+        return _Built(record, None, "")
+    record.verified = True
+    record.serve_compiled = False
+    record.speedup_fwd = 1.0
+    record.speedup_train = 1.0 if spec.grad_enabled else 0.0
+    return _Built(record, None, "")
+
+
+def compile_blueprint(
+    ir_or_bytes: pb.BlueprintIR | bytes | str | Path,
+    strategy: int | str,
+    out_dir: str | Path,
+    *,
+    batch_sizes: list[int] | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+    budget_s: float | None = None,
+    grad_modes: tuple[bool, ...] | None = None,
+    progress: Progress | None = None,
+) -> CompileOutcome:
+    """Compile, verify and package one blueprint; returns the written artifact's outcome.
+
+    `grad_modes` narrows the tier's grad modes (True = training entries, False = `no_grad`).
+    Raises `BlueprintRejected` for an invalid IR, `VerificationFailed` when no entry passes parity,
+    `CompileFailed` when torch could not compile any entry.
+    """
+    from tezzeret.blueprint import build_module, digest
+    from tezzeret.compile.precompile import PAYLOAD_FORMAT
+
+    started = time.perf_counter()
+    target.ensure_pinned_isa()
+    if cache_dir is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir).resolve())
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    tier = tier_for(strategy)
+    budget = float(budget_s if budget_s is not None else tier.budget_s)
+    ir = _as_ir(ir_or_bytes)
+    blueprint_digest = digest(ir)
+    toolchain = toolchain_for_tier(tier)
+    artifact_id = identity.artifact_id(blueprint_digest, tier)
+    specs = plan_entries(ir, tier, batch_sizes)
+    if grad_modes is not None:
+        specs = [s for s in specs if s.grad_enabled in grad_modes] or specs
+
+    def make_module() -> nn.Module:
+        return build_module(ir)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept: list[_Built] = []
+    dropped: list[pb.ArtifactEntry] = []
+    with tempfile.TemporaryDirectory(prefix=".kernels-", dir=out_dir) as scratch:
+        for done, spec in enumerate(specs):
+            elapsed = time.perf_counter() - started
+            args = _inputs_for(ir, spec.batch)
+            if kept and elapsed > budget * (1.0 - _BUDGET_RESERVE):
+                record = _entry_record(spec, args)
+                record.drop_reason = f"tier budget of {budget:.0f} s reached after {elapsed:.1f} s"
+                dropped.append(record)
+                continue
+            if progress:
+                progress(f"{'compiling' if tier.use_inductor else 'verifying'} {spec.key}", done, len(specs))
+            if tier.use_inductor:
+                built = _build_inductor_entry(tier, make_module, spec, args, Path(scratch))
+            else:
+                built = _build_eager_entry(make_module, spec, args)
+            if built.record.verified:
+                kept.append(built)
+            else:
+                dropped.append(built.record)
+        if progress:
+            progress("writing artifact", len(specs), len(specs))
+    if not kept:
+        reasons = [f"{d.key}: {d.drop_reason}" for d in dropped]
+        if dropped and all(d.drop_reason.startswith("compile failed") for d in dropped):
+            raise CompileFailed(
+                f"blueprint {blueprint_digest[:16]} ({tier.name}): no entry compiled; " + "; ".join(reasons)
+            )
+        raise VerificationFailed(
+            f"blueprint {blueprint_digest[:16]} ({tier.name}): no entry passed verification "
+            "against eager, so no artifact was written; " + "; ".join(reasons),
+            reasons=reasons,
+        )
+
+    manifest = pb.CompiledKernelArtifact(
+        schema_version=codec.SCHEMA_VERSION,
+        artifact_id=artifact_id,
+        blueprint_digest=blueprint_digest,
+        strategy=tier.strategy,
+        target=toolchain.target,
+        toolchain_hash=toolchain.hash(),
+        torch_version=toolchain.torch_version,
+        python_version=toolchain.python_version,
+        tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
+        status=pb.KERNEL_PENDING_BENCHMARKING,
+        created_at_ns=time.time_ns(),
+    )
+    manifest.blueprint.CopyFrom(ir)
+    manifest.applied_passes.extend(
+        ["dynamo-aot-precompile", "inductor", "aoti-packaging"] if tier.use_inductor else ["eager"]
+    )
+    payloads: dict[str, bytes] = {}
+    formats: dict[str, str] = {}
+    guards = hashlib.sha256()
+    for built in kept:
+        manifest.entries.add().CopyFrom(built.record)
+        if built.payload is not None:
+            name = f"entry/{built.record.key}"
+            payloads[name] = built.payload
+            formats[name] = PAYLOAD_FORMAT
+            guards.update(f"{built.record.key}:{built.guard_digest}\n".encode())
+    manifest.guard_digest = guards.hexdigest()
+    stats = manifest.stats
+    stats.dropped_entries.extend(dropped)
+    stats.max_parity_error = max(e.max_abs_error for e in manifest.entries)
+    stats.speedup_fwd = min(e.speedup_fwd for e in manifest.entries)
+    train = [e.speedup_train for e in manifest.entries if e.grad_enabled]
+    stats.speedup_train = min(train) if train else 0.0
+    stats.peak_rss_bytes = _peak_rss_bytes()
+    stats.compile_ms = (time.perf_counter() - started) * 1000.0
+    path = out_dir / f"{artifact_id}{artifact.SUFFIX}"
+    written = artifact.write_artifact(path, manifest, payloads, formats=formats)
+    return CompileOutcome(
+        path=path,
+        manifest=written,
+        compile_ms=stats.compile_ms,
+        peak_rss_bytes=stats.peak_rss_bytes,
+        dropped=list(dropped),
+    )

@@ -1,0 +1,68 @@
+"""The compile task a sandbox worker runs: `pb.WorkerJob` in, `pb.WorkerResult` out.
+
+Owns: turning a worker job into a `compile_blueprint` call and every outcome (success, rejected
+blueprint, failed verification, internal error) into a result message. Must never fork, set
+resource limits, or write outside `job.output_dir`: the sandbox owns isolation, limits and timeouts.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from tezzeret.compile.compile import _peak_rss_bytes, compile_blueprint
+from tezzeret.compile.errors import CompileError
+from tezzeret.errors import TezzeretError
+from tezzeret.leyline import codec, pb
+
+
+def _params(job: pb.WorkerJob) -> dict[str, str]:
+    return {kv.key: kv.value for kv in job.params}
+
+
+def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Run one compile job; never raises for a compile problem (it is reported in the result)."""
+    from tezzeret.blueprint import BlueprintRejected
+
+    started = time.perf_counter()
+    result = pb.WorkerResult(schema_version=codec.SCHEMA_VERSION, job_id=job.job_id)
+    params = _params(job)
+    out_dir = Path(job.output_dir) if job.output_dir else Path(job_dir) / "out"
+    try:
+        outcome = compile_blueprint(
+            bytes(job.blueprint),
+            job.strategy,
+            out_dir,
+            batch_sizes=list(job.batch_sizes) or None,
+            cache_dir=params.get("inductor_cache_dir") or None,
+            threads=int(params["threads"]) if params.get("threads") else None,
+            budget_s=job.timeout_ms / 1000.0 if job.timeout_ms else None,
+        )
+    except BlueprintRejected as exc:
+        result.outcome = pb.OUTCOME_REJECTED
+        result.error = str(exc)
+        result.error_code = exc.code
+    except CompileError as exc:
+        # A blueprint that compiles to nothing verifiable is the blueprint's problem, not ours.
+        result.outcome = pb.OUTCOME_REJECTED
+        result.error = str(exc)
+        result.error_code = exc.code
+    except TezzeretError as exc:
+        result.outcome = pb.OUTCOME_INTERNAL_ERROR
+        result.error = str(exc)
+        result.error_code = exc.code
+    except Exception as exc:  # noqa: BLE001 - the worker reports; it never dies on a compile bug
+        result.outcome = pb.OUTCOME_INTERNAL_ERROR
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.error_code = "COMPILE_INTERNAL"
+        result.details.add(key="traceback", value=traceback.format_exc()[-4000:])
+    else:
+        result.outcome = pb.OUTCOME_SUCCESS
+        result.artifact_path = str(outcome.path)
+        result.manifest.CopyFrom(outcome.manifest)
+        for d in outcome.dropped:
+            result.details.add(key=f"dropped:{d.key}", value=d.drop_reason)
+    result.compile_ms = (time.perf_counter() - started) * 1000.0
+    result.peak_rss_bytes = _peak_rss_bytes()
+    return result

@@ -1,0 +1,239 @@
+"""Parity and speed of one compiled entry against eager (the `kernel_validation` check).
+
+Owns: the two-step SGD comparison (losses, every parameter gradient of both steps, final parameters
+and buffers; outputs and buffers for `no_grad` entries) with dtype-appropriate tolerances, and the
+forward / forward+backward timing against eager. Must never compile, write files or decide whether
+an artifact is produced: it reports, `compile.py` decides.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tezzeret.compile.precompile import CompiledEntry
+
+# (rtol, atol) per dtype: a tensor passes when max|a - b| <= atol + rtol * max|b|. Scaled by the
+# tensor's own magnitude so that tiny gradients are not judged against an absolute floor only.
+_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-7, 1e-9),
+    torch.float32: (2e-3, 1e-5),
+    torch.float16: (2e-2, 1e-3),
+    torch.bfloat16: (5e-2, 1e-2),
+}
+
+Runner = Callable[[nn.Module, tuple[torch.Tensor, ...]], Any]
+
+
+@dataclass
+class ParityReport:
+    passed: bool
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.failures[:5])
+
+
+@dataclass
+class SpeedReport:
+    eager_fwd_ms: float
+    compiled_fwd_ms: float
+    eager_train_ms: float = 0.0
+    compiled_train_ms: float = 0.0
+
+    @property
+    def speedup_fwd(self) -> float:
+        return self.eager_fwd_ms / self.compiled_fwd_ms if self.compiled_fwd_ms > 0 else 0.0
+
+    @property
+    def speedup_train(self) -> float:
+        return self.eager_train_ms / self.compiled_train_ms if self.compiled_train_ms > 0 else 0.0
+
+
+def _outputs(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _outputs(v)]
+    raise TypeError(f"blueprint output of type {type(value).__name__} is not a tensor or tuple")
+
+
+def _loss(outputs: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
+    # A fixed random projection rather than a plain mean: a symmetric loss can cancel exactly the
+    # gradient errors this check exists to catch.
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros((), dtype=torch.float32)
+    for out in outputs:
+        if not out.is_floating_point():
+            continue
+        weight = torch.randn(out.shape, generator=gen, dtype=torch.float32).to(out.dtype)
+        total = total + (out * weight).float().sum() / max(1, out.numel())
+    return total
+
+
+def eager_runner(module: nn.Module, args: tuple[torch.Tensor, ...]) -> Any:
+    return module(*args)
+
+
+def entry_runner(entry: CompiledEntry) -> Runner:
+    def run(module: nn.Module, args: tuple[torch.Tensor, ...]) -> Any:
+        if not entry.matches(module, args):
+            raise _GuardRejected(entry.why_not(module, args))
+        return entry(module, *args)
+
+    return run
+
+
+class _GuardRejected(RuntimeError):
+    pass
+
+
+def _trajectory(
+    module: nn.Module, run: Runner, args: tuple[torch.Tensor, ...], grad_enabled: bool,
+    steps: int, lr: float, seed: int,
+) -> dict[str, torch.Tensor]:
+    record: dict[str, torch.Tensor] = {}
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    for step in range(steps):
+        # Same RNG stream for both sides: with fallback_random, compiled dropout draws what eager does.
+        torch.manual_seed(seed + step)
+        with torch.set_grad_enabled(grad_enabled):
+            outputs = _outputs(run(module, args))
+        for i, out in enumerate(outputs):
+            record[f"step{step}.output{i}"] = out.detach().clone()
+        if not grad_enabled:
+            continue
+        loss = _loss(outputs, seed + 1000 + step)
+        record[f"step{step}.loss"] = loss.detach().clone()
+        for _, p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for name, p in params:
+                if p.grad is None:
+                    record[f"step{step}.grad.{name}"] = torch.zeros_like(p)
+                    continue
+                record[f"step{step}.grad.{name}"] = p.grad.detach().clone()
+                p.add_(p.grad, alpha=-lr)
+    for name, p in module.named_parameters():
+        record[f"final.param.{name}"] = p.detach().clone()
+    for name, b in module.named_buffers():
+        record[f"final.buffer.{name}"] = b.detach().clone()
+    return record
+
+
+def check_parity(
+    make_module: Callable[[], nn.Module],
+    run: Runner,
+    args: tuple[torch.Tensor, ...],
+    *,
+    grad_enabled: bool,
+    steps: int = 2,
+    lr: float = 0.05,
+    seed: int = 20240901,
+) -> ParityReport:
+    """Run `steps` SGD steps through `run` and through eager from the same weights; compare all."""
+    eager = make_module()
+    candidate = make_module()
+    candidate.load_state_dict(eager.state_dict())
+    reference = _trajectory(eager, eager_runner, args, grad_enabled, steps, lr, seed)
+    try:
+        observed = _trajectory(candidate, run, args, grad_enabled, steps, lr, seed)
+    except _GuardRejected as exc:
+        return ParityReport(False, float("inf"), float("inf"), [f"guards rejected the entry's own input: {exc}"])
+    report = ParityReport(True)
+    for key, ref in reference.items():
+        got = observed.get(key)
+        if got is None or got.shape != ref.shape:
+            report.passed = False
+            report.failures.append(f"{key}: missing or shape {None if got is None else tuple(got.shape)}")
+            continue
+        if not ref.is_floating_point():
+            if not torch.equal(got, ref):
+                report.passed = False
+                report.failures.append(f"{key}: integer values differ")
+            continue
+        rtol, atol = _TOLERANCES.get(ref.dtype, (2e-3, 1e-5))
+        diff = (got.double() - ref.double()).abs()
+        max_abs = float(diff.max()) if diff.numel() else 0.0
+        if max_abs != max_abs:  # NaN
+            max_abs = float("inf")
+        scale = float(ref.double().abs().max()) if ref.numel() else 0.0
+        rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+        report.max_abs_error = max(report.max_abs_error, max_abs)
+        report.max_rel_error = max(report.max_rel_error, rel)
+        if max_abs > atol + rtol * scale:
+            report.passed = False
+            report.failures.append(f"{key}: max abs error {max_abs:.3g} (relative {rel:.3g})")
+    return report
+
+
+def _compare_ms(
+    eager: Callable[[], None], compiled: Callable[[], None], budget_s: float
+) -> tuple[float, float]:
+    """Median ms per call of each, measured in alternating rounds so background load hits both."""
+    for _ in range(3):  # first calls allocate and finish lazy initialisation
+        eager()
+        compiled()
+    start = time.perf_counter()
+    eager()
+    compiled()
+    once = max(time.perf_counter() - start, 1e-6)
+    reps = max(1, min(50, int(0.01 / once)))
+    samples: tuple[list[float], list[float]] = ([], [])
+    deadline = time.perf_counter() + budget_s
+    while len(samples[0]) < 5 or (time.perf_counter() < deadline and len(samples[0]) < 25):
+        for fn, out in ((eager, samples[0]), (compiled, samples[1])):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            out.append((time.perf_counter() - t0) * 1000.0 / reps)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
+def measure_speed(
+    make_module: Callable[[], nn.Module],
+    run: Runner,
+    args: tuple[torch.Tensor, ...],
+    *,
+    grad_enabled: bool,
+    budget_s: float = 0.4,
+) -> SpeedReport:
+    """Median forward (and forward+backward for training entries) time, eager vs `run`."""
+    eager_module = make_module()
+    compiled_module = make_module()
+    compiled_module.load_state_dict(eager_module.state_dict())
+
+    def forward(module: nn.Module, runner: Runner) -> Callable[[], None]:
+        def go() -> None:
+            with torch.set_grad_enabled(grad_enabled):
+                runner(module, args)
+
+        return go
+
+    def train(module: nn.Module, runner: Runner) -> Callable[[], None]:
+        def go() -> None:
+            for p in module.parameters():
+                p.grad = None
+            _loss(_outputs(runner(module, args)), 7).backward()
+
+        return go
+
+    eager_fwd, compiled_fwd = _compare_ms(
+        forward(eager_module, eager_runner), forward(compiled_module, run), budget_s
+    )
+    report = SpeedReport(eager_fwd_ms=eager_fwd, compiled_fwd_ms=compiled_fwd)
+    if grad_enabled:
+        report.eager_train_ms, report.compiled_train_ms = _compare_ms(
+            train(eager_module, eager_runner), train(compiled_module, run), budget_s
+        )
+    return report

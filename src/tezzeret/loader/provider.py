@@ -1,0 +1,164 @@
+"""A non-blocking kernel provider for training loops (Kasmina's side).
+
+Owns: handing a training loop a module for a blueprint at once (eager while no artifact is ready),
+adopting an artifact in a background thread when one is offered or fetched, and switching the same
+module (same parameters, so the loop's optimizer keeps training them) over to the compiled entries.
+A refused or failing artifact leaves the module eager and is recorded. Must never block the caller
+on a fetch, a verification or a load, and never compile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tezzeret.leyline import pb
+from tezzeret.loader.errors import BlueprintMismatch
+from tezzeret.loader.load import KernelModule, Serve, open_artifact
+
+Fetch = Callable[[str], "Path | None"]
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    digest: str
+    mode: str  # "eager", "loading", "compiled" or "refused"
+    artifact_id: str | None = None
+    reason: str = ""
+
+
+class KernelProvider:
+    """`get(ir)` returns at once; `offer(digest, path)` or `fetch` switches it to compiled entries."""
+
+    def __init__(
+        self,
+        fetch: Fetch | None = None,
+        *,
+        public_key: bytes | None = None,
+        require_signature: bool = False,
+        kernel_dir: Path | None = None,
+        serve: Serve = "auto",
+    ) -> None:
+        self._serve: Serve = serve
+        self._fetch = fetch
+        self._public_key = public_key
+        self._require_signature = require_signature
+        self._kernel_dir = kernel_dir
+        self._lock = threading.Lock()
+        self._modules: dict[str, KernelModule] = {}
+        self._states: dict[str, ProviderState] = {}
+        self._futures: dict[str, Future[ProviderState]] = {}
+        # One background thread: loads are short, and serialising them keeps one training process
+        # from dlopening many libraries at once.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tezzeret-provider")
+
+    def get(self, blueprint: pb.BlueprintIR | str) -> KernelModule | None:
+        """The module for a blueprint (an IR, or a digest seen before); never waits.
+
+        With an IR the module is built eagerly on first call and returned at once. With a bare
+        digest that is not known yet, returns None and (when a fetch is configured) fetches its
+        artifact in the background; a later `get` returns the module built from that artifact.
+        """
+        from tezzeret.blueprint import build_module, digest
+
+        if isinstance(blueprint, str):
+            key = blueprint
+            with self._lock:
+                module = self._modules.get(key)
+            if module is None:
+                self._schedule_fetch(key)
+            return module
+        key = digest(blueprint)
+        with self._lock:
+            module = self._modules.get(key)
+        if module is not None:
+            return module
+        built = KernelModule(build_module(blueprint), fallback="eager")
+        with self._lock:
+            module = self._modules.setdefault(key, built)
+            self._states.setdefault(key, ProviderState(key, "eager"))
+        self._schedule_fetch(key)
+        return module
+
+    def offer(self, digest: str, artifact_path: str | Path) -> Future[ProviderState]:
+        """Adopt the artifact at `artifact_path` for `digest` in the background."""
+        with self._lock:
+            self._states[digest] = ProviderState(digest, "loading")
+            future = self._executor.submit(self._adopt, digest, Path(artifact_path))
+            self._futures[digest] = future
+        return future
+
+    def state(self, digest: str) -> ProviderState:
+        with self._lock:
+            return self._states.get(digest, ProviderState(digest, "eager"))
+
+    def wait(self, digest: str, timeout: float | None = None) -> ProviderState:
+        """Block until the pending adoption for `digest` ends (for tests and examples, not loops)."""
+        with self._lock:
+            future = self._futures.get(digest)
+        if future is not None:
+            future.result(timeout=timeout)
+        return self.state(digest)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> KernelProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _schedule_fetch(self, digest: str) -> None:
+        if self._fetch is None:
+            return
+        with self._lock:
+            if digest in self._futures:
+                return
+            self._states[digest] = ProviderState(digest, "loading")
+            self._futures[digest] = self._executor.submit(self._fetch_and_adopt, digest)
+
+    def _fetch_and_adopt(self, digest: str) -> ProviderState:
+        assert self._fetch is not None
+        try:
+            path = self._fetch(digest)
+        except Exception as exc:  # noqa: BLE001 - a failing fetch leaves the module eager
+            return self._set(ProviderState(digest, "eager", reason=f"fetch failed: {exc}"))
+        if path is None:
+            with self._lock:
+                # Nothing there yet: forget the attempt so a later get() asks again.
+                self._futures.pop(digest, None)
+            return self._set(ProviderState(digest, "eager", reason="no artifact available yet"))
+        return self._adopt(digest, Path(path))
+
+    def _adopt(self, digest: str, path: Path) -> ProviderState:
+        from tezzeret.blueprint import build_module
+
+        try:
+            verified = open_artifact(
+                path, public_key=self._public_key, require_signature=self._require_signature
+            )
+            if verified.manifest.blueprint_digest != digest:
+                raise BlueprintMismatch(
+                    f"artifact {path} is for blueprint {verified.manifest.blueprint_digest[:16]}, "
+                    f"not {digest[:16]}"
+                )
+            with self._lock:
+                module = self._modules.get(digest)
+            if module is None:
+                built = KernelModule(build_module(verified.manifest.blueprint), fallback="eager")
+                with self._lock:
+                    module = self._modules.setdefault(digest, built)
+            module.attach(verified, kernel_dir=self._kernel_dir, serve=self._serve)
+        except Exception as exc:  # noqa: BLE001 - any refusal keeps the loop on eager
+            code = getattr(exc, "code", type(exc).__name__)
+            return self._set(ProviderState(digest, "refused", reason=f"{code}: {exc}"))
+        return self._set(ProviderState(digest, "compiled", artifact_id=verified.manifest.artifact_id))
+
+    def _set(self, state: ProviderState) -> ProviderState:
+        with self._lock:
+            self._states[state.digest] = state
+        return state

@@ -1,0 +1,82 @@
+"""Tiers, entry plans and artifact identity: no torch compile involved."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from tz_compile_support import TINY_MLP, ir_of
+
+from tezzeret.compile import TIERS, UnknownStrategy, tier_for
+from tezzeret.compile.identity import artifact_id_for
+from tezzeret.compile.tiers import batch_sizes_for
+from tezzeret.leyline import pb
+
+
+def test_every_strategy_has_a_tier_with_the_seed_budget() -> None:
+    budgets = {t.name: t.budget_s for t in TIERS}
+    assert budgets == {"emergency": 10.0, "fast": 65.0, "standard": 250.0, "aggressive": 960.0}
+    assert tier_for(pb.STRATEGY_FAST).name == "fast"
+    assert tier_for("STRATEGY_AGGRESSIVE").name == "aggressive"
+    assert tier_for("Standard").name == "standard"
+    assert not tier_for("emergency").use_inductor
+    assert all(t.use_inductor for t in TIERS if t.name != "emergency")
+
+
+@pytest.mark.parametrize("bad", ["turbo", "", pb.STRATEGY_UNSPECIFIED, 99])
+def test_unknown_strategy_is_a_typed_error(bad: object) -> None:
+    with pytest.raises(UnknownStrategy) as err:
+        tier_for(bad)  # type: ignore[arg-type]
+    assert "emergency, fast, standard, aggressive" in str(err.value)
+    assert err.value.code == "COMPILE_UNKNOWN_STRATEGY"
+
+
+def test_batch_plans_stay_inside_the_declared_range() -> None:
+    fast, standard, aggressive = tier_for("fast"), tier_for("standard"), tier_for("aggressive")
+    assert batch_sizes_for(fast, 8, 1, 64) == [8]
+    assert batch_sizes_for(standard, 8, 1, 64) == [1, 8, 32]
+    assert batch_sizes_for(standard, 12, 4, 16) == [8, 12]
+    assert batch_sizes_for(aggressive, 8, 3, 20) == [3, 4, 8, 16, 20]
+    assert batch_sizes_for(fast, 8, 8, 8) == [8]
+
+
+def test_aggressive_tunes_and_fast_does_not() -> None:
+    assert tier_for("aggressive").inductor_options["max_autotune"] is True
+    assert tier_for("aggressive").inductor_options["coordinate_descent_tuning"] is True
+    assert tier_for("fast").inductor_options["max_autotune"] is False
+    for tier in TIERS[1:]:
+        assert tier.inductor_options["use_aoti"] is True
+        assert tier.inductor_options["fallback_random"] is True
+
+
+def test_artifact_id_shape_and_what_changes_it() -> None:
+    ir = ir_of(TINY_MLP)
+    ids = {s: artifact_id_for(ir, s) for s in ("emergency", "fast", "standard", "aggressive")}
+    for strategy, aid in ids.items():
+        assert re.fullmatch(rf"[0-9a-f]{{16}}-cpu-[a-z0-9_]+-avx2-{strategy}-[0-9a-f]{{8}}", aid), aid
+    assert len(set(ids.values())) == 4
+    assert artifact_id_for(ir, "fast") == artifact_id_for(ir_of(TINY_MLP), pb.STRATEGY_FAST)
+    other = json.loads(json.dumps(TINY_MLP))
+    other["nodes"][1]["attrs"][0]["i"] = "48"
+    assert artifact_id_for(ir_of(other), "fast")[:16] != ids["fast"][:16]
+    # Node names do not change identity (the digest renames nodes canonically).
+    renamed = json.loads(json.dumps(TINY_MLP).replace('"fc1"', '"first"'))
+    assert artifact_id_for(ir_of(renamed), "fast") == ids["fast"]
+
+
+def test_artifact_id_needs_no_torch() -> None:
+    code = (
+        "import json, sys\n"
+        "from tezzeret.blueprint import load_blueprint\n"
+        "from tezzeret.compile import artifact_id_for\n"
+        f"ir = load_blueprint({json.dumps(json.dumps(TINY_MLP))})\n"
+        "print(artifact_id_for(ir, 'fast'))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    aid, torch_loaded = out.stdout.split()
+    assert torch_loaded == "False"
+    assert aid == artifact_id_for(ir_of(TINY_MLP), "fast")
