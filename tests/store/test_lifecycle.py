@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pytest
 
 from tezzeret.leyline import pb
-from tezzeret.store import InvalidTransition, Store
+from tezzeret.store import InvalidInput, InvalidTransition, Store
 from tezzeret.store import lifecycle as lc
 
 from store_helpers import digest_of, make_ir, make_manifest
@@ -61,9 +61,9 @@ def test_every_allowed_blueprint_move(store: Store, move: tuple[str, str]) -> No
     src, dst = move
     digest = _new(store, f"{src}->{dst}")
     for step in _path(lc.BLUEPRINT_TRANSITIONS, "GENERATED", src):
-        store.transition(digest, step)
+        store.transition(digest, step, actor="test")
     assert store.get_blueprint(digest).state == src
-    record = store.transition(digest, getattr(pb, f"BLUEPRINT_{dst}"), expect_from=src)
+    record = store.transition(digest, getattr(pb, f"BLUEPRINT_{dst}"), expect_from=src, actor="test")
     assert record.state == dst
     assert record.state_value == getattr(pb, f"BLUEPRINT_{dst}")
     assert store.get_blueprint(digest).state == dst  # persisted, not just returned
@@ -82,9 +82,9 @@ def test_forbidden_blueprint_moves_name_from_and_to(store: Store, move: tuple[st
     src, dst = move
     digest = _new(store, f"no {src}->{dst}")
     for step in _path(lc.BLUEPRINT_TRANSITIONS, "GENERATED", src):
-        store.transition(digest, step)
+        store.transition(digest, step, actor="test")
     with pytest.raises(InvalidTransition) as info:
-        store.transition(digest, dst)
+        store.transition(digest, dst, actor="test")
     assert info.value.from_state == src and info.value.to_state == dst
     assert src in str(info.value) and dst in str(info.value)
     assert info.value.code == "STORE_INVALID_TRANSITION"
@@ -93,7 +93,7 @@ def test_forbidden_blueprint_moves_name_from_and_to(store: Store, move: tuple[st
 
 def test_stale_expect_from_is_refused(store: Store) -> None:
     digest = _new(store, "stale", "SUBMITTED")
-    store.transition(digest, "COMPILING")
+    store.transition(digest, "COMPILING", actor="test")
     with pytest.raises(InvalidTransition, match="expected it in SUBMITTED"):
         store.transition(digest, "COMPILED", expect_from="SUBMITTED")
     assert store.get_blueprint(digest).state == "COMPILING"
@@ -168,3 +168,11 @@ def test_state_names_accept_enum_prefixed_and_plain(store: Store) -> None:
         lc.blueprint_state_name(pb.BLUEPRINT_UNSPECIFIED)
     with pytest.raises(ValueError):
         lc.kernel_status_name("BOGUS")
+
+
+def test_moving_to_compiling_needs_a_claimant(store: Store) -> None:
+    digest = _new(store, "anonymous", "SUBMITTED")
+    with pytest.raises(InvalidInput, match="claim"):
+        store.transition(digest, "COMPILING")
+    assert store.get_blueprint(digest).state == "SUBMITTED"
+    assert store.transition(digest, "COMPILING", actor="w9").claimed_by == "w9"

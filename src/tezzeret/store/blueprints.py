@@ -177,10 +177,16 @@ class BlueprintTable:
         Raises `InvalidTransition` (naming from and to) for a move the lifecycle forbids, or when
         `expect_from` is given and the blueprint is in another state (someone else moved it).
         Moving to the state it is already in is a no-op, so at-least-once consumers may repeat it.
-        Leaving COMPILING clears the claim.
+        Moving to COMPILING claims the blueprint for `actor` (required; `claim` is the usual way);
+        leaving COMPILING clears the claim.
         """
         check_digest(digest)
         target = blueprint_state_name(to_state)
+        if target == "COMPILING" and not actor:
+            raise InvalidInput(
+                f"blueprint {digest}: moving to COMPILING claims it, so it needs the claimant: "
+                "use claim(digest, worker_id), or pass actor= to transition()"
+            )
         expected = None if expect_from is None else blueprint_state_name(expect_from)
         now = self._clock()
         with self._db.write() as conn:
