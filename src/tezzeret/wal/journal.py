@@ -12,14 +12,13 @@ never compile, schedule or talk to the store: it records what the forge decided.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
 
 from tezzeret.leyline import codec, pb
 from tezzeret.wal.errors import WalStateError
-from tezzeret.wal.log import Wal
+from tezzeret.wal.log import Wal, to_thread
 from tezzeret.wal.recovery import CHECKPOINT_OPERATION, CommittedTransaction
 
 JOURNAL_OPERATION = "JOB_JOURNAL"
@@ -226,16 +225,16 @@ class JobJournal:
 
     async def enqueue_async(self, job_id: str, artifact_id: str, priority: int,
                             request: bytes) -> int:
-        return await asyncio.to_thread(self.enqueue, job_id, artifact_id, priority, request)
+        return await to_thread(self.enqueue, job_id, artifact_id, priority, request)
 
     async def started_async(self, job_id: str) -> None:
-        await asyncio.to_thread(self.started, job_id)
+        await to_thread(self.started, job_id)
 
     async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await asyncio.to_thread(self.finished, job_id, result)
+        await to_thread(self.finished, job_id, result)
 
     async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await asyncio.to_thread(self.failed, job_id, result)
+        await to_thread(self.failed, job_id, result)
 
     # -- queries -------------------------------------------------------------------------------
     def is_completed(self, artifact_id: str) -> bool:

@@ -13,7 +13,6 @@ Must never import torch or a later stage: crash-test children import only this p
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import fcntl
 import hashlib
@@ -24,7 +23,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tezzeret import metrics
 from tezzeret.leyline import codec, pb
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from tezzeret.config import WalSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CRASH_POINTS = (
     "after_begin_before_data",
@@ -59,6 +60,14 @@ CRASH_POINTS = (
 )
 _SPILL_BYTES = 1 << 20
 _LOCK_NAME = "LOCK"
+
+
+async def to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`asyncio.to_thread`, with asyncio imported on first use: crash-test children never need
+    it and start faster."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -208,16 +217,16 @@ class Transaction:
         metrics.WAL_TRANSACTIONS.labels(status="aborted").inc()
 
     async def data_async(self, payload: bytes, *, kind: str = "compilation") -> None:
-        await asyncio.to_thread(self.data, payload, kind=kind)
+        await to_thread(self.data, payload, kind=kind)
 
     async def flush_async(self) -> None:
-        await asyncio.to_thread(self.flush)
+        await to_thread(self.flush)
 
     async def commit_async(self) -> CommitRecord:
-        return await asyncio.to_thread(self.commit)
+        return await to_thread(self.commit)
 
     async def abort_async(self) -> None:
-        await asyncio.to_thread(self.abort)
+        await to_thread(self.abort)
 
     def __enter__(self) -> Transaction:
         return self
@@ -258,7 +267,7 @@ class Wal:
         file_layer: FileLayer | None = None,
         crash_hook: CrashHook | None = None,
     ) -> Wal:
-        return await asyncio.to_thread(
+        return await to_thread(
             cls.open, directory, settings, file_layer=file_layer, crash_hook=crash_hook
         )
 
@@ -432,7 +441,7 @@ class Wal:
     async def begin_async(
         self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
     ) -> Transaction:
-        return await asyncio.to_thread(self.begin, context, epoch=epoch, durable=durable)
+        return await to_thread(self.begin, context, epoch=epoch, durable=durable)
 
     def _append(self, records: list[PendingRecord], *, durable: bool, txn: Transaction) -> None:
         self._writer.append(records, durable=durable)
@@ -540,7 +549,7 @@ class Wal:
         return final.name
 
     async def checkpoint_async(self) -> str:
-        return await asyncio.to_thread(self.checkpoint)
+        return await to_thread(self.checkpoint)
 
     def close(self) -> None:
         if self._closed:
@@ -550,7 +559,7 @@ class Wal:
         os.close(self._lock_fd)
 
     async def close_async(self) -> None:
-        await asyncio.to_thread(self.close)
+        await to_thread(self.close)
 
     def __enter__(self) -> Wal:
         return self
