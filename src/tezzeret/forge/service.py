@@ -74,6 +74,8 @@ class InFlight:
     # Resolved once the job is journaled: a duplicate is answered only when the work is durable.
     durable: asyncio.Future[None]
     emergency_requests: list[str] = field(default_factory=list)
+    # Set when the lookup found the artifact already built: joiners are answered from cache.
+    cached_job_id: str | None = None
 
 
 class Forge:
@@ -332,41 +334,68 @@ class Forge:
         return await self._admit(prepared, source)
 
     async def _admit(self, p: Prepared, source: str) -> Submission:
-        from tezzeret.cache import CacheHit, InFlight as CacheInFlight
+        from tezzeret.cache import CacheHit, Miss
 
-        # Ours first: it also knows jobs rebuilt by recovery, which never passed the cache.
         inflight = self._inflight.get(p.artifact_id)
-        if inflight is None:
+        if inflight is not None:
+            # The same artifact is being admitted, queued or compiled: join it once durable.
+            await asyncio.shield(inflight.durable)
+            if inflight.cached_job_id is not None:
+                return self._from_cache(p, source)
+            return self._submission(self.registry.get(inflight.job_id), p, joined=True)
+        # Ours is registered before the first await (the cache's L2 probe runs in a thread), so a
+        # duplicate arriving meanwhile joins here; ours also knows jobs rebuilt by recovery.
+        job_id = new_job_id()
+        entry = InFlight(job_id, asyncio.get_running_loop().create_future())
+        self._inflight[p.artifact_id] = entry
+        try:
             lookup = await self.cache.lookup_or_join(p.artifact_id)
-            if isinstance(lookup, CacheHit):
-                job = self._view(p, new_job_id(), source=source)
-                job.result = self._cached_result(job, p)
-                self.registry.add(job)
-                self.registry.finish(job, JobStatus.FROM_CACHE)
-                return self._submission(job, p, from_cache=True)
-            if isinstance(lookup, CacheInFlight):
-                # Another request owns the compile and registers it in `_inflight` right after
-                # its own lookup; nothing can run between, so this is unreachable in one loop.
-                inflight = self._inflight.get(p.artifact_id)
-                if inflight is None:
-                    raise ForgeError("in-flight bookkeeping diverged; resubmit", code="INTERNAL_ERROR")
-            else:
-                return await self._enqueue_new(p, source, lookup)
-        # The same artifact is already queued or compiling: join it once it is durable.
-        await asyncio.shield(inflight.durable)
-        return self._submission(self.registry.get(inflight.job_id), p, joined=True)
+        except BaseException as exc:
+            self._release_entry(p.artifact_id, entry, exc)
+            raise
+        if isinstance(lookup, Miss):
+            return await self._enqueue_new(p, source, lookup, entry)
+        if isinstance(lookup, CacheHit):
+            entry.cached_job_id = job_id
+            self._inflight.pop(p.artifact_id, None)
+            entry.durable.set_result(None)
+            return self._from_cache(p, source)
+        # The cache has a compile of this id that we do not: only a request racing our own job's
+        # end can see that. Its outcome is moments away; answer from it.
+        try:
+            await lookup.result(timeout=60)
+        except Exception as exc:  # noqa: BLE001
+            self._release_entry(p.artifact_id, entry, exc)
+            raise ForgeError(f"the compile this request joined failed: {exc}", code="JOINED_COMPILE_FAILED") from None
+        entry.cached_job_id = job_id
+        self._inflight.pop(p.artifact_id, None)
+        entry.durable.set_result(None)
+        return self._from_cache(p, source)
 
-    async def _enqueue_new(self, p: Prepared, source: str, miss: Any) -> Submission:
+    def _release_entry(self, artifact_id: str, entry: InFlight, exc: BaseException) -> None:
+        if self._inflight.get(artifact_id) is entry:
+            del self._inflight[artifact_id]
+        if not entry.durable.done():
+            entry.durable.set_exception(exc if isinstance(exc, Exception) else IntakeClosed("cancelled"))
+            entry.durable.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
+
+    def _from_cache(self, p: Prepared, source: str) -> Submission:
+        job = self._view(p, new_job_id(), source=source)
+        job.result = self._cached_result(job, p)
+        self.registry.add(job)
+        self.registry.finish(job, JobStatus.FROM_CACHE)
+        return self._submission(job, p, from_cache=True)
+
+    async def _enqueue_new(self, p: Prepared, source: str, miss: Any, entry: InFlight) -> Submission:
+        job_id = entry.job_id
         if p.priority != pb.PRIORITY_EMERGENCY and len(self.queue) >= self.settings.compilation.max_queue_depth:
-            miss.fail(QueueFull("queue full"))
-            raise QueueFull(
+            err = QueueFull(
                 f"{len(self.queue)} jobs are waiting (compilation.max_queue_depth="
                 f"{self.settings.compilation.max_queue_depth}); retry later"
             )
-        job_id = new_job_id()
-        entry = InFlight(job_id, asyncio.get_running_loop().create_future())
-        # Registered before the first await so a concurrent duplicate joins instead of racing.
-        self._inflight[p.artifact_id] = entry
+            miss.fail(err)
+            self._release_entry(p.artifact_id, entry, err)
+            raise err
         self.admitting.add(p.digest)
         try:
             await asyncio.to_thread(
@@ -376,10 +405,8 @@ class Forge:
                 self.journal.enqueue, job_id, p.artifact_id, p.priority, encode(p.request)
             )
         except Exception as exc:
-            self._inflight.pop(p.artifact_id, None)
             miss.fail(exc)
-            entry.durable.set_exception(exc)
-            entry.durable.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
+            self._release_entry(p.artifact_id, entry, exc)
             if isinstance(exc, ForgeError):
                 raise
             self._wal_ok = False
