@@ -220,7 +220,7 @@ class KernelModule(nn.Module):
         shapes = [(tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else ((), type(a)) for a in args]
         supported = "; ".join(e.describe() for e in entries) or "none"
         raise NoMatchingEntry(
-            f"no compiled entry of {self.artifact_id or 'this module'} serves inputs "
+            f"no entry of artifact {self.artifact_id or '(none attached)'} serves inputs "
             f"{_describe(shapes, grad)} (module in {'train' if self.module.training else 'eval'} mode); "
             f"it supports: {supported}; call with one of those, or load with fallback='eager'"
         )
