@@ -171,3 +171,34 @@ async def test_hundred_requests_all_acknowledged(redis_server, tmp_path: Path) -
         assert client.xpending(rig.settings.emergency.stream, rig.settings.emergency.consumer_group)["pending"] == 0
         # One ack and one CompilationComplete per request.
         assert client.xlen(rig.settings.emergency.reply_stream) == 200
+
+
+async def test_lost_reply_is_resent_identically_without_rerunning_handler(tmp_path: Path) -> None:
+    """The reply XADD fails once (Redis hiccup): the entry stays pending, is reclaimed, and the
+    listener answers with the same ack instead of calling the forge again or calling it a replay."""
+    from tezzeret.bus import BusUnavailable, InProcessBus
+
+    class FlakyReplies(InProcessBus):
+        failures = 1
+
+        async def publish_envelope(self, topic: str, envelope: pb.BusEnvelope) -> str:
+            if topic == topics.EMERGENCY_REPLY and envelope.message_type.endswith("EmergencyAck") and self.failures:
+                self.failures -= 1
+                raise BusUnavailable("reply XADD failed (injected)")
+            return await super().publish_envelope(topic, envelope)
+
+    settings = bus_settings(tmp_path, None)
+    bus = FlakyReplies(settings)
+    forge = Forge(bus)
+    listener = EmergencyListener(bus, settings, forge.handle)
+    client = EmergencyClient(bus, settings)
+    listener.start()
+    client.start()
+    await bus.start()
+    try:
+        rid, ack = await client.request(tiny_ir(), **TAMIYO)
+        assert ack.accepted and ack.request_id == rid
+        assert len(forge.calls) == 1 and bus.failures == 0
+        assert listener.accepted == 1 and listener.refused == 0
+    finally:
+        await bus.close()
