@@ -177,8 +177,8 @@ class SandboxExecutor:
         deadline = loop.time() + grace
         while self._in_flight and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for task in list(self._background):
-            task.cancel()
+        await self._kill_all()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_all()
 
     async def __aenter__(self) -> SandboxExecutor:
@@ -527,18 +527,23 @@ class SandboxExecutor:
             return
         slot.spawning = asyncio.create_task(self._spawn(slot))
 
+        spawning = slot.spawning
+
         async def settle() -> None:
             try:
-                assert slot.spawning is not None
-                worker = await slot.spawning
-                if slot.worker is None:
-                    slot.worker = worker
-                else:
-                    await self._kill(worker)
+                worker = await spawning
             except WorkerStartFailed as exc:
                 log.error("replacement worker for slot %d failed to start: %s", slot.index, exc)
+                return
             finally:
-                slot.spawning = None
+                if slot.spawning is spawning:
+                    slot.spawning = None
+            # A job may already have taken this worker through `_ready_worker`.
+            if slot.worker is None and self._running:
+                slot.worker = worker
+            elif slot.worker is not worker:
+                await self._kill(worker)
+                shutil.rmtree(worker.workdir, ignore_errors=True)
 
         task = asyncio.create_task(settle())
         self._background.add(task)
@@ -570,9 +575,10 @@ class SandboxExecutor:
         if self.isolation_level == "subprocess":
             # No PID namespace: sweep what escaped the session (double fork, setsid) by its uid.
             self._sweep_uid()
-        if worker.drain is not None and worker.proc.returncode is not None:
+        if worker.drain is not None:
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(worker.drain, 2)
+            worker.drain.cancel()
 
     def _sweep_uid(self) -> None:
         if self._drop_uid is None:
@@ -586,11 +592,12 @@ class SandboxExecutor:
     async def _kill_all(self) -> None:
         for slot in self._slots:
             if slot.spawning is not None:
-                with contextlib.suppress(BaseException):
-                    worker = await slot.spawning
-                    await self._kill(worker)
-                    shutil.rmtree(worker.workdir, ignore_errors=True)
-                slot.spawning = None
+                spawning, slot.spawning = slot.spawning, None
+                with contextlib.suppress(Exception):
+                    worker = await spawning
+                    if worker is not slot.worker:
+                        await self._kill(worker)
+                        shutil.rmtree(worker.workdir, ignore_errors=True)
             if slot.worker is not None:
                 worker, slot.worker = slot.worker, None
                 if worker.proc.stdin is not None:
