@@ -1,0 +1,69 @@
+"""`tezzeret validate`, `tezzeret blueprints`, `tezzeret digest` through the real Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tezzeret.blueprint import digest, library_blueprint
+from tezzeret.blueprint.library import LIBRARY_DIR
+from tezzeret.cli import app
+
+RUNNER = CliRunner()
+HOSTILE = Path(__file__).parent / "hostile"
+MLP = LIBRARY_DIR / "mlp_512.json"
+
+
+def test_validate_valid_files_exit_zero() -> None:
+    result = RUNNER.invoke(app, ["validate", str(MLP), str(LIBRARY_DIR / "moe_top2_256.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["valid"] is True and [r["valid"] for r in doc["results"]] == [True, True]
+    assert doc["results"][0]["summary"]["digest"] == digest(library_blueprint("mlp_512"))
+
+
+def test_validate_reports_file_node_field_and_exits_one() -> None:
+    bad = HOSTILE / "negative_out_features.json"
+    result = RUNNER.invoke(app, ["validate", str(MLP), str(bad), "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.output)
+    assert doc["valid"] is False
+    err = doc["results"][1]["error"]
+    assert (err["code"], err["node"], err["field"], err["source"]) == ("BAD_ATTR", "fc", "nodes[0].attrs.out_features", str(bad))
+
+
+def test_validate_human_table() -> None:
+    result = RUNNER.invoke(app, ["validate", str(HOSTILE / "cycle_two_nodes.json")], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "CYCLE" in result.output and "cycle_two_nodes.json" in result.output and "rejected" in result.output
+
+
+def test_blueprints_json_lists_the_library() -> None:
+    result = RUNNER.invoke(app, ["blueprints", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) >= 16
+    for row in rows:
+        assert {"name", "category", "parameters", "flops", "digest"} <= set(row)
+        assert "error" not in row
+    names = {r["name"] for r in rows}
+    assert "prenorm_transformer_256" in names
+
+
+def test_blueprints_table() -> None:
+    result = RUNNER.invoke(app, ["blueprints"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "mlp_512" in result.output and "[batch, 512]" in result.output
+
+
+def test_digest_command() -> None:
+    result = RUNNER.invoke(app, ["digest", str(MLP)])
+    assert result.exit_code == 0
+    assert result.output.strip() == digest(library_blueprint("mlp_512"))
+    result = RUNNER.invoke(app, ["digest", str(MLP), "--json"])
+    assert json.loads(result.output)["digest"] == digest(library_blueprint("mlp_512"))
+    result = RUNNER.invoke(app, ["digest", str(HOSTILE / "self_loop.json"), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"]["code"] == "CYCLE"
