@@ -18,7 +18,10 @@ async def main(url: str, state_dir: str, marker: str) -> None:
     bus = RedisStreamsBus(bus_settings(Path(state_dir), url))
 
     async def take_and_hang(d: Delivery) -> None:
-        Path(marker).write_text(f"{d.message_id} {d.delivery_count}")
+        # Written then renamed, so the test never reads a half-written marker.
+        tmp = Path(marker + ".tmp")
+        tmp.write_text(f"{d.message_id} {d.delivery_count}")
+        tmp.rename(marker)
         await asyncio.Event().wait()  # never ACKs
 
     bus.subscribe(topics.COMPILATION_REQUEST, take_and_hang, group="forge", consumer="doomed")
