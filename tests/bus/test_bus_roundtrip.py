@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from bus_helpers import Collector, sample
 
@@ -77,5 +79,25 @@ async def test_stream_names_follow_settings(redis_server, tmp_path) -> None:  # 
         await bus.publish(topics.EMERGENCY_REPLY, sample(topics.EMERGENCY_REPLY))
         keys = {k.decode() for k in redis_server.client().keys("*")}
         assert keys == {"oona.test.kernels.catalog", "em.out"}
+    finally:
+        await bus.close()
+
+
+async def test_streams_are_trimmed_to_maxlen(backend_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bus_helpers import bus_settings
+
+    settings = bus_settings(tmp_path / "trim", backend_settings.redis_url, bus={"maxlen": 20})
+    bus = make_bus(settings)
+    await bus.start()
+    try:
+        for i in range(400):
+            await bus.publish(topics.KERNELS_CATALOG, sample(topics.KERNELS_CATALOG, i))
+        got = Collector()
+        bus.subscribe(topics.KERNELS_CATALOG, got, group="late", consumer="c")
+        await got.wait_for(20)
+        await asyncio.sleep(0.2)
+        # Exact on the in-process bus; approximate (whole radix-tree nodes) on Redis.
+        assert 20 <= len(got.deliveries) < 400
+        assert got.deliveries[-1].message.blueprint_id == "bp-399"
     finally:
         await bus.close()
