@@ -49,7 +49,7 @@ def test_roundtrip() -> None:
     raw = b"x" * 40 + _record(b"hello", offset=40)
     record = parse_record(raw, 40)
     assert record.payload == b"hello" and record.end == len(raw)
-    assert record.entry_type is EntryType.DATA
+    assert record.entry_type == EntryType.DATA
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
     for index, path in list_segments(directory):
         scan = scan_segment(index, path)
         for record in scan.records:
-            h = record.header
+            h = record
             rows.append({
                 "segment": path.name, "offset": record.offset, "sequence": h.sequence,
                 "txn_id": h.txn_id.hex(), "type": EntryType(h.entry_type).name, "epoch": h.epoch,

@@ -27,5 +27,9 @@ def tree_root(leaves: Sequence[bytes]) -> bytes:
 
 def merkle_root(context: bytes, segment_hashes: Sequence[bytes]) -> str:
     """Hex root binding the BEGIN payload (`context`) and every DATA segment, in order."""
-    ctx_hash = hashlib.sha256(context).digest()
-    return hashlib.sha256(tree_root(segment_hashes) + ctx_hash).hexdigest()
+    return merkle_root_from_hash(hashlib.sha256(context).digest(), segment_hashes)
+
+
+def merkle_root_from_hash(context_hash: bytes, segment_hashes: Sequence[bytes]) -> str:
+    """`merkle_root` when the context's SHA-256 is already known (recovery has verified it)."""
+    return hashlib.sha256(tree_root(segment_hashes) + context_hash).hexdigest()

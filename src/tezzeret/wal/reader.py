@@ -11,7 +11,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tezzeret.wal.format import MAGIC, Record, RecordInvalid, parse_header, parse_record
+from tezzeret.wal.format import (
+    MAGIC,
+    Record,
+    RecordInvalid,
+    parse_header,
+    parse_record,
+    scan_records,
+)
 
 SEGMENT_RE = re.compile(r"^wal-(\d{8})\.seg$")
 TMP_SUFFIX = ".tmp"
@@ -62,22 +69,10 @@ def next_valid_header(data: bytes, start: int) -> int | None:
 
 def scan_bytes(index: int, path: Path, data: bytes, *, limit: int | None = None) -> SegmentScan:
     """Parse records from the start of `data`; stop at the first invalid one (or after `limit`)."""
-    scan = SegmentScan(index, path, len(data))
-    offset = 0
-    records = scan.records
-    end = len(data)
-    while offset < end:
-        if limit is not None and len(records) >= limit:
-            break
-        try:
-            record = parse_record(data, offset)
-        except RecordInvalid as exc:
-            scan.error = exc
-            scan.resync = next_valid_header(data, offset + 1)
-            break
-        records.append(record)
-        offset = record.end
-    scan.stop = offset
+    records, stop, error = scan_records(data, limit)
+    scan = SegmentScan(index, path, len(data), records, stop, error)
+    if error is not None:
+        scan.resync = next_valid_header(data, stop + 1)
     return scan
 
 
@@ -102,6 +97,6 @@ def headers_in(data: bytes, start: int = 0) -> list[tuple[int, Record | None, by
             record: Record | None = parse_record(data, pos)
         except RecordInvalid:
             record = None
-        out.append((pos, record, header.txn_id, int(header.entry_type)))
+        out.append((pos, record, header.txn_id, header.entry_type))
         pos = data.find(MAGIC, pos + 1)
     return out

@@ -1,0 +1,200 @@
+"""WAL benchmark: the disk's sync ceiling, commit throughput and latency, recovery time.
+
+Prints one JSON line. In one run, on one disk (`--dir`, default a fresh directory under the
+current directory so it is the repository's disk):
+- raw_fsync_per_s: one 256-byte write + fsync per record, the ceiling any durable log has;
+- syncs_per_txn: barriers one transaction needs (measured, not assumed);
+- wal_1w_per_s, commit_p50_ms, commit_p99_ms: one writer, BEGIN + one DATA + COMMIT each;
+- wal_8w_per_s (and its p50/p99): eight threads committing at once, sharing syncs;
+- recovery_10k_s, recovery_100k_s: `Wal.open` (full validation) of logs with that many committed
+  transactions, written directly in the record format so building them takes seconds, not minutes.
+Also records the machine: CPU model, cores, torch version (not imported), filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+from tezzeret.leyline import codec, pb
+from tezzeret.wal import Wal, WalOptions
+from tezzeret.wal.format import EntryType, pack_record
+from tezzeret.wal.merkle import merkle_root
+from tezzeret.wal.mounts import check_directory
+from tezzeret.wal.reader import segment_name
+
+
+def machine(directory: Path) -> dict[str, object]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    mount = check_directory(directory).mount
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "torch_version": torch_version,
+        "python": platform.python_version(),
+        "filesystem": f"{mount.fs_type} {mount.device}" if mount else None,
+        "loadavg_1m": os.getloadavg()[0],
+    }
+
+
+def raw_fsync(directory: Path, seconds: float) -> float:
+    path = directory / "raw.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    record = b"\0" * 256
+    n = 0
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < seconds:
+            os.write(fd, record)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        path.unlink()
+    return n / (time.perf_counter() - start)
+
+
+def _ctx() -> pb.ExecutionContext:
+    return pb.ExecutionContext(model_hash="m" * 64, toolchain_version="bench", operation="BENCH")
+
+
+def commits(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    with Wal.open(directory, WalOptions(durability_mode=mode)) as wal:
+        syncs0 = wal.syncs
+        stop = time.perf_counter() + seconds
+
+        def worker() -> None:
+            mine = []
+            payload = os.urandom(256)
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                txn = wal.begin(_ctx())
+                txn.data(payload)
+                txn.commit()
+                mine.append(time.perf_counter() - t0)
+            with lock:
+                latencies.extend(mine)
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        syncs = wal.syncs - syncs0
+    latencies.sort()
+    return {
+        "per_s": len(latencies) / elapsed,
+        "syncs_per_txn": syncs / max(1, len(latencies)),
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def build_log(directory: Path, n: int) -> None:
+    """`n` committed transactions (BEGIN + one 256-byte DATA + COMMIT) written straight to disk."""
+    directory.mkdir(parents=True)
+    ctx = codec.encode(_ctx())
+    ctx_sha = hashlib.sha256(ctx).digest()
+    payload = os.urandom(256)
+    sha = hashlib.sha256(payload).digest()
+    root = merkle_root(ctx, [sha]).encode()
+    root_sha = hashlib.sha256(root).digest()
+    offset = 0
+    seq = 1
+    with open(directory / segment_name(1), "wb") as out:
+        for _ in range(n):
+            tid = uuid.uuid4().bytes
+            for etype, body, digest in ((EntryType.BEGIN, ctx, ctx_sha), (EntryType.DATA, payload, sha),
+                                        (EntryType.COMMIT, root, root_sha)):
+                out.write(pack_record(txn_id=tid, sequence=seq, epoch=0, timestamp_ns=time.time_ns(),
+                                      entry_type=etype, payload=body, payload_sha256=digest,
+                                      offset=offset))
+                offset += 256 + len(body)
+                seq += 1
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def recovery(directory: Path, n: int) -> float:
+    build_log(directory, n)
+    # Drop the log from the page cache where we may, so recovery reads the disk.
+    fd = os.open(directory / segment_name(1), os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    start = time.perf_counter()
+    wal = Wal.open(directory, WalOptions(recovery_validation="warn"))
+    elapsed = time.perf_counter() - start
+    assert wal.recovery.committed == n and wal.recovery.outcome == "clean", wal.recovery.outcome
+    wal.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where to put the test logs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each timed phase")
+    parser.add_argument("--mode", choices=("O_DSYNC", "fsync"), default="O_DSYNC")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix=".bench-wal-", dir=args.dir))
+    try:
+        raw = raw_fsync(root, args.seconds)
+        one = commits(root / "w1", args.mode, 1, args.seconds)
+        eight = commits(root / "w8", args.mode, 8, args.seconds)
+        rec10k = recovery(root / "r10k", 10_000)
+        rec100k = recovery(root / "r100k", 100_000)
+        syncs = round(one["syncs_per_txn"], 3)
+        result = {
+            "bench": "wal",
+            "mode": args.mode,
+            "raw_fsync_per_s": round(raw, 1),
+            "syncs_per_txn": syncs,
+            "wal_1w_per_s": round(one["per_s"], 1),
+            "wal_1w_vs_ceiling": round(one["per_s"] / (raw / max(syncs, 1e-9)), 3),
+            "wal_8w_per_s": round(eight["per_s"], 1),
+            "wal_8w_vs_1w": round(eight["per_s"] / one["per_s"], 2),
+            "wal_8w_syncs_per_txn": round(eight["syncs_per_txn"], 3),
+            "commit_p50_ms": round(one["p50_ms"], 3),
+            "commit_p99_ms": round(one["p99_ms"], 3),
+            "commit_8w_p50_ms": round(eight["p50_ms"], 3),
+            "commit_8w_p99_ms": round(eight["p99_ms"], 3),
+            "recovery_10k_s": round(rec10k, 3),
+            "recovery_100k_s": round(rec100k, 3),
+            "machine": machine(root),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
