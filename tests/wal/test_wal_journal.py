@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tezzeret.leyline import pb
-from tezzeret.wal import JobJournal, Wal, WalOptions, WalStateError
+from tezzeret.wal import JobJournal, Wal, WalIOError, WalOptions, WalStateError
+from tezzeret.wal.fileio import OsFileLayer
 from tezzeret.wal.reader import list_segments
 
 import pytest
@@ -239,3 +240,50 @@ def test_property_fifo_within_priority_and_at_most_once(ops: list[tuple[str, int
         for prio in range(1, 6):
             seq = [model.submitted[j][1] for j in model.done_order if model.submitted[j][0] == prio]
             assert seq == sorted(seq)
+
+
+class _FailAt(OsFileLayer):
+    """Fails the first call of one operation, as a crash at that instant of a checkpoint would."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def rename(self, src: Path, dst: Path) -> None:
+        if self.operation == "rename":
+            raise OSError(5, "injected failure before rename")
+        super().rename(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        if self.operation == "unlink":
+            raise OSError(5, "injected failure before deleting old segments")
+        super().unlink(path)
+
+
+@pytest.mark.parametrize("operation", ["rename", "unlink"])
+def test_a_checkpoint_cut_short_loses_nothing(tmp_path: Path, operation: str) -> None:
+    wal = Wal.open(tmp_path, WalOptions(checkpoint_interval_compilations=1000),
+                   file_layer=_FailAt(operation))
+    journal = JobJournal(wal)
+    for i in range(6):
+        journal.enqueue(f"j{i}", f"a{i}", 1 + i % 3, b"r")
+    for i in range(3):
+        journal.started(f"j{i}")
+        journal.finished(f"j{i}", _result(f"a{i}", f"j{i}"))
+    journal.started("j3")
+    before = journal.state()
+    with pytest.raises(WalIOError):
+        wal.checkpoint()
+    with pytest.raises(WalIOError):
+        journal.enqueue("refused", "x", 1, b"")  # the writer stays poisoned until restart
+    wal.close()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert any(n.endswith(".tmp") for n in leftovers) == (operation == "rename")
+    wal, journal = _open(tmp_path)
+    after = journal.state()
+    assert after.completed == before.completed
+    assert [j.job_id for j in after.pending] == [j.job_id for j in sorted(
+        before.pending + before.in_flight, key=lambda j: (j.priority, j.sequence))]
+    names = [p.name for p in tmp_path.iterdir() if p.name.startswith("wal-")]
+    assert len(names) == 1 and not any(n.endswith(".tmp") for n in names)
+    assert (wal.recovery.base_checkpoint is not None) == (operation == "unlink")
+    wal.close()

@@ -171,6 +171,7 @@ def scan_records(buf: bytes, limit: int | None = None) -> tuple[list[Record], in
     time is this loop, so it does the same checks with as few Python operations as it can, and
     falls back to `parse_record` only to say what is wrong."""
     unpack = _FIELDS.unpack_from
+    new = tuple.__new__  # Record(...) runs a Python-level __new__; this skips it
     crc_of = google_crc32c.value
     sha = hashlib.sha256
     records: list[Record] = []
@@ -195,7 +196,7 @@ def scan_records(buf: bytes, limit: int | None = None) -> tuple[list[Record], in
         payload = buf[start:stop]
         if sha(payload).digest() != psha:
             break
-        append(Record(offset, tid, seq, epoch, ts, etype, size, psha, payload))
+        append(new(Record, (offset, tid, seq, epoch, ts, etype, size, psha, payload)))
         offset = stop
     if offset >= end or (limit is not None and len(records) >= limit):
         return records, offset, None
