@@ -150,7 +150,7 @@ def small_blueprints(draw: st.DrawFn) -> dict:
             refs = refs[:1]
         attrs = []
         for key, aspec in spec.attrs.items():
-            if aspec.default is not REQUIRED and draw(st.integers(0, 2)) == 0:
+            if aspec.redundant or (aspec.default is not REQUIRED and draw(st.integers(0, 2)) == 0):
                 continue
             wild = draw(st.integers(0, 9)) == 0
             value = draw(_any_attr_value(aspec.choices) if wild else _plausible_attr_value(aspec.kind, aspec.choices))
@@ -170,7 +170,8 @@ def small_blueprints(draw: st.DrawFn) -> dict:
 def test_accepted_blueprints_build_and_run_as_predicted() -> None:
     accepted = 0
 
-    @settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    # Derandomized so the count below is the same on every run.
+    @settings(max_examples=250, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
     @given(doc=small_blueprints())
     def check(doc: dict) -> None:
         nonlocal accepted

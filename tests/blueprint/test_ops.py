@@ -148,3 +148,36 @@ def test_rule_errors_name_the_field(nodes: list[dict], code: str, field: str) ->
         validate(to_ir(doc))
     assert (info.value.code, info.value.field) == (code, field), str(info.value)
     assert info.value.node == nodes[0]["name"]
+
+
+def test_torch_spellings_are_accepted_and_do_not_change_the_digest() -> None:
+    plain = blueprint(
+        [tensor("x", 4, 8)],
+        [node("n", "layer_norm", ["x"], normalized_dims=2), node("fc", "linear", ["n"], out_features=8),
+         node("a", "multi_head_attention", ["fc"], num_heads=2), node("r", "rms_norm", ["a"])],
+        ["r"],
+    )
+    spelled = blueprint(
+        [tensor("x", 4, 8)],
+        [node("n", "layernorm", ["x"], normalized_shape=[4, 8]), node("fc", "linear", ["n"], out_features=8, in_features=8),
+         node("a", "mha", ["fc"], num_heads=2, embed_dim=8), node("r", "rmsnorm", ["a"], normalized_shape=[8])],
+        ["r"],
+    )
+    assert validate(to_ir(plain)).digest == validate(to_ir(spelled)).digest
+
+
+@pytest.mark.parametrize(
+    ("nodes", "field"),
+    [
+        ([node("fc", "linear", ["x"], out_features=4, in_features=7)], "nodes[0].attrs.in_features"),
+        ([node("c", "conv1d", ["x"], out_channels=4, kernel_size=1, in_channels=3)], "nodes[0].attrs.in_channels"),
+        ([node("b", "batch_norm", ["x"], num_features=5)], "nodes[0].attrs.num_features"),
+        ([node("n", "layer_norm", ["x"], normalized_shape=[6, 9])], "nodes[0].attrs.normalized_shape"),
+        ([node("g", "group_norm", ["x"], num_groups=2, num_channels=4)], "nodes[0].attrs.num_channels"),
+        ([node("a", "multi_head_attention", ["x"], num_heads=2, embed_dim=12)], "nodes[0].attrs.embed_dim"),
+    ],
+)
+def test_inconsistent_restated_sizes_are_rejected(nodes: list[dict], field: str) -> None:
+    with pytest.raises(BlueprintRejected) as info:
+        validate(to_ir(blueprint([tensor("x", 6, 10)], nodes, [nodes[-1]["name"]])))
+    assert (info.value.code, info.value.field) == ("SHAPE_MISMATCH", field), str(info.value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from tezzeret.blueprint.attrs import AttrValue, parse_attrs
 from tezzeret.blueprint.errors import BlueprintRejected
-from tezzeret.blueprint.ops import FLOAT_DTYPES, INDEX_DTYPES, OPS, RuleContext, RuleError, TensorInfo
+from tezzeret.blueprint.ops import ALIASES, FLOAT_DTYPES, INDEX_DTYPES, OPS, RuleContext, RuleError, TensorInfo
 from tezzeret.config import BlueprintSettings
 from tezzeret.leyline import SCHEMA_VERSION, encode, pb
 
@@ -370,7 +370,8 @@ def _nodes(ir: pb.BlueprintIR, inputs: Sequence[InputDecl], limits: ValidationLi
                 field=f"nodes[{i}].name",
             )
         names[node.name] = ("node", i)
-        spec = OPS.get(node.op)
+        op = ALIASES.get(node.op, node.op)
+        spec = OPS.get(op)
         if spec is None:
             raise _reject(
                 "UNKNOWN_OP",
@@ -385,7 +386,7 @@ def _nodes(ir: pb.BlueprintIR, inputs: Sequence[InputDecl], limits: ValidationLi
         if spec.normalize is not None:
             attrs = spec.normalize(attrs)  # type: ignore[arg-type,assignment]
         n_out = len(attrs["sizes"]) if spec.multi_output else 1  # type: ignore[arg-type]
-        nodes.append(_Node(i, node.name, node.op, attrs, n_out, []))
+        nodes.append(_Node(i, node.name, op, attrs, n_out, []))
     for i, node in enumerate(ir.nodes):
         for j, ref in enumerate(node.inputs):
             nodes[i].refs.append(_resolve(ref, names, nodes, node.name, f"nodes[{i}].inputs[{j}]", "DANGLING_INPUT"))

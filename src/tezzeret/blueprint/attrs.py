@@ -48,6 +48,9 @@ class AttrSpec:
     max_len: int = 8
     expand: int | None = None
     doc: str = ""
+    # A restatement of something the input shapes already fix (torch's `in_features` and the
+    # like): accepted when consistent, and left out of the canonical form.
+    redundant: bool = False
 
 
 def _where(node: str, index: int, key: str) -> str:

@@ -47,6 +47,8 @@ def canonical_from_analysis(analysis: Analysis) -> pb.BlueprintIR:
         node.inputs.extend(_slot_name(analysis, s, producer) for s in step.in_slots)
         schema = OPS[step.op].attrs
         for key in sorted(step.attrs):
+            if schema[key].redundant:
+                continue
             attr = attr_to_pb(key, schema[key], step.attrs[key])
             if attr is not None:
                 node.attrs.append(attr)

@@ -22,17 +22,17 @@ from tezzeret.leyline import ContractError, decode, from_json, pb
 
 # A JSON string literal, written unrolled so matching stays linear on long strings.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_OPEN = np.frombuffer(b"{[", dtype=np.uint8)
-_CLOSE = np.frombuffer(b"}]", dtype=np.uint8)
 
 
 def json_depth(data: bytes) -> int:
     """Deepest nesting of objects/arrays in `data`, ignoring brackets inside strings."""
     skeleton = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
-    if skeleton.size == 0:
-        return 0
-    step = np.isin(skeleton, _OPEN).astype(np.int64) - np.isin(skeleton, _CLOSE).astype(np.int64)
-    return int(np.cumsum(step).max(initial=0))
+    opens = (skeleton == 0x7B) | (skeleton == 0x5B)
+    n_open = int(opens.sum())
+    if n_open <= 1:
+        return n_open
+    closes = (skeleton == 0x7D) | (skeleton == 0x5D)
+    return int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
 
 
 def _is_json_text(text: str) -> bool:

@@ -180,6 +180,20 @@ def _pair(default: object = None, lo: int = 1, hi: int = 1 << 16, n: int = 2, re
     return AttrSpec("ints", default=default, lo=lo, hi=hi, min_len=n, max_len=n, expand=n)  # type: ignore[arg-type]
 
 
+def _restates(doc: str, kind: str = "int") -> AttrSpec:
+    return AttrSpec(kind, default=None, lo=1, hi=INT_LIMIT, redundant=True, doc=doc)  # type: ignore[arg-type]
+
+
+def _consistent(attrs: Attrs, key: str, actual: object) -> None:
+    given = attrs.get(key)
+    _need(
+        given is None or given == actual,
+        f"{key}={list(given) if isinstance(given, tuple) else given} does not match the input, which gives "  # type: ignore[arg-type]
+        f"{list(actual) if isinstance(actual, tuple) else actual}; drop the attribute or fix it",
+        field=key,
+    )
+
+
 EPS = AttrSpec("float", default=1e-5, lo=0.0, hi=1.0, lo_open=True, doc="numerical epsilon")
 BOOL_T = AttrSpec("bool", default=True)
 BOOL_F = AttrSpec("bool", default=False)
@@ -227,6 +241,7 @@ def _linear(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[T
     x = ins[0]
     _float(x)
     _rank(x, 1, 8, "linear needs at least one dimension (the features)")
+    _consistent(attrs, "in_features", x.shape[-1])
     return [TensorInfo(x.shape[:-1] + (int(attrs["out_features"]),), x.dtype)]  # type: ignore[arg-type]
 
 
@@ -276,6 +291,7 @@ def _conv(nd: int) -> Infer:
         _float(x)
         _rank(x, nd + 2, nd + 2, f"conv{nd}d needs [batch, channels, {'length' if nd == 1 else 'height, width'}]")
         cin, cout, groups = x.shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+        _consistent(attrs, "in_channels", cin)
         _need(cin % groups == 0, f"{cin} input channels are not divisible by groups={groups}", field="groups", code="BAD_ATTR")
         _need(cout % groups == 0, f"out_channels={cout} is not divisible by groups={groups}", field="groups", code="BAD_ATTR")
         k, s, p, d = (attrs[key] for key in ("kernel_size", "stride", "padding", "dilation"))
@@ -326,6 +342,7 @@ def _conv_attrs(nd: int) -> dict[str, AttrSpec]:
         "dilation": _pair((1,) * nd, n=nd, hi=64),
         "groups": _I("channel groups (= in_channels for depthwise)", default=1, required=False),
         "bias": BOOL_T,
+        "in_channels": _restates("input channels"),
     }
 
 
@@ -394,6 +411,7 @@ def _batch_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
     x = ins[0]
     _float(x)
     _rank(x, 2, 4, "batch_norm needs [batch, channels], [batch, channels, length] or [batch, channels, h, w]")
+    _consistent(attrs, "num_features", x.shape[1])
     _need(
         x.numel // x.shape[1] > 1,
         f"batch_norm on {list(x.shape)} sees one value per channel, which training cannot normalise; "
@@ -415,7 +433,15 @@ def _layer_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
     _float(x)
     k = int(attrs["normalized_dims"])  # type: ignore[arg-type]
     _need(k <= len(x.shape), f"normalized_dims={k} but the input has rank {len(x.shape)}", field="normalized_dims", code="BAD_ATTR")
+    _consistent(attrs, "normalized_shape", x.shape[-k:])
     return [x]
+
+
+def _layer_norm_normalize(attrs: dict[str, object]) -> dict[str, object]:
+    # torch's spelling: `normalized_shape` fixes how many trailing dims are normalised.
+    if attrs.get("normalized_shape") is not None:
+        attrs["normalized_dims"] = len(attrs["normalized_shape"])  # type: ignore[arg-type]
+    return attrs
 
 
 def _layer_norm_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
@@ -442,6 +468,7 @@ def _group_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
     _float(x)
     _rank(x, 2, 8, "group_norm needs [batch, channels, ...]")
     g = int(attrs["num_groups"])  # type: ignore[arg-type]
+    _consistent(attrs, "num_channels", x.shape[1])
     _need(x.shape[1] % g == 0, f"{x.shape[1]} channels are not divisible by num_groups={g}", field="num_groups", code="BAD_ATTR")
     return [x]
 
@@ -450,6 +477,12 @@ def _build_group_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
     return nn.GroupNorm(int(attrs["num_groups"]), ins[0].shape[1], eps=float(attrs["eps"]), affine=bool(attrs["affine"]))  # type: ignore[arg-type]
+
+
+def _rms_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
+    _float(ins[0])
+    _consistent(attrs, "normalized_shape", ins[0].shape[-1:])
+    return [ins[0]]
 
 
 def _build_rms_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
@@ -649,6 +682,7 @@ def _mha(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Tens
     _same_dtype(ins)
     q, k, v = _mha_inputs(ins)
     e, h = q.shape[-1], int(attrs["num_heads"])  # type: ignore[arg-type]
+    _consistent(attrs, "embed_dim", e)
     _need(e % h == 0, f"{e} features are not divisible by num_heads={h}", field="num_heads", code="BAD_ATTR")
     _need(k.shape[0] == q.shape[0] and v.shape[0] == q.shape[0], "query, key and value batch sizes differ", field="inputs[1]")
     _need(k.shape[1] == v.shape[1], f"key sequence {k.shape[1]} and value sequence {v.shape[1]} differ", field="inputs[2]")
@@ -738,24 +772,27 @@ def _registry() -> dict[str, OpSpec]:
         OpSpec("sub", "a - b with broadcasting", {}, 2, 2, _binary, _layer("Sub")),
         OpSpec("mul", "a * b with broadcasting", {}, 2, 2, _binary, _layer("Mul")),
         OpSpec("matmul", "batched matrix product", {}, 2, 2, _matmul, _layer("MatMul"), flops=_matmul_flops),
-        OpSpec("linear", "x @ W.T + b over the last dimension", {"out_features": _I("output features"), "bias": BOOL_T},
+        OpSpec("linear", "x @ W.T + b over the last dimension", {"out_features": _I("output features"), "bias": BOOL_T, "in_features": _restates("input features")},
                1, 1, _linear, _build_linear, params=_linear_params, flops=_linear_flops),
         OpSpec("conv1d", "1-d convolution over [batch, channels, length]", _conv_attrs(1), 1, 1, _conv(1), _build_conv(1),
                params=_conv_params, flops=_conv_flops),
         OpSpec("conv2d", "2-d convolution over [batch, channels, h, w] (groups = channels: depthwise)", _conv_attrs(2),
                1, 1, _conv(2), _build_conv(2), params=_conv_params, flops=_conv_flops),
         OpSpec("batch_norm", "batch normalisation over dimension 1",
-               {"eps": EPS, "momentum": AttrSpec("float", default=0.1, lo=0.0, hi=1.0)}, 1, 1, _batch_norm, _build_batch_norm,
+               {"eps": EPS, "momentum": AttrSpec("float", default=0.1, lo=0.0, hi=1.0), "num_features": _restates("channels")}, 1, 1, _batch_norm, _build_batch_norm,
                params=lambda a, i: 2 * i[0].shape[1], flops=lambda a, i, o: 4 * o[0].numel),
         OpSpec("layer_norm", "layer normalisation over the last `normalized_dims` dimensions",
-               {"normalized_dims": AttrSpec("int", default=1, lo=1, hi=8), "eps": EPS, "elementwise_affine": BOOL_T, "bias": BOOL_T},
-               1, 1, _layer_norm, _build_layer_norm, params=_layer_norm_params, flops=lambda a, i, o: 5 * o[0].numel),
+               {"normalized_dims": AttrSpec("int", default=1, lo=1, hi=8), "eps": EPS, "elementwise_affine": BOOL_T, "bias": BOOL_T,
+                "normalized_shape": _restates("trailing dims (sets normalized_dims)", "ints")},
+               1, 1, _layer_norm, _build_layer_norm, params=_layer_norm_params, flops=lambda a, i, o: 5 * o[0].numel,
+               normalize=_layer_norm_normalize),
         OpSpec("group_norm", "group normalisation over channel groups",
-               {"num_groups": _I("number of channel groups"), "eps": EPS, "affine": BOOL_T}, 1, 1, _group_norm, _build_group_norm,
+               {"num_groups": _I("number of channel groups"), "eps": EPS, "affine": BOOL_T, "num_channels": _restates("channels")}, 1, 1, _group_norm, _build_group_norm,
                params=lambda a, i: 2 * i[0].shape[1] if a["affine"] else 0, flops=lambda a, i, o: 5 * o[0].numel),
         OpSpec("rms_norm", "root-mean-square normalisation over the last dimension",
-               {"eps": AttrSpec("float", default=1e-6, lo=0.0, hi=1.0, lo_open=True), "elementwise_affine": BOOL_T},
-               1, 1, _unary_float, _build_rms_norm, params=lambda a, i: i[0].shape[-1] if a["elementwise_affine"] else 0,
+               {"eps": AttrSpec("float", default=1e-6, lo=0.0, hi=1.0, lo_open=True), "elementwise_affine": BOOL_T,
+                "normalized_shape": AttrSpec("ints", default=None, lo=1, hi=INT_LIMIT, max_len=1, redundant=True)},
+               1, 1, _rms_norm, _build_rms_norm, params=lambda a, i: i[0].shape[-1] if a["elementwise_affine"] else 0,
                flops=lambda a, i, o: 4 * o[0].numel),
         OpSpec("reshape", "reshape; 0 copies an input dimension, one -1 is inferred",
                {"shape": AttrSpec("ints", lo=-1, hi=INT_LIMIT)}, 1, 1, _reshape, _layer("Reshape"), flops=lambda a, i, o: 0),
@@ -802,7 +839,7 @@ def _registry() -> dict[str, OpSpec]:
                {"is_causal": BOOL_F, "scale": AttrSpec("float", default=None, lo=0.0, hi=1e3, lo_open=True)},
                3, 3, _sdpa, _layer("ScaledDotProductAttention"), flops=_sdpa_flops),
         OpSpec("multi_head_attention", "multi-head attention: (x) self, (q, kv) cross, or (q, k, v)",
-               {"num_heads": _I("number of heads", hi=256), "bias": BOOL_T, "is_causal": BOOL_F},
+               {"num_heads": _I("number of heads", hi=256), "bias": BOOL_T, "is_causal": BOOL_F, "embed_dim": _restates("query features")},
                1, 3, _mha, lambda a, i: _layers().MultiHeadAttention(
                    embed_dim=i[0].shape[-1], kdim=_mha_inputs(i)[1].shape[-1], vdim=_mha_inputs(i)[2].shape[-1],
                    num_heads=int(a["num_heads"]), bias=bool(a["bias"]), is_causal=bool(a["is_causal"])),  # type: ignore[arg-type]
@@ -818,6 +855,23 @@ def _registry() -> dict[str, OpSpec]:
     ]
     return {op.name: op for op in ops}
 
+
+# Other spellings of the same ops (torch's and common shorthands); resolved before anything else,
+# so an alias never changes a digest.
+ALIASES: Mapping[str, str] = MappingProxyType({
+    "cat": "concat",
+    "sdpa": "scaled_dot_product_attention",
+    "mha": "multi_head_attention",
+    "multihead_attention": "multi_head_attention",
+    "topk_moe": "moe",
+    "top_k_moe": "moe",
+    "mixture_of_experts": "moe",
+    "batchnorm": "batch_norm",
+    "layernorm": "layer_norm",
+    "groupnorm": "group_norm",
+    "rmsnorm": "rms_norm",
+    "swish": "silu",
+})
 
 # Read-only: the allowlist is fixed at import, never extended at run time.
 OPS: Mapping[str, OpSpec] = MappingProxyType(_registry())
