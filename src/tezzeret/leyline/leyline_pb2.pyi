@@ -442,7 +442,7 @@ class PayloadRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class CompiledKernelArtifact(_message.Message):
-    __slots__ = ("schema_version", "artifact_id", "blueprint_digest", "blueprint", "strategy", "target", "toolchain_hash", "torch_version", "python_version", "entries", "guard_digest", "payload_sha256", "payload_size", "stats", "created_at_ns", "tier_settings", "applied_passes", "payloads", "status")
+    __slots__ = ("schema_version", "artifact_id", "blueprint_digest", "blueprint", "strategy", "target", "toolchain_hash", "torch_version", "python_version", "entries", "guard_digest", "payload_sha256", "payload_size", "stats", "created_at_ns", "tier_settings", "applied_passes", "payloads", "status", "num_threads")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -462,6 +462,7 @@ class CompiledKernelArtifact(_message.Message):
     APPLIED_PASSES_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     artifact_id: str
     blueprint_digest: str
@@ -481,7 +482,8 @@ class CompiledKernelArtifact(_message.Message):
     applied_passes: _containers.RepeatedScalarFieldContainer[str]
     payloads: _containers.RepeatedCompositeFieldContainer[PayloadRef]
     status: KernelStatus
-    def __init__(self, schema_version: _Optional[int] = ..., artifact_id: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., blueprint: _Optional[_Union[BlueprintIR, _Mapping]] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., toolchain_hash: _Optional[str] = ..., torch_version: _Optional[str] = ..., python_version: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ArtifactEntry, _Mapping]]] = ..., guard_digest: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., payload_size: _Optional[int] = ..., stats: _Optional[_Union[CompileStats, _Mapping]] = ..., created_at_ns: _Optional[int] = ..., tier_settings: _Optional[str] = ..., applied_passes: _Optional[_Iterable[str]] = ..., payloads: _Optional[_Iterable[_Union[PayloadRef, _Mapping]]] = ..., status: _Optional[_Union[KernelStatus, str]] = ...) -> None: ...
+    num_threads: int
+    def __init__(self, schema_version: _Optional[int] = ..., artifact_id: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., blueprint: _Optional[_Union[BlueprintIR, _Mapping]] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., toolchain_hash: _Optional[str] = ..., torch_version: _Optional[str] = ..., python_version: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ArtifactEntry, _Mapping]]] = ..., guard_digest: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., payload_size: _Optional[int] = ..., stats: _Optional[_Union[CompileStats, _Mapping]] = ..., created_at_ns: _Optional[int] = ..., tier_settings: _Optional[str] = ..., applied_passes: _Optional[_Iterable[str]] = ..., payloads: _Optional[_Iterable[_Union[PayloadRef, _Mapping]]] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., num_threads: _Optional[int] = ...) -> None: ...
 
 class EmergencyCompile(_message.Message):
     __slots__ = ("schema_version", "request_id", "blueprint_id", "blueprint", "requested_by", "reason", "deadline_ms", "target_hardware", "training_run_id", "issued_at_ns", "nonce", "batch_sizes")
