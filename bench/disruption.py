@@ -1,0 +1,185 @@
+"""Training disruption while the sandbox compiles: step-time percentiles alone vs. busy.
+
+Owns: one benchmark. A CPU training loop (a small transformer encoder on random data, fixed seed)
+runs alone, then while a `SandboxExecutor` with the configured settings compiles the built-in
+blueprint library at STANDARD. Prints one JSON line: step p50/p99 in both phases, their ratios,
+compiles done, the settings used and the machine. It must never assert a speed (it measures).
+
+Knobs that bring the slowdown closer to zero (settings keys): `sandbox.sched_idle: true` (workers
+only get CPU nobody else wants), `sandbox.niceness` (19 is the weakest), `sandbox.cpu_affinity`
+(keep workers off the training cores; needs more than 2 cores to help), a lower
+`compilation.max_concurrent_jobs` (1 leaves a core to training on a 2-core machine),
+`sandbox.worker_threads`/`sandbox.compile_threads` = 1, and training threads that leave a core.
+
+Run: `.venv/bin/python bench/disruption.py [--blueprints N] [--sched-idle] [--concurrency K]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TORCHINDUCTOR_CPP_MARCH", "x86-64-v3")
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+import torch  # noqa: E402
+
+from tezzeret.blueprint.library import library  # noqa: E402
+from tezzeret.config import load_settings  # noqa: E402
+from tezzeret.leyline import codec, pb  # noqa: E402
+from tezzeret.sandbox import SandboxExecutor  # noqa: E402
+
+
+def machine() -> dict[str, object]:
+    model = platform.processor() or "unknown"
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu_model": model, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+class Trainer:
+    """A fixed-seed transformer training loop timing each step."""
+
+    def __init__(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(d_model=128, nhead=4, dim_feedforward=512, batch_first=True)
+        self.model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, num_layers=2), torch.nn.Linear(128, 128))
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.x = torch.randn(16, 64, 128)
+        self.y = torch.randn(16, 64, 128)
+
+    def step(self) -> float:
+        start = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        return (time.perf_counter() - start) * 1000.0
+
+    def run(self, steps: int | None = None, until: threading.Event | None = None, max_s: float = 600) -> list[float]:
+        times: list[float] = []
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            if steps is not None and len(times) >= steps:
+                break
+            if until is not None and until.is_set():
+                break
+            times.append(self.step())
+        return times
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blueprints", type=int, default=0, help="compile only the first N library blueprints (0: all)")
+    parser.add_argument("--alone-steps", type=int, default=300)
+    parser.add_argument("--train-threads", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None, help="compilation.max_concurrent_jobs (default: config)")
+    parser.add_argument("--sched-idle", action="store_true")
+    parser.add_argument("--niceness", type=int, default=None)
+    parser.add_argument("--max-busy-s", type=float, default=1800)
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="tezzeret-disruption-"))
+    overrides: dict[str, object] = {"state_dir": str(state), "emergency": {"reserved_worker": False}}
+    sandbox: dict[str, object] = {}
+    if args.sched_idle:
+        sandbox["sched_idle"] = True
+    if args.niceness is not None:
+        sandbox["niceness"] = args.niceness
+    if sandbox:
+        overrides["sandbox"] = sandbox
+    if args.concurrency:
+        overrides["compilation"] = {"max_concurrent_jobs": args.concurrency}
+    settings = load_settings(**overrides)
+
+    trainer = Trainer(args.train_threads)
+    trainer.run(steps=30)  # warm-up: allocator, caches
+    alone = trainer.run(steps=args.alone_steps)
+
+    blueprints = library()
+    if args.blueprints:
+        blueprints = blueprints[: args.blueprints]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    executor = SandboxExecutor(settings)
+    asyncio.run_coroutine_threadsafe(executor.start(), loop).result(600)
+    done = threading.Event()
+    outcomes: dict[str, int] = {}
+
+    async def compile_all() -> None:
+        async def one(i: int, bp) -> None:
+            job = pb.WorkerJob(schema_version=1, job_id=f"bench-{i}", task="compile", blueprint=codec.encode(bp.ir),
+                               strategy=pb.STRATEGY_STANDARD, output_dir=str(state / "artifacts" / bp.name))
+            result = await executor.run(job)
+            name = pb.JobOutcome.Name(result.outcome)
+            outcomes[name] = outcomes.get(name, 0) + 1
+
+        try:
+            await asyncio.gather(*(one(i, bp) for i, bp in enumerate(blueprints)))
+        finally:
+            done.set()
+
+    busy_started = time.monotonic()
+    future = asyncio.run_coroutine_threadsafe(compile_all(), loop)
+    busy = trainer.run(until=done, max_s=args.max_busy_s)
+    busy_s = time.monotonic() - busy_started
+    if not done.is_set():
+        future.cancel()
+    asyncio.run_coroutine_threadsafe(executor.close(0), loop).result(120)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+    s = settings
+    line = {
+        "bench": "disruption",
+        "step_p50_alone_ms": round(statistics.median(alone), 3),
+        "step_p50_busy_ms": round(statistics.median(busy), 3),
+        "p50_ratio": round(statistics.median(busy) / statistics.median(alone), 4),
+        "step_p99_alone_ms": round(pct(alone, 99), 3),
+        "step_p99_busy_ms": round(pct(busy, 99), 3),
+        "p99_ratio": round(pct(busy, 99) / pct(alone, 99), 4),
+        "steps_alone": len(alone),
+        "steps_busy": len(busy),
+        "busy_s": round(busy_s, 1),
+        "compiles_done": outcomes.get("OUTCOME_SUCCESS", 0),
+        "compiles_total": len(blueprints),
+        "outcomes": outcomes,
+        "settings": {
+            "strategy": "STANDARD",
+            "isolation": executor.isolation_level,
+            "max_concurrent_jobs": s.compilation.max_concurrent_jobs,
+            "niceness": s.sandbox.niceness,
+            "sched_idle": s.sandbox.sched_idle,
+            "worker_threads": s.sandbox.worker_threads,
+            "compile_threads": s.sandbox.compile_threads,
+            "cpu_affinity": s.sandbox.cpu_affinity,
+            "train_threads": args.train_threads,
+            "model": "TransformerEncoder(2 layers, d=128, 4 heads, ff=512), batch 16x64, AdamW",
+        },
+        "machine": {**machine(), "load_avg_1m_end": round(os.getloadavg()[0], 2)},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    print(json.dumps(line, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
