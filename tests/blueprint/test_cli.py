@@ -67,3 +67,16 @@ def test_digest_command() -> None:
     result = RUNNER.invoke(app, ["digest", str(HOSTILE / "self_loop.json"), "--json"])
     assert result.exit_code == 1
     assert json.loads(result.output)["error"]["code"] == "CYCLE"
+
+
+def test_ops_command_lists_the_allowlist() -> None:
+    from tezzeret.blueprint import OPS
+
+    result = RUNNER.invoke(app, ["ops", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    assert [r["op"] for r in rows] == sorted(OPS)
+    linear = next(r for r in rows if r["op"] == "linear")
+    assert linear["attrs"]["out_features"]["required"] is True
+    assert linear["attrs"]["bias"] == {**linear["attrs"]["bias"], "required": False, "default": True}
+    assert "cat" in next(r for r in rows if r["op"] == "concat")["aliases"]

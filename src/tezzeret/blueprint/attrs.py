@@ -21,12 +21,14 @@ AttrValue = int | float | bool | str | tuple[int, ...] | None
 Attrs = Mapping[str, AttrValue]
 
 
-class _Required:
+class Required:
+    """The marker type of `REQUIRED` (an attribute without a default)."""
+
     def __repr__(self) -> str:
         return "REQUIRED"
 
 
-REQUIRED = _Required()
+REQUIRED = Required()
 
 # Bounds on plain ints: large enough for any real layer, small enough that products of a handful
 # of them stay exact in float64 FLOP estimates.
@@ -36,7 +38,7 @@ INT_LIMIT = 1 << 31
 @dataclass(frozen=True)
 class AttrSpec:
     kind: Kind
-    default: AttrValue | _Required = REQUIRED
+    default: AttrValue | Required = REQUIRED
     lo: float | None = None
     hi: float | None = None
     # Floats: whether `lo` / `hi` themselves are allowed.
@@ -183,7 +185,7 @@ def parse_attrs(
     for key, spec in schema.items():
         if key in out:
             continue
-        if isinstance(spec.default, _Required):
+        if isinstance(spec.default, Required):
             raise BlueprintRejected(
                 "BAD_ATTR",
                 f"op {node_pb.op!r} needs attribute {key!r} ({spec.kind}{': ' + spec.doc if spec.doc else ''})",

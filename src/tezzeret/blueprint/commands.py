@@ -1,4 +1,4 @@
-"""CLI commands of the blueprint stage: `tezzeret validate`, `tezzeret blueprints`, `tezzeret digest`.
+"""CLI commands of the blueprint stage: `tezzeret validate`, `blueprints`, `digest` and `ops`.
 
 Owns only argument handling and presentation (Rich tables for people, `--json` for machines).
 It must never hold validation logic of its own: everything goes through `tezzeret.blueprint`.
@@ -15,10 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from tezzeret.blueprint.analysis import analyze
+from tezzeret.blueprint.attrs import AttrSpec, Required
 from tezzeret.blueprint.digest import digest_from_analysis
 from tezzeret.blueprint.errors import BlueprintRejected
 from tezzeret.blueprint.ir import parse_blueprint
 from tezzeret.blueprint.library import library_paths
+from tezzeret.blueprint.ops import ALIASES, OPS
 from tezzeret.blueprint.validate import BlueprintSummary, summarize
 
 FILES = typer.Argument(..., help="Blueprint files: JSON (leyline.BlueprintIR form) or protobuf bytes.")
@@ -121,8 +123,59 @@ def digest_cmd(file: Path = typer.Argument(..., help="A blueprint file."), as_js
     typer.echo(json.dumps({"file": str(file), "digest": value}) if as_json else value)
 
 
+def _attr_doc(spec: AttrSpec) -> dict[str, object]:
+    default = None if isinstance(spec.default, Required) else spec.default
+    return {
+        "kind": spec.kind,
+        "required": isinstance(spec.default, Required),
+        "default": list(default) if isinstance(default, tuple) else default,
+        "min": spec.lo,
+        "max": spec.hi,
+        "choices": list(spec.choices) if spec.choices else None,
+        "restates_input": spec.redundant,
+        "doc": spec.doc,
+    }
+
+
+def ops_cmd(as_json: bool = JSON_OPT) -> None:
+    """List the op allowlist: inputs, attributes (type, default, bounds) and aliases."""
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
+    rows = [
+        {
+            "op": op.name,
+            "doc": op.doc,
+            "inputs": [op.min_inputs, op.max_inputs],
+            "attrs": {key: _attr_doc(spec) for key, spec in op.attrs.items()},
+            "aliases": sorted(aliases.get(op.name, [])),
+        }
+        for op in sorted(OPS.values(), key=lambda o: o.name)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Blueprint ops ({len(rows)})")
+    for col in ("op", "inputs", "attributes", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        parts = []
+        for key, a in r["attrs"].items():  # type: ignore[attr-defined]
+            text = f"{key}: {a['kind']}"
+            if not a["required"]:
+                text += f" = {a['default']}"
+            if a["restates_input"]:
+                text += " (optional check)"
+            parts.append(text)
+        lo, hi = r["inputs"]  # type: ignore[misc]
+        names = str(r["op"]) + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")  # type: ignore[arg-type]
+        table.add_row(names, str(lo) if lo == hi else f"{lo}..{hi}", escape("; ".join(parts)), escape(str(r["doc"])))
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to `app`."""
     app.command("validate")(validate_cmd)
     app.command("blueprints")(blueprints_cmd)
     app.command("digest")(digest_cmd)
+    app.command("ops")(ops_cmd)
