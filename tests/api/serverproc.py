@@ -34,6 +34,8 @@ def write_config(path: Path, state_dir: Path, port: int, **extra: Any) -> Path:
         # Polling would submit at the policy's tier (STANDARD+): tested in process, paused.
         "polling": {"initial_full_scan": False, "refresh_interval_minutes": 0},
         "sandbox": {"grace_period_s": 5.0},
+        # The seed's 65 s FAST budget is for a dedicated machine; tests share 2 busy cores.
+        "timeouts_ms": {"fast_compilation": 400_000},
         "wal": {"durability_mode": "fsync"},
         "api": {
             "host": "127.0.0.1",
