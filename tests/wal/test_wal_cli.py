@@ -68,3 +68,12 @@ def test_registered_on_the_tezzeret_command(tmp_path: Path) -> None:
     missing = subprocess.run([str(tezzeret), "wal", "verify", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+def test_wal_imports_no_torch_and_no_later_stage() -> None:
+    code = ("import sys, tezzeret.wal, tezzeret.wal.commands; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.split('.')[:2] in "
+            "[['tezzeret', s] for s in ('forge', 'api', 'compile', 'sandbox', 'loader', 'store', "
+            "'bus', 'resilience', 'blueprint')]]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

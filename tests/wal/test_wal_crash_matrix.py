@@ -51,6 +51,11 @@ def _check_one(tmp_path: Path, point: str, seed: int) -> str:
             acked.add(rest[0])
     crashed = any(line.startswith("CRASH") for line in lines)
     assert crashed, f"seed {seed} never reached {point}: {lines[-3:]}"
+    if point == "nvme_namespace_teardown_mid_commit":
+        assert code == 78, "the torn-down device failed no commit"
+        if "THREADS 1" in lines[0]:
+            after = lines[[i for i, line in enumerate(lines) if line.startswith("CRASH")][0]:]
+            assert not any(line.startswith("ACK") for line in after), "acknowledged after teardown"
     with Wal.open(directory, WalOptions(recovery_validation="warn")) as wal:
         report = wal.recovery
         assert report.outcome in ("clean", "truncated_tail"), report.problems

@@ -287,3 +287,25 @@ def test_a_checkpoint_cut_short_loses_nothing(tmp_path: Path, operation: str) ->
     assert len(names) == 1 and not any(n.endswith(".tmp") for n in names)
     assert (wal.recovery.base_checkpoint is not None) == (operation == "unlink")
     wal.close()
+
+
+def test_async_twins(tmp_path: Path) -> None:
+    import asyncio
+
+    async def main() -> list[str]:
+        wal = await Wal.open_async(tmp_path)
+        journal = JobJournal(wal)
+        seqs = await asyncio.gather(*(journal.enqueue_async(f"j{i}", f"a{i}", 3, b"") for i in range(8)))
+        assert sorted(seqs) == list(range(1, 9))
+        await journal.started_async("j0")
+        await journal.finished_async("j0", _result("a0", "j0"))
+        await journal.started_async("j1")
+        await journal.failed_async("j1", pb.CompilationResult(success=False))
+        await wal.close_async()
+        return [j.job_id for j in journal.state().pending]
+
+    pending = asyncio.run(main())
+    wal, journal = _open(tmp_path)
+    assert [j.job_id for j in journal.state().pending] == pending and len(pending) == 6
+    assert journal.is_completed("a0") and "a1" in journal.state().failures
+    wal.close()
