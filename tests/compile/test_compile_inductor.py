@@ -34,6 +34,7 @@ def test_fast_artifact_holds_verified_entries_per_shape(fast_artifact: Path) -> 
     assert "inductor" in manifest.applied_passes and "aoti-packaging" in manifest.applied_passes
     settings = json.loads(manifest.tier_settings)
     assert settings["name"] == "fast" and settings["inductor_options"]["use_aoti"] is True
+    assert manifest.num_threads >= 1
     assert manifest.stats.compile_ms > 0 and manifest.stats.peak_rss_bytes > 0
     assert fast_artifact.stat().st_size > 100_000  # native code is inside
 

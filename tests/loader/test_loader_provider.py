@@ -105,3 +105,26 @@ def test_switches_the_same_parameters_to_compiled_entries(fast_artifact: Path) -
         assert after < before  # the loop's optimizer kept training the same weights
         assert module(torch.randn(3, 32)).shape == (3, 32)  # no entry: eager
         assert module.calls_eager == 2
+
+
+def test_a_missing_artifact_is_asked_for_again_only_after_retry_s(tmp_path: Path) -> None:
+    ir = ir_of(TINY_MLP)
+    asked: list[str] = []
+
+    def fetch(d: str) -> Path | None:
+        asked.append(d)
+        return None
+
+    with KernelProvider(fetch, retry_s=3600) as provider:
+        module = provider.get(ir)
+        assert module is not None
+        assert provider.wait(digest(ir), timeout=30).reason == "no artifact available yet"
+        for _ in range(5):
+            assert provider.get(ir) is module
+        assert asked == [digest(ir)]
+    with KernelProvider(fetch, retry_s=0) as provider:
+        provider.get(ir)
+        provider.wait(digest(ir), timeout=30)
+        provider.get(ir)
+        provider.wait(digest(ir), timeout=30)
+        assert len(asked) == 3

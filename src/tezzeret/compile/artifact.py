@@ -122,12 +122,9 @@ def _read_exact(f, size: int, path: Path, what: str) -> bytes:  # type: ignore[n
 def read_header(path: str | Path) -> Header:
     """Read and check the framing, manifest and signature block; reads no payload byte."""
     path = Path(path)
-    try:
-        file_size = path.stat().st_size
-        f = path.open("rb")
-    except OSError as exc:
-        raise ArtifactCorrupt(path, f"cannot be opened ({exc.strerror})") from None
-    with f:
+    # A missing or unreadable file is an OSError, not corruption: callers retry or fetch again.
+    file_size = path.stat().st_size
+    with path.open("rb") as f:
         if _read_exact(f, len(MAGIC), path, "magic") != MAGIC:
             raise ArtifactCorrupt(path, "bad magic: not a Tezzeret artifact of this format version")
         (manifest_len,) = _U32.unpack(_read_exact(f, 4, path, "manifest length"))

@@ -284,6 +284,7 @@ def compile_blueprint(
         tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
         status=pb.KERNEL_PENDING_BENCHMARKING,
         created_at_ns=time.time_ns(),
+        num_threads=torch.get_num_threads(),
     )
     manifest.blueprint.CopyFrom(ir)
     manifest.applied_passes.extend(

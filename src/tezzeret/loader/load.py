@@ -161,6 +161,7 @@ class KernelModule(nn.Module):
         self.fallback: Fallback = fallback
         self._entries: tuple[_Entry, ...] = ()
         self.artifact_id: str | None = None
+        self.num_threads = 0  # the thread count the attached entries were compiled under
         self.calls_compiled = 0
         self.calls_eager = 0
 
@@ -196,6 +197,7 @@ class KernelModule(nn.Module):
             entries.append(_Entry(record, shapes, compiled))
         self._entries = tuple(entries)
         self.artifact_id = verified.manifest.artifact_id
+        self.num_threads = int(verified.manifest.num_threads)
 
     def detach(self) -> None:
         """Back to eager for every call."""
@@ -219,10 +221,19 @@ class KernelModule(nn.Module):
             return self.module(*args)
         shapes = [(tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else ((), type(a)) for a in args]
         supported = "; ".join(e.describe() for e in entries) or "none"
+        threads = ""
+        if self.num_threads and torch.get_num_threads() != self.num_threads and any(
+            e.compiled is not None and e.prefilter(args, grad) for e in entries
+        ):
+            threads = (
+                f"; the entries were compiled for {self.num_threads} intra-op thread(s) and this "
+                f"process uses {torch.get_num_threads()} (torch guards on it): call "
+                f"torch.set_num_threads({self.num_threads}) or compile with that thread count"
+            )
         raise NoMatchingEntry(
             f"no entry of artifact {self.artifact_id or '(none attached)'} serves inputs "
             f"{_describe(shapes, grad)} (module in {'train' if self.module.training else 'eval'} mode); "
-            f"it supports: {supported}; call with one of those, or load with fallback='eager'"
+            f"it supports: {supported}; call with one of those, or load with fallback='eager'{threads}"
         )
 
 

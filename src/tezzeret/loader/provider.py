@@ -10,6 +10,7 @@ on a fetch, a verification or a load, and never compile.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ class KernelProvider:
         require_signature: bool = False,
         kernel_dir: Path | None = None,
         serve: Serve = "auto",
+        retry_s: float = 5.0,
     ) -> None:
+        self._retry_s = retry_s
+        self._last_try: dict[str, float] = {}
         self._serve: Serve = serve
         self._fetch = fetch
         self._public_key = public_key
@@ -68,13 +72,15 @@ class KernelProvider:
             key = blueprint
             with self._lock:
                 module = self._modules.get(key)
-            if module is None:
+            if module is None or not module.entries:
                 self._schedule_fetch(key)
             return module
         key = digest(blueprint)
         with self._lock:
             module = self._modules.get(key)
         if module is not None:
+            if not module.entries:
+                self._schedule_fetch(key)  # still eager: ask again (at most every retry_s)
             return module
         built = KernelModule(build_module(blueprint), fallback="eager")
         with self._lock:
@@ -115,9 +121,14 @@ class KernelProvider:
     def _schedule_fetch(self, digest: str) -> None:
         if self._fetch is None:
             return
+        now = time.monotonic()
         with self._lock:
             if digest in self._futures:
                 return
+            # A loop calls get() every step: ask the store again only every `retry_s` seconds.
+            if now - self._last_try.get(digest, -self._retry_s) < self._retry_s:
+                return
+            self._last_try[digest] = now
             self._states[digest] = ProviderState(digest, "loading")
             self._futures[digest] = self._executor.submit(self._fetch_and_adopt, digest)
 

@@ -1,0 +1,29 @@
+"""The machine a benchmark ran on (CPU model, cores, torch and Python versions), for its JSON line.
+
+Owns nothing else; never imports torch (the version comes from package metadata).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+
+def machine() -> dict[str, object]:
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "torch": metadata.version("torch"),
+        "python": platform.python_version(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }

@@ -1,0 +1,123 @@
+"""What a training loop pays to adopt a new blueprint, side by side in fresh processes.
+
+Prints one JSON line: `inline_cold_s` (torch.compile, empty Inductor cache dir; the C++ toolchain's
+precompiled header may already be warm), `inline_warm_s` (same, with that cache dir now warm),
+`megacache_s` (Mega-Cache blob loaded into an empty cache dir, then torch.compile), `tezzeret_s`
+(a FAST Tezzeret artifact loaded into an empty cache dir), each from "module built" to "first
+training step (forward, backward, SGD) done", and `speedup_vs_inline_cold`. Imports that only the
+compile paths need (Dynamo, Inductor, the loader) are inside the timed span. Records the machine.
+
+Usage: python bench/adoption.py [--blueprint residual_mlp_256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine  # noqa: E402
+
+
+def _child(mode: str, blueprint: str, arg: str) -> None:
+    import torch
+
+    from tezzeret.blueprint import build_module, example_inputs, library_blueprint
+
+    ir = library_blueprint(blueprint)
+    if mode == "produce":
+        from tezzeret.compile import compile_blueprint
+
+        t = time.perf_counter()
+        outcome = compile_blueprint(ir, "fast", arg)
+        print(json.dumps({"path": str(outcome.path), "compile_s": time.perf_counter() - t}))
+        return
+    inputs = example_inputs(ir)
+    t0 = time.perf_counter()
+    if mode == "tezzeret":
+        from tezzeret.loader import load
+
+        model = load(arg, serve="compiled")
+    else:
+        base = build_module(ir)
+        if mode == "megacache":
+            torch.compiler.load_cache_artifacts(Path(arg).read_bytes())
+        model = torch.compile(base)
+    loaded = time.perf_counter()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    out = model(*inputs)
+    loss = (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean()
+    loss.backward()
+    opt.step()
+    done = time.perf_counter()
+    if mode == "inline" and arg:
+        blob = torch.compiler.save_cache_artifacts()
+        if blob is not None:
+            Path(arg).write_bytes(blob[0])
+    print(json.dumps({"adopt_s": done - t0, "load_s": loaded - t0, "first_step_s": done - loaded}))
+
+
+def _run(mode: str, blueprint: str, arg: str, cache: Path) -> dict[str, float]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "TORCHINDUCTOR_CACHE_DIR": str(cache),
+            "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3",
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"),
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--blueprint", blueprint, "--arg", arg],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--blueprint", default="residual_mlp_256")
+    parser.add_argument("--child", default="")
+    parser.add_argument("--arg", default="")
+    ns = parser.parse_args()
+    if ns.child:
+        _child(ns.child, ns.blueprint, ns.arg)
+        return
+    with tempfile.TemporaryDirectory(prefix="tz-adoption-") as tmp:
+        root = Path(tmp)
+        produced = _run("produce", ns.blueprint, str(root / "artifacts"), root / "producer-cache")
+        blob = root / "megacache.bin"
+        cold = _run("inline", ns.blueprint, str(blob), root / "inline-cache")
+        warm = _run("inline", ns.blueprint, "", root / "inline-cache")
+        mega = _run("megacache", ns.blueprint, str(blob), root / "mega-cache") if blob.exists() else None
+        tz = _run("tezzeret", ns.blueprint, produced["path"], root / "tezzeret-cache")
+        left = sorted(os.listdir(root / "tezzeret-cache")) if (root / "tezzeret-cache").exists() else []
+        size = Path(produced["path"]).stat().st_size
+    result = {
+        "bench": "adoption",
+        "blueprint": ns.blueprint,
+        "inline_cold_s": round(cold["adopt_s"], 3),
+        "inline_warm_s": round(warm["adopt_s"], 3),
+        "megacache_s": round(mega["adopt_s"], 3) if mega else None,
+        "tezzeret_s": round(tz["adopt_s"], 3),
+        "tezzeret_load_s": round(tz["load_s"], 3),
+        "tezzeret_first_step_s": round(tz["first_step_s"], 3),
+        "speedup_vs_inline_cold": round(cold["adopt_s"] / tz["adopt_s"], 1),
+        "tezzeret_cache_dir_after": left,
+        "artifact_compile_s": round(produced["compile_s"], 1),
+        "artifact_bytes": size,
+        "machine": machine(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
