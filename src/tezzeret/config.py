@@ -277,8 +277,10 @@ class BlueprintSettings(Strict):
     max_rank: int = Field(8, ge=1)
     max_dim_size: int = Field(1 << 24, ge=1)
     max_parameters: int = Field(100_000_000, ge=1)
-    max_flops: float = Field(2e11, gt=0)
-    max_activation_mb: float = Field(4096, gt=0)
+    # Forward FLOPs and activation memory at the largest declared batch (a width-1024, 512-token
+    # transformer block at batch 64 needs ~1e12 FLOPs and ~4 GiB).
+    max_flops: float = Field(1e13, gt=0)
+    max_activation_mb: float = Field(16384, gt=0)
     max_string_length: int = Field(256, ge=8)
     max_description_length: int = Field(4096, ge=8)
 

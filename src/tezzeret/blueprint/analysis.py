@@ -638,8 +638,15 @@ def _analyze(ir: pb.BlueprintIR, limits: ValidationLimits) -> Analysis:
         parameters=params,
         flops=flops_at,
         activation_bytes=act_at,
-        metadata=ir.metadata,
+        metadata=_copy_metadata(ir.metadata),
     )
+
+
+def _copy_metadata(meta: pb.BlueprintMetadata) -> pb.BlueprintMetadata:
+    # A copy, so an Analysis never changes when the caller later edits its IR.
+    out = pb.BlueprintMetadata()
+    out.CopyFrom(meta)
+    return out
 
 
 def _check_budgets(params: int, flops: int, act: int, limits: ValidationLimits, symbol: SymbolRange | None, batch: int) -> None:

@@ -34,6 +34,9 @@ def batch_range(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> t
 
 def _batch(analysis: Analysis, batch: int | None) -> int | None:
     if analysis.symbol is None:
+        lo, _ = _range(analysis)
+        if batch is not None and batch != lo:
+            raise ValueError(f"batch {batch}: this blueprint is static with leading dimension {lo}")
         return None
     if batch is None:
         return analysis.symbol.example
