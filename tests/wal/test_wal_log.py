@@ -93,6 +93,8 @@ def test_abort_and_state_errors(tmp_path: Path, mode: str) -> None:
             ok.commit()
         with pytest.raises(WalStateError, match="kind"):
             wal.begin(ctx(2)).data(b"z", kind="bogus")
+        with pytest.raises(WalStateError, match="reserved"):
+            wal.begin(pb.ExecutionContext(operation="CHECKPOINT"))
     with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
         assert list(_committed(wal)) == [ok.txn_id]
         assert wal.recovery.previously_aborted == 1
@@ -322,3 +324,23 @@ def test_wal_files_are_not_world_writable(tmp_path: Path) -> None:
     [(_, seg)] = list_segments(tmp_path)
     assert not os.stat(seg).st_mode & 0o002
     assert digest([b"a"]) != digest([b"b"])
+
+
+def test_a_commit_cut_short_is_rolled_back_a_damaged_one_is_reported_lost(tmp_path: Path) -> None:
+    written = write_txns(tmp_path / "a", 2)
+    last = list(written)[-1]
+    [(_, seg)] = list_segments(tmp_path / "a")
+    full = seg.read_bytes()
+    commit = scan_segment(1, seg).records[-1]
+    assert commit.entry_type == 3 and commit.txn_id.hex() == last
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / seg.name).write_bytes(full[:-5])  # COMMIT header whole, payload cut
+    torn = analyze(tmp_path / "b")
+    assert [p.kind for p in torn.problems] == ["torn_tail"] and torn.lost == []
+    assert [t.txn_id for t in torn.open] == [last]
+    damaged = bytearray(full)
+    damaged[-1] ^= 0x01  # COMMIT whole, payload damaged
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / seg.name).write_bytes(bytes(damaged))
+    flipped = analyze(tmp_path / "c")
+    assert [p.kind for p in flipped.problems] == ["torn_tail"] and flipped.lost == [last]

@@ -1,8 +1,8 @@
 """CLI commands of the WAL: `tezzeret wal inspect|verify|recover DIR`.
 
 Owns: the command-line face of `tezzeret.wal`. `inspect` lists records (Rich table or `--json`),
-`verify` validates without changing anything and exits non-zero on any damage (1: corruption,
-2: only a torn tail, which `recover` truncates), `recover` runs the same recovery the service runs
+`verify` validates without changing anything and exits non-zero on any damage (1: corruption or
+a possibly acknowledged commit lost, 2: only a torn tail, which `recover` truncates), `recover` runs the same recovery the service runs
 at start-up. Must never change a WAL except through `recover`.
 """
 
@@ -74,7 +74,7 @@ def verify(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
     _require_dir(directory)
     analysis = analyze(directory)
     problems = [p.describe() for p in analysis.problems]
-    status = 1 if analysis.corrupt else (2 if analysis.torn_tail else 0)
+    status = 1 if (analysis.corrupt or analysis.lost) else (2 if analysis.torn_tail else 0)
     if as_json:
         typer.echo(json.dumps({
             "ok": status == 0, "exit_code": status, "problems": problems,

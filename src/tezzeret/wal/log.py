@@ -425,6 +425,11 @@ class Wal:
         otherwise it becomes durable with the first barrier of `flush` or `commit`."""
         if self._closed:
             raise WalStateError(f"the WAL in {self.directory} is closed")
+        if context.operation == CHECKPOINT_OPERATION:
+            raise WalStateError(
+                f"operation {CHECKPOINT_OPERATION!r} is reserved for the WAL's own checkpoints; "
+                "name the transaction's operation something else"
+            )
         if not context.HasField("schema_version"):
             context = pb.ExecutionContext.FromString(context.SerializeToString())
             context.schema_version = codec.SCHEMA_VERSION

@@ -281,7 +281,10 @@ def _analyze(directory: Path) -> Analysis:
     for scan in scans:
         if cut is not None and scan.index >= cut[0]:
             start = cut[1] if scan.index == cut[0] else 0
-        elif torn_tail and scan is scans[-1]:
+        elif torn_tail and scan is scans[-1] and not (scan.error and scan.error.torn):
+            # A complete record that fails its checksum may be an acknowledged COMMIT that was
+            # damaged later; one that is merely cut short was never acknowledged (its write
+            # had not finished), so it is rolled back, not lost.
             start = scan.stop
         else:
             continue
