@@ -9,6 +9,7 @@ recovery changes nothing. Crashes produce torn tails at worst, never corruption 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ from tezzeret.wal import CRASH_POINTS, Wal, WalOptions
 from tezzeret.wal.recovery import analyze
 
 CHILD = Path(__file__).with_name("crash_child.py")
-SEEDS = range(20)
+# More seeds for a soak run: TEZZERET_WAL_CRASH_SEEDS=200 TEZZERET_WAL_CRASH_SEED0=20.
+SEEDS = range(int(os.environ.get("TEZZERET_WAL_CRASH_SEED0", "0")),
+              int(os.environ.get("TEZZERET_WAL_CRASH_SEED0", "0"))
+              + int(os.environ.get("TEZZERET_WAL_CRASH_SEEDS", "20")))
 
 
 def _digest(payloads: list[bytes]) -> str:
