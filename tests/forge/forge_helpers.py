@@ -42,3 +42,60 @@ def request(name: str, strategy: int = pb.STRATEGY_EMERGENCY, **fields: Any) -> 
     return pb.CompilationRequest(
         schema_version=SCHEMA_VERSION, blueprint=blueprint(name), strategy=strategy, **fields
     )
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.workdir = workdir
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        import subprocess
+        import time
+
+        import redis
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self
+                except redis.exceptions.ConnectionError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not start") from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+TAMIYO_SECRET = b"tamiyo-test-secret"
+KARN_SECRET = b"karn-test-secret"
+
+BUS_KEYS = [
+    {"key_id": "tezzeret", "secret": "tezzeret-test-secret", "roles": ["publisher", "emergency", "admin"]},
+    {"key_id": "tamiyo", "secret": TAMIYO_SECRET.decode(), "roles": ["emergency"]},
+    {"key_id": "karn", "secret": KARN_SECRET.decode(), "roles": ["publisher"]},
+]

@@ -568,8 +568,14 @@ class Forge:
             position, estimate = 0, 0
         else:
             entry = self._inflight.get(sub.artifact_id)
-            if entry is not None:
+            if entry is not None and entry.job_id == sub.job_id:
                 entry.emergency_requests.append(request_id)
+            else:
+                # The job it joined ended while we answered: reply with its result now.
+                job = self.registry.get(sub.job_id)
+                if job is not None and job.result is not None:
+                    ev = completion_event(request_id=request_id, blueprint_id=sub.blueprint_digest, result=job.result, manifest=None)
+                    self._spawn(self.publisher.emergency_reply(ev), f"emergency-reply-{request_id}")
             position = self.queue.count_at_or_above(pb.PRIORITY_EMERGENCY)
             estimate = int(self._emergency_ms_ema * (position + 1))
         ack = pb.EmergencyAck(
