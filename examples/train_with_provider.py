@@ -5,13 +5,15 @@ Meanwhile a separate process (`tezzeret compile`, standing in for the forge) bui
 artifact; when it lands, the provider verifies and loads it in a background thread and the same
 module (same parameters, same optimizer) switches to compiled entries between two steps.
 
-Usage: python examples/train_with_provider.py [--blueprint residual_mlp_256] [--steps 400]
+Usage: python examples/train_with_provider.py [--blueprint residual_mlp_256] [--after 50]
+(trains until the compiled entries have served `--after` steps, or `--max-seconds`)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,8 @@ from tezzeret.loader import KernelProvider
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--blueprint", default="residual_mlp_256")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--after", type=int, default=50, help="compiled steps to run once switched")
+    parser.add_argument("--max-seconds", type=float, default=600.0)
     ns = parser.parse_args()
 
     ir = library_blueprint(ns.blueprint)
@@ -39,10 +42,14 @@ def main() -> None:
     source.write_text(codec.to_json(ir))
     # The forge would do this in its sandbox; here a plain subprocess keeps the compiler out of
     # the training process.
-    forge = subprocess.Popen(
-        [sys.executable, "-m", "tezzeret.cli", "compile", str(source), "-s", "fast", "-o", str(out_dir), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    # Compiled entries are guarded on torch's thread count: compile with the loop's own.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    report = out_dir / "compile.json"
+    with report.open("w") as sink:
+        forge = subprocess.Popen(
+            [sys.executable, "-m", "tezzeret.cli", "compile", str(source), "-s", "fast", "-o", str(out_dir), "--json"],
+            stdout=sink, stderr=subprocess.DEVNULL, env=env,
+        )
     with KernelProvider(serve="compiled") as provider:
         module = provider.get(ir)
         assert module is not None
@@ -50,12 +57,19 @@ def main() -> None:
         inputs = example_inputs(ir)
         offered = False
         started = time.perf_counter()
-        for step in range(ns.steps):
+        step = -1
+        while module.calls_compiled < ns.after and time.perf_counter() - started < ns.max_seconds:
+            step += 1
             if not offered and forge.poll() is not None:
-                doc = json.loads(forge.stdout.read()) if forge.stdout else {}
-                if "path" in doc:
-                    provider.offer(key, doc["path"])  # returns at once
+                doc = json.loads(report.read_text() or "{}")
+                if "path" not in doc:
+                    print(f"no artifact ({doc.get('error')}); the loop simply stays eager")
+                    break
+                provider.offer(key, doc["path"])  # returns at once
                 offered = True
+            if offered and provider.state(key).mode == "refused":
+                print(f"artifact refused ({provider.state(key).reason}); staying eager")
+                break
             t = time.perf_counter()
             opt.zero_grad()
             out = module(*inputs)

@@ -88,3 +88,21 @@ def test_rejected_blueprint_raises_before_anything_is_written(tmp_path: Path) ->
     with pytest.raises(BlueprintRejected):
         compile_blueprint(json.dumps(bad), "fast", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spent_budget_with_nothing_verified_is_a_typed_error(tmp_path: Path) -> None:
+    from tezzeret.compile import BudgetExceeded
+
+    with pytest.raises(BudgetExceeded) as err:
+        compile_blueprint(ir_of(TINY_MLP), "emergency", tmp_path, budget_s=0.0)
+    assert err.value.code == "COMPILE_BUDGET_EXCEEDED" and "budget" in str(err.value)
+    assert not list(tmp_path.glob("*.tzart"))
+
+
+def test_budget_drops_later_entries_and_records_why(tmp_path: Path) -> None:
+    # A budget this small is spent by the first entry: the rest are dropped, not compiled.
+    outcome = compile_blueprint(ir_of(TINY_MLP), "emergency", tmp_path, batch_sizes=[2, 4, 8], budget_s=1e-3)
+    kept = [e.key for e in outcome.manifest.entries]
+    dropped = {e.key: e.drop_reason for e in outcome.manifest.stats.dropped_entries}
+    assert len(kept) >= 1 and len(kept) + len(dropped) == 3
+    assert all("budget" in why for why in dropped.values())

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tezzeret.compile import artifact, identity, target
-from tezzeret.compile.errors import CompileFailed, VerificationFailed
+from tezzeret.compile.errors import BudgetExceeded, CompileFailed, VerificationFailed
 from tezzeret.compile.identity import artifact_id_for, toolchain_for_tier
 from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
 from tezzeret.leyline import codec, pb
@@ -239,10 +239,18 @@ def compile_blueprint(
     out_dir.mkdir(parents=True, exist_ok=True)
     kept: list[_Built] = []
     dropped: list[pb.ArtifactEntry] = []
+    # The budget covers the entries (parsing and validation above take milliseconds).
+    entries_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".kernels-", dir=out_dir) as scratch:
         for done, spec in enumerate(specs):
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - entries_started
             args = _inputs_for(ir, spec.batch)
+            if not kept and elapsed > budget:
+                raise BudgetExceeded(
+                    f"blueprint {blueprint_digest[:16]} ({tier.name}): {elapsed:.1f} s spent, budget "
+                    f"{budget:.0f} s, and no entry verified yet; retry on an idle machine or use a "
+                    "cheaper tier"
+                )
             if kept and elapsed > budget * (1.0 - _BUDGET_RESERVE):
                 record = _entry_record(spec, args)
                 record.drop_reason = f"tier budget of {budget:.0f} s reached after {elapsed:.1f} s"
