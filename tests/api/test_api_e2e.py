@@ -110,3 +110,38 @@ def test_burst_of_500_with_duplicates(server: ServerProcess, client: httpx.Clien
     assert sorted(j["artifact_id"] for j in compiled) == sorted(artifacts), compiled
     rss_after = proc.memory_info().rss
     assert rss_after - rss_before < 200 * 2**20, f"RSS grew {(rss_after - rss_before) / 2**20:.0f} MiB"
+
+
+def test_http_emergency_and_cli(server: ServerProcess, client: httpx.Client, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from serverproc import EMERGENCY_TOKEN
+
+    body = {"request_id": "http-em-1", "blueprint": ir_json("temporal_conv1d_128")}
+    resp = client.post("/v1/emergency", json=body, headers={"Authorization": f"Bearer {EMERGENCY_TOKEN}"})
+    assert resp.status_code == 202, resp.text
+    ack = resp.json()
+    assert ack["accepted"] is True and ack["request_id"] == "http-em-1"
+    jobs = client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]
+    (job,) = [j for j in jobs if j["request_id"] == "http-em-1"]
+    assert job["priority"] == "EMERGENCY" and job["strategy"] == "EMERGENCY"
+    assert wait_job(client, job["job_id"])["status"] == "SUCCEEDED"
+
+    # The CLI against the same server: submit --wait, status, artifacts (all --json).
+    f = tmp_path / "bp.json"
+    f.write_text(json.dumps(ir_json("conv_pool_head_32")))
+    cli = [sys.executable, "-m", "tezzeret.cli"]
+    out = subprocess.run([*cli, "submit", str(f), "--strategy", "EMERGENCY", "--wait", "--json", "--url", server.url],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (sub,) = json.loads(out.stdout)["submissions"]
+    assert sub["final"]["status"] in ("SUCCEEDED", "FROM_CACHE") if "final" in sub else sub["from_cache"]
+    out = subprocess.run([*cli, "status", "--json", "--url", server.url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["health"]["status"] in ("HEALTHY", "DEGRADED")
+    out = subprocess.run([*cli, "artifacts", "--json", "--url", server.url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert sub["artifact_id"] in {a["artifact_id"] for a in json.loads(out.stdout)["artifacts"]}
+    bad = subprocess.run([*cli, "submit", str(tmp_path / "missing.json"), "--url", server.url], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
