@@ -52,7 +52,8 @@ class LiveExecutor:
         self.thread = threading.Thread(target=self.loop.run_forever, name="sandbox-test-loop", daemon=True)
         self.thread.start()
         self.executor = SandboxExecutor(
-            settings, tasks=tasks, extra_sys_path=[HERE],
+            # Payloads never compile: "torch" warm-up keeps each respawn after an abuse test short.
+            settings, tasks=tasks, extra_sys_path=[HERE], warm="torch",
             on_result=lambda job, result: self.ended.append((job.job_id, result.outcome)),
         )
         self.call(self.executor.start())

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
@@ -96,7 +97,9 @@ class SandboxExecutor:
 
     `tasks` maps `WorkerJob.task` to `"module:function"` (`fn(job, job_dir) -> pb.WorkerResult`);
     workers import only these. `extra_sys_path` is prepended to the workers' `sys.path` (and made
-    readable inside the sandbox) for task modules outside the installed package.
+    readable inside the sandbox) for task modules outside the installed package. `warm` says what a
+    worker imports before it reports ready: "inductor" (torch, Dynamo, Inductor: what compile jobs
+    need), "torch" (for tasks that never compile), or "none" (one-shot runs).
     """
 
     def __init__(
@@ -106,8 +109,10 @@ class SandboxExecutor:
         tasks: Mapping[str, str] | None = None,
         on_result: OnResult | None = None,
         extra_sys_path: Sequence[Path] = (),
+        warm: Literal["inductor", "torch", "none"] = "inductor",
     ) -> None:
         self.settings = settings
+        self.warm = warm
         self.tasks = dict(DEFAULT_TASKS if tasks is None else tasks)
         for name, spec in self.tasks.items():
             if not re.match(r"^[A-Za-z0-9_.-]+$", name) or not _TASK_SPEC.match(spec):
@@ -428,7 +433,7 @@ class SandboxExecutor:
         s = self.settings.sandbox
         cmd = [sys.executable, "-m", "tezzeret.sandbox.worker", "--workdir", str(workdir),
                "--threads", str(s.worker_threads), "--compile-threads", str(s.compile_threads),
-               "--cpu-time-factor", str(s.cpu_time_factor)]
+               "--cpu-time-factor", str(s.cpu_time_factor), "--warm", self.warm]
         for name, spec in self.tasks.items():
             cmd += ["--task", f"{name}={spec}"]
         for path in self.extra_sys_path:
@@ -563,13 +568,18 @@ class SandboxExecutor:
             descendants = psutil.Process(proc.pid).children(recursive=True)
         except psutil.Error:
             descendants = []
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            # Until the event loop reaps it, the pid cannot have been reused.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for child in [*descendants]:
             with contextlib.suppress(psutil.Error):
                 child.kill()
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        # os.kill, not proc.kill(): Popen.send_signal polls first, reaping the child behind the
+        # event loop's back, which then reports exit status 255 instead of the real one.
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), timeout=10)
         if self.isolation_level == "subprocess":
@@ -581,12 +591,16 @@ class SandboxExecutor:
             worker.drain.cancel()
 
     def _sweep_uid(self) -> None:
+        """Kill leftovers of this executor's workers: the sandbox uid and our workers dir in the
+        command line (forks inherit it), so other executors sharing the uid are left alone."""
         if self._drop_uid is None:
             return
         live = set(self.worker_pids())
-        for proc in psutil.process_iter(["uids"]):
+        marker = str(self._root / "workers")
+        for proc in psutil.process_iter(["uids", "cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if proc.info["uids"] and proc.info["uids"].real == self._drop_uid and proc.pid not in live:
+                uids, cmdline = proc.info["uids"], proc.info["cmdline"] or []
+                if uids and uids.real == self._drop_uid and proc.pid not in live and any(marker in a for a in cmdline):
                     proc.kill()
 
     async def _kill_all(self) -> None:

@@ -43,7 +43,9 @@ def _drop_privileges(uid: int) -> None:
         raise SystemExit(f"worker: could not drop to uid {uid}")
 
 
-def _warm(threads: int, compile_threads: int) -> None:
+def _warm(level: str, threads: int, compile_threads: int) -> None:
+    if level == "none":
+        return
     import torch
 
     torch.set_num_threads(threads)
@@ -51,6 +53,8 @@ def _warm(threads: int, compile_threads: int) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
+    if level != "inductor":
+        return
     import torch._dynamo  # noqa: F401  (the import is the warm-up)
     import torch._inductor.compile_fx  # noqa: F401
     import torch._inductor.config as inductor_config
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-threads", type=int, default=1)
     parser.add_argument("--sys-path", action="append", default=[])
     parser.add_argument("--cpu-time-factor", type=float, default=1.5)
-    parser.add_argument("--no-warm", action="store_true")
+    parser.add_argument("--warm", choices=("inductor", "torch", "none"), default="inductor")
     args = parser.parse_args(argv)
 
     _die_with_parent()
@@ -179,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in reversed(args.sys_path):
         sys.path.insert(0, entry)
 
-    if not args.no_warm:
-        _warm(args.threads, args.compile_threads)
+    _warm(args.warm, args.threads, args.compile_threads)
     tasks, broken = _load_tasks(args.task)
     for name, why in broken.items():
         print(f"worker: task {name!r} cannot be imported: {why}", file=sys.stderr)
