@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,9 @@ class FaultyFileLayer(OsFileLayer):
         self._keep_prefix = keep_unsynced_prefix
         self._tear_next: str | None = None  # "exit" or "teardown"
         self.exit_code = 77
+        # The "device": every operation holds it, and power loss takes it for good, so no other
+        # thread can complete a write (and acknowledge it) between the loss and the exit.
+        self._device = threading.RLock()
 
     # -- arming ---------------------------------------------------------------------------
     def tear_next_write_and_exit(self) -> None:
@@ -47,12 +51,14 @@ class FaultyFileLayer(OsFileLayer):
 
     def power_loss(self) -> None:
         """Lose every unsynced byte (keeping a random prefix of them) and exit at once."""
+        self._device.acquire()  # never released: the process ends holding it
         self._lose_unsynced()
         os._exit(self.exit_code)
 
     def teardown(self) -> None:
-        self._lose_unsynced()
-        self._dead = True
+        with self._device:
+            self._lose_unsynced()
+            self._dead = True
 
     def _lose_unsynced(self) -> None:
         for tracked in self._files.values():
@@ -67,13 +73,18 @@ class FaultyFileLayer(OsFileLayer):
 
     # -- FileLayer ------------------------------------------------------------------------
     def open_append(self, path: Path, *, dsync: bool, create: bool) -> int:
-        self._check()
-        handle = super().open_append(path, dsync=dsync, create=create)
-        size = os.fstat(handle).st_size
-        self._files[handle] = _Tracked(Path(path), size, size, dsync and self.dsync_active(handle))
-        return handle
+        with self._device:
+            self._check()
+            handle = super().open_append(path, dsync=dsync, create=create)
+            size = os.fstat(handle).st_size
+            self._files[handle] = _Tracked(Path(path), size, size, dsync and self.dsync_active(handle))
+            return handle
 
     def write(self, handle: int, data: bytes) -> None:
+        with self._device:
+            self._write(handle, data)
+
+    def _write(self, handle: int, data: bytes) -> None:
         self._check()
         tracked = self._files[handle]
         mode, self._tear_next = self._tear_next, None
@@ -91,35 +102,41 @@ class FaultyFileLayer(OsFileLayer):
             tracked.durable = tracked.length
 
     def sync(self, handle: int) -> None:
-        self._check()
-        super().sync(handle)
-        tracked = self._files[handle]
-        tracked.durable = tracked.length
+        with self._device:
+            self._check()
+            super().sync(handle)
+            tracked = self._files[handle]
+            tracked.durable = tracked.length
 
     def close(self, handle: int) -> None:
-        tracked = self._files.pop(handle, None)
-        super().close(handle)
-        if tracked is not None and tracked.durable < tracked.length:
-            # Closing does not make data durable; keep tracking the path for power loss.
-            self._files[-handle - 1] = tracked
-        self._check()
+        with self._device:
+            tracked = self._files.pop(handle, None)
+            super().close(handle)
+            if tracked is not None and tracked.durable < tracked.length:
+                # Closing does not make data durable; keep tracking the path for power loss.
+                self._files[-handle - 1] = tracked
+            self._check()
 
     def size(self, handle: int) -> int:
-        self._check()
-        return super().size(handle)
+        with self._device:
+            self._check()
+            return super().size(handle)
 
     def rename(self, src: Path, dst: Path) -> None:
-        self._check()
-        super().rename(src, dst)
-        for tracked in self._files.values():
-            if tracked.path == Path(src):
-                tracked.path = Path(dst)
+        with self._device:
+            self._check()
+            super().rename(src, dst)
+            for tracked in self._files.values():
+                if tracked.path == Path(src):
+                    tracked.path = Path(dst)
 
     def unlink(self, path: Path) -> None:
-        self._check()
-        super().unlink(path)
-        self._files = {h: t for h, t in self._files.items() if t.path != Path(path)}
+        with self._device:
+            self._check()
+            super().unlink(path)
+            self._files = {h: t for h, t in self._files.items() if t.path != Path(path)}
 
     def fsync_dir(self, path: Path) -> None:
-        self._check()
-        super().fsync_dir(path)
+        with self._device:
+            self._check()
+            super().fsync_dir(path)
