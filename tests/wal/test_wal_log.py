@@ -344,3 +344,13 @@ def test_a_commit_cut_short_is_rolled_back_a_damaged_one_is_reported_lost(tmp_pa
     (tmp_path / "c" / seg.name).write_bytes(bytes(damaged))
     flipped = analyze(tmp_path / "c")
     assert [p.kind for p in flipped.problems] == ["torn_tail"] and flipped.lost == [last]
+
+
+def test_use_after_close_is_a_state_error(tmp_path: Path, mode: str) -> None:
+    wal = Wal.open(tmp_path, WalOptions(durability_mode=mode))
+    txn = wal.begin(ctx(0), durable=True)
+    wal.close()
+    with pytest.raises(WalStateError, match="closed"):
+        txn.commit()
+    with pytest.raises(WalStateError, match="closed"):
+        wal.begin(ctx(1))

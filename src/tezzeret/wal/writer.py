@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tezzeret import metrics
-from tezzeret.wal.errors import WalIOError
+from tezzeret.wal.errors import WalIOError, WalStateError
 from tezzeret.wal.fileio import FileLayer
 from tezzeret.wal.format import EntryType, pack_record
 from tezzeret.wal.reader import segment_name
@@ -72,6 +72,7 @@ class SegmentWriter:
         self._done = 0
         self._busy = False
         self._failed: WalIOError | None = None
+        self._closed = False
         self.syncs = 0
 
     @property
@@ -79,6 +80,8 @@ class SegmentWriter:
         return self._dsync
 
     def _check(self) -> None:
+        if self._closed:
+            raise WalStateError(f"the WAL in {self.directory} is closed")
         if self._failed is not None:
             raise WalIOError(
                 f"the WAL in {self.directory} failed earlier ({self._failed}); restart the "
@@ -225,6 +228,6 @@ class SegmentWriter:
                 pass
         finally:
             with self._cond:
-                self._failed = self._failed or WalIOError("the WAL is closed")
+                self._closed = True
                 self._busy = False
                 self._cond.notify_all()
