@@ -191,6 +191,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps({"artifacts": items}, indent=2))
             return
+        console = _wide_console()
         t = Table(title=f"{len(items)} artifact(s)")
         for col in ("artifact id", "blueprint", "tier", "status", "size", "compile s"):
             t.add_column(col)
@@ -218,6 +219,13 @@ def register(app: typer.Typer) -> None:
         The same Forge as `tezzeret serve` (sandbox, WAL, store, signing), no HTTP. Prints a closing
         table: blueprint, tier, compile s, speed-up vs eager, size, artifact id. Exit 1 if any failed.
         """
+        from tezzeret.forge.strategy import to_pb
+
+        try:
+            to_pb(strategy)
+        except ValueError:
+            Console(stderr=True).print(f"[red]unknown strategy '{strategy}'[/red]: use EMERGENCY, FAST, STANDARD or AGGRESSIVE")
+            raise typer.Exit(2) from None
         overrides: dict[str, Any] = {
             # The library run is the only work: no Urza polling or idle recompilation behind it.
             "polling": {"initial_full_scan": False, "refresh_interval_minutes": 0},
@@ -335,8 +343,13 @@ def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
     return row
 
 
+def _wide_console() -> Console:
+    # Piped output (make run | tee, CI logs) would otherwise be cut to 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=180)
+
+
 def _library_table(rows: list[dict[str, Any]]) -> None:
-    console = Console()
+    console = _wide_console()
     t = Table(title="tezzeret forge: the built-in library")
     for col in ("blueprint", "tier", "compile s", "speed-up vs eager", "size", "artifact id"):
         t.add_column(col)
