@@ -107,3 +107,23 @@ def test_protobuf_body_and_audit(client: httpx.Client, state_dir: Path) -> None:
     text = (state_dir / "audit.jsonl").read_text()
     assert ADMIN_TOKEN not in text and SUBMIT_TOKEN not in text and EMERGENCY_TOKEN not in text
     assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+
+
+def test_admin_routes_last(client: httpx.Client, state_dir: Path) -> None:
+    """Last in this module: conservative mode and draining change the server for good."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    bad = client.post("/v1/admin/conservative-mode", json={"active": True, "reason": "because"}, headers=admin)
+    assert bad.status_code == 400 and "compilation_timeout" in bad.json()["message"]
+    on = client.post("/v1/admin/conservative-mode", json={"active": True, "reason": "memory_pressure"}, headers=admin)
+    assert on.status_code == 200 and on.json()["active"] is True
+    health = client.get("/health/tezzeret").json()
+    assert health["conservative_mode"]["active"] and health["max_concurrent_jobs"] == 1
+    # Conservative mode caps an explicit STANDARD request one tier down.
+    r = client.post("/v1/blueprints", json={"blueprint": ir_json("conv_pool_head_32")}, params={"strategy": "STANDARD"})
+    assert r.status_code == 202 and r.json()["strategy"] == "FAST"
+    drained = client.post("/v1/admin/drain", headers=admin)
+    assert drained.status_code == 200 and drained.json()["draining"] is True
+    refused = client.post("/v1/blueprints", json={"blueprint": ir_json("mlp_512")}, params={"strategy": "EMERGENCY"})
+    assert refused.status_code == 503 and refused.json()["code"] == "INTAKE_CLOSED"
+    actions = {r["action"]: r for r in read_audit(state_dir / "audit.jsonl") if r["requestor"] == "ops"}
+    assert actions["admin_drain"]["outcome"] == "200" and actions["admin_conservative_mode"]["outcome"] == "200"
