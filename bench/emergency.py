@@ -78,7 +78,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 # ------------------------------------------------------------------ server side (--serve)
 
-async def _serve_listener(settings: Any) -> None:
+async def _serve_listener(settings: Any, concurrency: int) -> None:
     from tezzeret.bus import EmergencyCaller, EmergencyListener, make_bus
     from tezzeret.leyline import pb
 
@@ -94,7 +94,7 @@ async def _serve_listener(settings: Any) -> None:
         while True:
             await queue.get()
 
-    EmergencyListener(bus, settings, enqueue, consumer="bench-listener").start()
+    EmergencyListener(bus, settings, enqueue, consumer="bench-listener", concurrency=concurrency).start()
     await bus.start()
     task = asyncio.create_task(drain())
     print("READY", flush=True)
@@ -176,6 +176,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=["auto", "forge", "listener"], default="auto")
     ap.add_argument("--busy-jobs", type=int, default=4, help="STANDARD jobs queued on the forge")
     ap.add_argument("--no-busy", action="store_true", help="listener mode: no background compiles")
+    ap.add_argument("--concurrency", type=int, default=4, help="listener mode: EmergencyListener consumers")
     ap.add_argument("--complete-timeout-s", type=float, default=120.0)
     ap.add_argument("--serve", choices=["forge", "listener"], help=argparse.SUPPRESS)
     ap.add_argument("--redis-url", help=argparse.SUPPRESS)
@@ -184,7 +185,7 @@ def main() -> None:
 
     if args.serve:
         settings = _settings(Path(args.state_dir), args.redis_url, args.n)
-        serve = _serve_forge(settings, args.busy_jobs) if args.serve == "forge" else _serve_listener(settings)
+        serve = _serve_forge(settings, args.busy_jobs) if args.serve == "forge" else _serve_listener(settings, args.concurrency)
         asyncio.run(serve)
         return
 
@@ -223,7 +224,7 @@ def main() -> None:
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             server = subprocess.Popen(
                 [sys.executable, __file__, "--serve", mode, "--redis-url", url, "--state-dir", str(Path(tmp) / "state"),
-                 "--n", str(args.n), "--busy-jobs", str(args.busy_jobs)],
+                 "--n", str(args.n), "--busy-jobs", str(args.busy_jobs), "--concurrency", str(args.concurrency)],
                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             procs.append(server)
             assert server.stdout is not None

@@ -87,9 +87,12 @@ class Bus(Protocol):
         ...
 
     def subscribe_envelopes(
-        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0"
+        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0",
+        batch: int | None = None,
     ) -> None:
-        """Deliver raw entries; raising `EnvelopeRejected` dead-letters, other errors redeliver."""
+        """Deliver raw entries; raising `EnvelopeRejected` dead-letters, other errors redeliver.
+
+        `batch` caps how many entries one read takes (1 spreads work over several consumers)."""
         ...
 
     async def dead_letters(self, topic: str) -> list[DeadLetter]: ...

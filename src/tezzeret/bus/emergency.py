@@ -70,6 +70,7 @@ class EmergencyListener:
         consumer: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_ns: Callable[[], int] = time.time_ns,
+        concurrency: int = 4,
     ) -> None:
         self._bus = bus
         self._settings = settings
@@ -79,6 +80,10 @@ class EmergencyListener:
         self._signer = self._keyring.get(settings.bus.signing_key_id)
         self._consumer = consumer or f"tezzeret-{uuid.uuid4().hex[:8]}"
         self._wall_ns = wall_ns
+        # Consumers reading the stream side by side: a burst is not answered one handler call
+        # after another (each takes a WAL write in the forge), so the tail of the ack latency stays
+        # short. Checks that must see every request (nonces, the bucket) run before any await.
+        self._concurrency = max(1, concurrency)
         window = settings.emergency.freshness_window_s
         self._window_ns = int(window * 1e9)
         # A nonce must be remembered as long as a request carrying it could still pass freshness.
@@ -89,10 +94,13 @@ class EmergencyListener:
 
     def start(self) -> None:
         """Subscribe on the emergency stream; the bus delivers once it is started."""
-        self._bus.subscribe_envelopes(
-            topics.EMERGENCY, self._on_entry,
-            group=self._settings.emergency.consumer_group, consumer=self._consumer,
-        )
+        for i in range(self._concurrency):
+            self._bus.subscribe_envelopes(
+                topics.EMERGENCY, self._on_entry,
+                group=self._settings.emergency.consumer_group,
+                consumer=self._consumer if self._concurrency == 1 else f"{self._consumer}-{i}",
+                batch=1 if self._concurrency > 1 else None,
+            )
 
     async def _on_entry(self, raw: RawDelivery) -> None:
         request_id, key_id, requested_by, blueprint_id = "", "", "", ""

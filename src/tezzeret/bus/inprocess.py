@@ -155,8 +155,10 @@ class InProcessBus:
         self.subscribe_envelopes(topic, verified(handler, self._keyring), group=group, consumer=consumer)
 
     def subscribe_envelopes(
-        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0"
+        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0",
+        batch: int | None = None,
     ) -> None:
+        # Entries are taken one at a time here, so `batch` has nothing to limit.
         if self._closed:
             raise BusClosed(f"subscribe to {topic!r}")
         stream = self._stream(topic)

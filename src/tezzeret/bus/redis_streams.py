@@ -84,7 +84,7 @@ class RedisStreamsBus:
         self._client = self._new_client(socket_timeout=2.0)
         self._outbox = Outbox(settings.bus.outbox_limit, self._send, breaker=breaker, transient=TRANSIENT)
         self._errors = LastErrors()
-        self._subs: list[tuple[str, RawHandler, str, str, str]] = []
+        self._subs: list[tuple[str, RawHandler, str, str, str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._dedicated: list[aioredis.Redis] = []
         self._running = False
@@ -200,12 +200,13 @@ class RedisStreamsBus:
         self.subscribe_envelopes(topic, verified(handler, self._keyring), group=group, consumer=consumer)
 
     def subscribe_envelopes(
-        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0"
+        self, topic: str, handler: RawHandler, *, group: str, consumer: str, start_id: str = "0",
+        batch: int | None = None,
     ) -> None:
         if self._closed:
             raise BusClosed(f"subscribe to {topic!r}")
         topics.topic(topic)
-        sub = (topic, handler, group, consumer, start_id)
+        sub = (topic, handler, group, consumer, start_id, batch or self._batch)
         self._subs.append(sub)
         if self._running:
             self._spawn(*sub)
@@ -223,14 +224,16 @@ class RedisStreamsBus:
             for _, f in rows
         ]
 
-    def _spawn(self, topic: str, handler: RawHandler, group: str, consumer: str, start_id: str) -> None:
+    def _spawn(self, topic: str, handler: RawHandler, group: str, consumer: str, start_id: str, batch: int) -> None:
         self._tasks.append(
             asyncio.create_task(
-                self._consume(topic, handler, group, consumer, start_id), name=f"bus:{topic}:{consumer}"
+                self._consume(topic, handler, group, consumer, start_id, batch), name=f"bus:{topic}:{consumer}"
             )
         )
 
-    async def _consume(self, topic: str, handler: RawHandler, group: str, consumer: str, start_id: str) -> None:
+    async def _consume(
+        self, topic: str, handler: RawHandler, group: str, consumer: str, start_id: str, batch: int
+    ) -> None:
         stream = topics.stream_name(self._settings, topic)
         block_ms = self._claim_every_ms
         # Its own connection: a blocked XREADGROUP must not hold up publishes and ACKs.
@@ -256,7 +259,7 @@ class RedisStreamsBus:
                 if (now - last_claim) * 1000 >= self._claim_every_ms:
                     last_claim = now
                     await self._reclaim(conn, topic, stream, group, consumer, handler)
-                resp = await conn.xreadgroup(group, consumer, {stream: ">"}, count=self._batch, block=block_ms)
+                resp = await conn.xreadgroup(group, consumer, {stream: ">"}, count=batch, block=block_ms)
                 self._connected = True
                 backoff = 0.05
                 for _name, entries in resp or []:
