@@ -181,3 +181,14 @@ def test_inconsistent_restated_sizes_are_rejected(nodes: list[dict], field: str)
     with pytest.raises(BlueprintRejected) as info:
         validate(to_ir(blueprint([tensor("x", 6, 10)], nodes, [nodes[-1]["name"]])))
     assert (info.value.code, info.value.field) == ("SHAPE_MISMATCH", field), str(info.value)
+
+
+def test_group_norm_of_single_values_is_refused() -> None:
+    # Found by fuzzing: torch raises in training when a group holds one value.
+    doc = blueprint([tensor("x", 1, 2, batch=None)], [node("g", "group_norm", ["x"], num_groups=2)], ["g"])
+    with pytest.raises(BlueprintRejected) as info:
+        validate(to_ir(doc))
+    assert (info.value.code, info.value.field) == ("SHAPE_MISMATCH", "nodes[0].inputs[0]")
+    ok = blueprint([tensor("x", 1, 2, batch=None)], [node("g", "group_norm", ["x"], num_groups=1)], ["g"])
+    ir = to_ir(ok)
+    build_module(ir)(*example_inputs(ir)).sum().backward()

@@ -470,6 +470,12 @@ def _group_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
     g = int(attrs["num_groups"])  # type: ignore[arg-type]
     _consistent(attrs, "num_channels", x.shape[1])
     _need(x.shape[1] % g == 0, f"{x.shape[1]} channels are not divisible by num_groups={g}", field="num_groups", code="BAD_ATTR")
+    # torch refuses to train group norm when each normalised group holds a single value.
+    _need(
+        x.numel // g > 1,
+        f"group_norm on {list(x.shape)} with {g} groups normalises single values; use fewer groups or larger inputs",
+        field="inputs[0]",
+    )
     return [x]
 
 
