@@ -313,10 +313,13 @@ def test_recovery_metrics_are_exported(tmp_path: Path) -> None:
     before_clean = value("tezzeret_wal_recovery_total", {"outcome": "empty"})
     before_count = value("tezzeret_wal_recovery_duration_ms_count")
     before_commits = value("tezzeret_wal_transactions_total", {"status": "committed"})
+    before_syncs = value("tezzeret_wal_fsync_duration_ms_count")
     write_txns(tmp_path, 2)
-    assert value("tezzeret_wal_recovery_total", {"outcome": "empty"}) == before_clean + 1
-    assert value("tezzeret_wal_recovery_duration_ms_count") == before_count + 1
-    assert value("tezzeret_wal_transactions_total", {"status": "committed"}) == before_commits + 2
+    write_txns(tmp_path / "f", 2, mode="fsync")
+    assert value("tezzeret_wal_fsync_duration_ms_count") >= before_syncs + 8
+    assert value("tezzeret_wal_recovery_total", {"outcome": "empty"}) == before_clean + 2
+    assert value("tezzeret_wal_recovery_duration_ms_count") == before_count + 2
+    assert value("tezzeret_wal_transactions_total", {"status": "committed"}) == before_commits + 4
 
 
 def test_wal_files_are_not_world_writable(tmp_path: Path) -> None:

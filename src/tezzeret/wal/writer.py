@@ -154,15 +154,18 @@ class SegmentWriter:
             offset += 256 + len(r.payload)
             has_commit = has_commit or r.entry_type == EntryType.COMMIT
         if parts:
+            start = time.perf_counter()
             self._files.write(self._handle, b"".join(parts))
+            if self._dsync:
+                # Under O_DSYNC the write is the barrier: it returns once the data is durable.
+                self.syncs += 1
+                metrics.WAL_FSYNC_DURATION_MS.observe((time.perf_counter() - start) * 1000)
             self.size = offset
             self.next_sequence = seq
         if has_commit and self._hook is not None:
             self._hook("after_commit_before_sync")
         if need_sync and not self._dsync:
             self._sync()
-        elif need_sync and parts:
-            self.syncs += 1
         return records
 
     def _sync(self) -> None:
