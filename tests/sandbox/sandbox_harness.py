@@ -31,7 +31,8 @@ def sandbox_settings(state_dir: Path, **overrides: Any) -> Settings:
         "state_dir": str(state_dir),
         "compilation": {"max_concurrent_jobs": 1},
         "emergency": {"reserved_worker": True},
-        "sandbox": {"max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50},
+        # niceness 1, not the default 10: still checkable, and shared CI cores do not starve respawns.
+        "sandbox": {"max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50, "niceness": 1},
         "resources": {"per_job_memory_limits": {"emergency": 1536, "fast": 2048, "standard": 2560, "aggressive": 3072}},
     }
     for key, value in overrides.items():

@@ -43,7 +43,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, outside_root: Path) -> Iterat
         tmp_path_factory.mktemp("state"),
         signing={"key_dir": str(key_dir)},
         wal={"path": str(wal_dir)},
-        sandbox={"isolation": "bwrap", "max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50},
+        sandbox={"isolation": "bwrap", "max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50, "niceness": 1},
     )
     executor = LiveExecutor(settings, TASKS)
     yield executor

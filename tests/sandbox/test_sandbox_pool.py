@@ -21,7 +21,7 @@ async def test_unshare_level_recycles_and_reports_itself(tmp_path: Path) -> None
     settings = sandbox_settings(
         tmp_path / "state",
         emergency={"reserved_worker": False},
-        sandbox={"isolation": "unshare", "max_jobs_per_worker": 2, "max_file_size_mb": 8, "max_processes": 48},
+        sandbox={"isolation": "unshare", "max_jobs_per_worker": 2, "max_file_size_mb": 8, "max_processes": 48, "niceness": 1},
     )
     ended: list[int] = []
     executor = SandboxExecutor(settings, tasks=TASKS, extra_sys_path=[HERE], on_result=lambda j, r: ended.append(r.outcome))
