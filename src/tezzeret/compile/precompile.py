@@ -143,6 +143,17 @@ def load_entry(data: bytes, *, kernel_dir: Path) -> CompiledEntry:
     return CompiledEntry(fn)
 
 
+def prewarm() -> None:
+    """Import what loading an entry needs (Dynamo, the AOTI runtime): seconds, paid once per process.
+
+    A provider calls this from its background thread at start so the training loop never does.
+    """
+    import torch._dynamo  # noqa: F401
+    import torch._dynamo.aot_compile  # noqa: F401
+    import torch._functorch._aot_autograd.aot_autograd_result  # noqa: F401
+    import torch._inductor.output_code  # noqa: F401
+
+
 def compile_counters() -> dict[str, int]:
     """Torch's compile counters (Dynamo graphs, AOTAutograd, Inductor), flattened; zero = no compile."""
     from torch._dynamo.utils import counters

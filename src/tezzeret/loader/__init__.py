@@ -16,6 +16,7 @@ from tezzeret.loader.errors import (
     UnsignedArtifact,
 )
 from tezzeret.loader.load import KernelModule, VerifiedArtifact, check_compatible, load, open_artifact
+from tezzeret.loader.load import prewarm
 from tezzeret.loader.provider import KernelProvider, ProviderState
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "check_compatible",
     "load",
     "open_artifact",
+    "prewarm",
 ]

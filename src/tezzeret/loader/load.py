@@ -237,6 +237,17 @@ class KernelModule(nn.Module):
         )
 
 
+def prewarm() -> None:
+    """Import everything loading an artifact needs (torch's Dynamo and AOTI runtime, the blueprint
+    builder, signature checks) ahead of the first load: seconds, once per process."""
+    import tezzeret.blueprint.module  # noqa: F401
+    import tezzeret.store.signing  # noqa: F401
+    from tezzeret.blueprint import digest  # noqa: F401
+    from tezzeret.compile import precompile
+
+    precompile.prewarm()
+
+
 def load(
     path: str | Path,
     *,

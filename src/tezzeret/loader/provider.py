@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tezzeret.leyline import pb
 from tezzeret.loader.errors import BlueprintMismatch
-from tezzeret.loader.load import KernelModule, Serve, open_artifact
+from tezzeret.loader.load import KernelModule, Serve, open_artifact, prewarm
 
 Fetch = Callable[[str], "Path | None"]
 
@@ -29,6 +29,13 @@ class ProviderState:
     mode: str  # "eager", "loading", "compiled" or "refused"
     artifact_id: str | None = None
     reason: str = ""
+
+
+def _prewarm() -> None:
+    try:
+        prewarm()
+    except Exception:  # noqa: BLE001 - a failed warm-up only means the first load pays the imports
+        pass
 
 
 class KernelProvider:
@@ -58,6 +65,8 @@ class KernelProvider:
         # One background thread: loads are short, and serialising them keeps one training process
         # from dlopening many libraries at once.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tezzeret-provider")
+        # Import the loading machinery now, off the loop's thread, so adopting costs milliseconds.
+        self._executor.submit(_prewarm)
 
     def get(self, blueprint: pb.BlueprintIR | str) -> KernelModule | None:
         """The module for a blueprint (an IR, or a digest seen before); never waits.
