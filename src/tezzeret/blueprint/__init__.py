@@ -9,6 +9,8 @@ Validation-only imports (`validate`, `digest`, `load_blueprint`) do not load tor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tezzeret.blueprint.analysis import ValidationLimits
@@ -23,13 +25,13 @@ if TYPE_CHECKING:
     from tezzeret.blueprint.inputs import batch_range, example_inputs, input_shapes
     from tezzeret.blueprint.module import BlueprintModule, build_module
 
-_LAZY = {
+_LAZY: Mapping[str, str] = MappingProxyType({
     "BlueprintModule": "tezzeret.blueprint.module",
     "build_module": "tezzeret.blueprint.module",
     "batch_range": "tezzeret.blueprint.inputs",
     "example_inputs": "tezzeret.blueprint.inputs",
     "input_shapes": "tezzeret.blueprint.inputs",
-}
+})
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,8 @@ only receive attributes the validator has already checked.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -165,7 +167,9 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim))
 
 
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+_ACTIVATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingProxyType(
+    {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+)
 
 
 class TopKMoE(nn.Module):

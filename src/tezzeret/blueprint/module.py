@@ -13,6 +13,9 @@ caller's global RNG state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import torch
 from torch import nn
 
@@ -21,14 +24,14 @@ from tezzeret.blueprint.digest import digest_from_analysis
 from tezzeret.blueprint.ops import OPS
 from tezzeret.leyline import pb
 
-TORCH_DTYPES: dict[int, torch.dtype] = {
+TORCH_DTYPES: Mapping[int, torch.dtype] = MappingProxyType({
     pb.DTYPE_FLOAT32: torch.float32,
     pb.DTYPE_FLOAT16: torch.float16,
     pb.DTYPE_BFLOAT16: torch.bfloat16,
     pb.DTYPE_FLOAT64: torch.float64,
     pb.DTYPE_INT64: torch.int64,
     pb.DTYPE_INT32: torch.int32,
-}
+})
 
 # (layer key, argument slots, result slots, returns a tuple, slots to release afterwards)
 PlanStep = tuple[str, tuple[int, ...], tuple[int, ...], bool, tuple[int, ...]]

@@ -26,14 +26,14 @@ FLOAT_DTYPES: frozenset[int] = frozenset(
     {pb.DTYPE_FLOAT32, pb.DTYPE_FLOAT16, pb.DTYPE_BFLOAT16, pb.DTYPE_FLOAT64}
 )
 INDEX_DTYPES: frozenset[int] = frozenset({pb.DTYPE_INT64, pb.DTYPE_INT32})
-DTYPE_BYTES: Mapping[int, int] = {
+DTYPE_BYTES: Mapping[int, int] = MappingProxyType({
     pb.DTYPE_FLOAT32: 4,
     pb.DTYPE_FLOAT16: 2,
     pb.DTYPE_BFLOAT16: 2,
     pb.DTYPE_FLOAT64: 8,
     pb.DTYPE_INT64: 8,
     pb.DTYPE_INT32: 4,
-}
+})
 
 
 @dataclass(frozen=True)
