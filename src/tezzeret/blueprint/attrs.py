@@ -30,9 +30,9 @@ class Required:
 
 REQUIRED = Required()
 
-# Bounds on plain ints: large enough for any real layer, small enough that products of a handful
-# of them stay exact in float64 FLOP estimates.
-INT_LIMIT = 1 << 31
+# Bound on plain ints: exact in a float64, and far above any real layer, so that an oversized
+# layer is refused by the parameter/FLOP/memory budgets (which name the budget) rather than here.
+INT_LIMIT = 1 << 53
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _check_number(value: float, spec: AttrSpec, node: str, field: str, key: str)
     if not isinstance(value, float) and abs(value) > INT_LIMIT:
         raise BlueprintRejected(
             "BAD_ATTR",
-            f"attribute {key!r} is {value}; integers must stay within ±2^31",
+            f"attribute {key!r} is {value}; integers must stay within ±2^53",
             node=node,
             field=field,
         )
