@@ -192,3 +192,13 @@ def test_group_norm_of_single_values_is_refused() -> None:
     ok = blueprint([tensor("x", 1, 2, batch=None)], [node("g", "group_norm", ["x"], num_groups=1)], ["g"])
     ir = to_ir(ok)
     build_module(ir)(*example_inputs(ir)).sum().backward()
+
+
+def test_reduction_accepts_torch_keys_and_scalar_dims() -> None:
+    a = blueprint([tensor("x", 3, 4)], [node("m", "mean", ["x"], dims=[1])], ["m"])
+    b = blueprint([tensor("x", 3, 4)], [node("m", "mean", ["x"], dim=1, keepdims=False)], ["m"])
+    assert validate(to_ir(a)).digest == validate(to_ir(b)).digest
+    dup = blueprint([tensor("x", 3, 4)], [node("m", "mean", ["x"], dim=1, dims=[1])], ["m"])
+    with pytest.raises(BlueprintRejected) as info:
+        validate(to_ir(dup))
+    assert info.value.code == "BAD_ATTR"

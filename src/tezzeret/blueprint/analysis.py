@@ -382,7 +382,7 @@ def _nodes(ir: pb.BlueprintIR, inputs: Sequence[InputDecl], limits: ValidationLi
         if not spec.min_inputs <= len(node.inputs) <= spec.max_inputs:
             want = str(spec.min_inputs) if spec.min_inputs == spec.max_inputs else f"{spec.min_inputs}..{spec.max_inputs}"
             raise _reject("WRONG_ARITY", f"op {node.op!r} takes {want} inputs, got {len(node.inputs)}", node=node.name, field=f"nodes[{i}].inputs")
-        attrs = parse_attrs(node, i, spec.attrs, limits.max_attrs_per_node)
+        attrs = parse_attrs(node, i, spec.attrs, limits.max_attrs_per_node, spec.attr_aliases)
         if spec.normalize is not None:
             attrs = spec.normalize(attrs)  # type: ignore[arg-type,assignment]
         n_out = len(attrs["sizes"]) if spec.multi_output else 1  # type: ignore[arg-type]

@@ -133,8 +133,9 @@ def _convert(attr: pb.Attr, spec: AttrSpec, node: str, field: str) -> AttrValue:
             )
         return str(attr.s)
     # ints
-    if which == "i" and spec.expand is not None:
-        values: tuple[int, ...] = (int(attr.i),) * spec.expand
+    if which == "i":
+        # A scalar stands for a one-element list, or for every entry of a pair.
+        values: tuple[int, ...] = (int(attr.i),) * (spec.expand or 1)
     elif which == "ints":
         values = tuple(int(v) for v in attr.ints.values)
         if spec.expand is not None and len(values) == 1:
@@ -154,9 +155,16 @@ def _convert(attr: pb.Attr, spec: AttrSpec, node: str, field: str) -> AttrValue:
 
 
 def parse_attrs(
-    node_pb: pb.Node, index: int, schema: Mapping[str, AttrSpec], max_attrs: int
+    node_pb: pb.Node,
+    index: int,
+    schema: Mapping[str, AttrSpec],
+    max_attrs: int,
+    aliases: Mapping[str, str] | None = None,
 ) -> dict[str, AttrValue]:
-    """Checked, normalised attributes of one node; raises `BlueprintRejected(BAD_ATTR)`."""
+    """Checked, normalised attributes of one node; raises `BlueprintRejected(BAD_ATTR)`.
+
+    `aliases` maps other spellings of a key (torch's `dim` for `dims`) to the schema's key.
+    """
     node = node_pb.name
     if len(node_pb.attrs) > max_attrs:
         raise BlueprintRejected(
@@ -168,7 +176,8 @@ def parse_attrs(
     out: dict[str, AttrValue] = {}
     for attr in node_pb.attrs:
         field = _where(node, index, attr.key)
-        spec = schema.get(attr.key)
+        key = (aliases or {}).get(attr.key, attr.key)
+        spec = schema.get(key)
         if spec is None:
             known = ", ".join(sorted(schema)) or "none"
             raise BlueprintRejected(
@@ -177,11 +186,11 @@ def parse_attrs(
                 node=node,
                 field=field,
             )
-        if attr.key in out:
+        if key in out:
             raise BlueprintRejected(
-                "BAD_ATTR", f"attribute {attr.key!r} is given twice; keep one", node=node, field=field
+                "BAD_ATTR", f"attribute {key!r} is given twice; keep one", node=node, field=field
             )
-        out[attr.key] = _convert(attr, spec, node, field)
+        out[key] = _convert(attr, spec, node, field)
     for key, spec in schema.items():
         if key in out:
             continue

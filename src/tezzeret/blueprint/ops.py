@@ -98,7 +98,8 @@ class OpSpec:
     index_bound: Callable[[Attrs], int] | None = None
     multi_output: bool = False
     normalize: Normalize | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
+    # Other spellings of attribute keys (torch's), resolved when attributes are parsed.
+    attr_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def _consistent(attrs: Attrs, key: str, actual: object) -> None:
     )
 
 
+REDUCE_ALIASES: Mapping[str, str] = MappingProxyType({"dim": "dims", "keepdims": "keepdim"})
 EPS = AttrSpec("float", default=1e-5, lo=0.0, hi=1.0, lo_open=True, doc="numerical epsilon")
 BOOL_T = AttrSpec("bool", default=True)
 BOOL_F = AttrSpec("bool", default=False)
@@ -817,11 +819,14 @@ def _registry() -> dict[str, OpSpec]:
                {"sizes": AttrSpec("ints", lo=1, hi=INT_LIMIT, max_len=64), "dim": AttrSpec("int", default=-1, lo=-8, hi=7)},
                1, 1, _split, _layer("Split"), flops=lambda a, i, o: 0, multi_output=True),
         OpSpec("mean", "mean over `dims`", {"dims": AttrSpec("ints", lo=-8, hi=7), "keepdim": BOOL_F}, 1, 1, _reduce,
-               _layer("Reduce", kind="mean"), flops=_reduce_flops),
+               _layer("Reduce", kind="mean"), flops=_reduce_flops,
+               attr_aliases=REDUCE_ALIASES),
         OpSpec("sum", "sum over `dims`", {"dims": AttrSpec("ints", lo=-8, hi=7), "keepdim": BOOL_F}, 1, 1, _reduce,
-               _layer("Reduce", kind="sum"), flops=_reduce_flops),
+               _layer("Reduce", kind="sum"), flops=_reduce_flops,
+               attr_aliases=REDUCE_ALIASES),
         OpSpec("amax", "maximum over `dims`", {"dims": AttrSpec("ints", lo=-8, hi=7), "keepdim": BOOL_F}, 1, 1, _reduce,
-               _layer("Reduce", kind="amax"), flops=_reduce_flops),
+               _layer("Reduce", kind="amax"), flops=_reduce_flops,
+               attr_aliases=REDUCE_ALIASES),
         OpSpec("max_pool2d", "2-d max pooling (stride defaults to the kernel size)",
                {"kernel_size": _pair(required=True, hi=64), "stride": _pair(None, hi=64), "padding": _pair((0, 0), lo=0, hi=32)},
                1, 1, _pool, _build_pool("max"), flops=_pool_flops, normalize=_pool_normalize),
