@@ -208,7 +208,8 @@ def register(app: typer.Typer) -> None:
         strategy: str = typer.Option(
             "FAST", "--strategy", "-s",
             help="Tier for every blueprint. Defaults to FAST so the library finishes in minutes on a "
-            "small CPU machine; STANDARD/AGGRESSIVE take much longer.",
+            "small CPU machine; STANDARD/AGGRESSIVE take much longer. A blueprint whose tier misses "
+            "its budget (timeouts_ms) is retried one tier down, and the table says so.",
         ),
         state_dir: Optional[Path] = typer.Option(None, help="State directory (default: the settings' state_dir)."),
         only: Optional[list[str]] = typer.Option(None, "--only", help="Compile only these library blueprints (by name)."),
@@ -217,7 +218,9 @@ def register(app: typer.Typer) -> None:
         """Compile the built-in blueprint library through the full forge pipeline, in process.
 
         The same Forge as `tezzeret serve` (sandbox, WAL, store, signing), no HTTP. Prints a closing
-        table: blueprint, tier, compile s, speed-up vs eager, size, artifact id. Exit 1 if any failed.
+        table: blueprint, tier, compile s, speed-up vs eager, size, artifact id. A tier that misses
+        its budget is retried one tier down (down to EMERGENCY). Exit 1 if any blueprint got no
+        artifact at all.
         """
         from tezzeret.forge.strategy import to_pb
 
@@ -286,7 +289,7 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
 async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]], *, quiet: bool) -> tuple[list[dict[str, Any]], int]:
     from tezzeret.blueprint import library
     from tezzeret.forge.service import Forge
-    from tezzeret.forge.strategy import to_pb
+    from tezzeret.forge.strategy import name_of, one_level_down, to_pb
     from tezzeret.leyline import SCHEMA_VERSION, pb
 
     entries = [lb for lb in library() if not only or lb.name in only]
@@ -294,7 +297,9 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     console = Console(stderr=True)
     forge = Forge(settings)
     await forge.start()
-    rows: list[dict[str, Any]] = []
+    # Feed the forge as fast as it compiles rather than all at once: a tier that misses its budget
+    # turns conservative mode on, which then caps the tier of everything submitted after it.
+    slots = asyncio.Semaphore(settings.compilation.max_concurrent_jobs)
     failed = 0
     try:
         with Progress(
@@ -302,22 +307,35 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
             console=console, disable=quiet,
         ) as progress:
             task = progress.add_task(f"forging {len(entries)} blueprints at {strategy.upper()}", total=len(entries))
-            subs = []
-            for lb in entries:
-                req = pb.CompilationRequest(
-                    schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=tier,
-                    priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
-                )
-                subs.append((lb, await forge.submit(req, source="cli")))
 
-            async def one(lb: Any, sub: Any) -> dict[str, Any]:
-                job = await forge.wait(sub.job_id) if sub.job_id else None
-                progress.advance(task)
-                return _row(forge, lb, sub, job)
+            async def one(lb: Any) -> dict[str, Any]:
+                want = tier
+                notes: list[str] = []
+                while True:
+                    req = pb.CompilationRequest(
+                        schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=want,
+                        priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
+                    )
+                    async with slots:
+                        sub = await forge.submit(req, source="cli")
+                        job = await forge.wait(sub.job_id) if sub.job_id else None
+                    row = _row(forge, lb, sub, job)
+                    outcome = job.result.outcome if job is not None and job.result is not None else None
+                    # A tier that cannot finish inside its budget on this machine: try the next one
+                    # down (upstream §3.4: EMERGENCY is the last conservative fallback).
+                    if row["status"] == "FAILED" and outcome in (pb.OUTCOME_TIMEOUT, pb.OUTCOME_OUT_OF_MEMORY) and to_pb(sub.strategy) != pb.STRATEGY_EMERGENCY:
+                        lower = one_level_down(to_pb(sub.strategy))
+                        notes.append(f"{sub.strategy} {pb.JobOutcome.Name(outcome).removeprefix('OUTCOME_').lower()} → {name_of(lower)}")
+                        want = lower
+                        continue
+                    if to_pb(sub.strategy) != tier and not notes:
+                        notes.append(f"conservative mode: {name_of(tier)} → {sub.strategy}")
+                    row["note"] = "; ".join(notes) or None
+                    progress.advance(task)
+                    return row
 
-            for row in await asyncio.gather(*(one(lb, s) for lb, s in subs)):
-                rows.append(row)
-                failed += row["status"] == "FAILED"
+            rows = list(await asyncio.gather(*(one(lb) for lb in entries)))
+            failed = sum(r["status"] == "FAILED" for r in rows)
     finally:
         await forge.close()
     return rows, failed
@@ -327,7 +345,7 @@ def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "blueprint": lb.name, "category": lb.category, "tier": sub.strategy, "artifact_id": sub.artifact_id,
         "status": job.status.value if job is not None else "SUCCEEDED", "from_cache": sub.from_cache,
-        "compile_s": None, "speedup": None, "size": None, "error": None,
+        "compile_s": None, "speedup": None, "size": None, "error": None, "note": None,
     }
     if job is not None and job.status.value == "FAILED":
         row["error"] = f"{job.error_code}: {job.error}"
@@ -357,8 +375,9 @@ def _library_table(rows: list[dict[str, Any]]) -> None:
         if r["status"] == "FAILED":
             t.add_row(r["blueprint"], r["tier"], "[red]failed[/red]", "-", "-", (r["error"] or "")[:60])
             continue
+        tier = r["tier"] + (f" [yellow]({r['note']})[/yellow]" if r.get("note") else "")
         t.add_row(
-            r["blueprint"], r["tier"],
+            r["blueprint"], tier,
             "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}" + (" (cached)" if r["from_cache"] else ""),
             "-" if r["speedup"] is None else f"{r['speedup']:.2f}×",
             _size(r["size"]), r["artifact_id"],
