@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 from pathlib import Path
@@ -51,6 +52,13 @@ async def test_unshare_level_recycles_and_reports_itself(tmp_path: Path) -> None
             assert details(net)["connect"] != "connected"
         assert ended == [pb.OUTCOME_SUCCESS] * 4
         pids += executor.worker_pids()
+        # Closing with a job in flight ends it as a shutdown, not as a failure of the job.
+        spinning = asyncio.create_task(executor.run(pb.WorkerJob(job_id="spin", task="spin", strategy=pb.STRATEGY_FAST)))
+        await asyncio.sleep(1.0)
+        assert executor.status().workers_busy == 1
+        await executor.close(0.2)
+        stopped = await spinning
+        assert stopped.outcome == pb.OUTCOME_INTERNAL_ERROR and stopped.error_code == "SANDBOX_SHUTDOWN", stopped
     finally:
         await executor.close(0)
     alive = [pid for pid in set(pids) if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]

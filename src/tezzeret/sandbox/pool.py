@@ -242,7 +242,7 @@ class SandboxExecutor:
         metrics.CONCURRENT_COMPILATIONS.inc()
         try:
             result = await self._attempt(job, emergency)
-            if result.outcome == pb.OUTCOME_CRASH and not job.cpu_only:
+            if result.outcome == pb.OUTCOME_CRASH and not job.cpu_only and self._running:
                 first = f"CRASH {outcome.detail(result, 'signal') or ''}".strip()
                 retry = pb.WorkerJob()
                 retry.CopyFrom(job)
@@ -279,6 +279,8 @@ class SandboxExecutor:
         slot = await self._acquire(emergency)
         slot.busy = True
         try:
+            if not self._running:
+                return self._shutdown_result(job.job_id)
             try:
                 worker = await self._ready_worker(slot)
             except WorkerStartFailed as exc:
@@ -379,7 +381,15 @@ class SandboxExecutor:
         # A rejection is a verdict on the input; any other failure may have left the worker unwell.
         return _Attempt(result, recycle=result.outcome != pb.OUTCOME_REJECTED)
 
+    def _shutdown_result(self, job_id: str) -> pb.WorkerResult:
+        return outcome.result_for(job_id, pb.OUTCOME_INTERNAL_ERROR,
+                                  "the sandbox executor was closed before the job ended; resubmit it",
+                                  [("phase", "shutdown")], error_code="SANDBOX_SHUTDOWN")
+
     def _ended(self, job_id: str, ending: outcome.Ending) -> pb.WorkerResult:
+        if not self._running and not ending.timed_out:
+            # Killed by close(), not by the job: do not blame the blueprint (breakers count this).
+            return self._shutdown_result(job_id)
         code, message, details = outcome.classify(ending)
         return outcome.result_for(job_id, code, message, details, error_code=f"SANDBOX_{pb.JobOutcome.Name(code).removeprefix('OUTCOME_')}")
 
