@@ -180,3 +180,14 @@ def test_not_a_blueprint_object() -> None:
     with pytest.raises(BlueprintRejected) as info:
         validate(pb.KeyValue())  # type: ignore[arg-type]
     assert info.value.code == "MALFORMED"
+
+
+def test_exercise_runs_every_declared_batch() -> None:
+    from tezzeret.blueprint.selfcheck import exercise
+
+    torch.manual_seed(9)
+    before = torch.random.get_rng_state()
+    result = exercise(library_blueprint("lora_adapter_1024"))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert result.ok and result.error is None
+    assert result.batches == (1, 8, 64) and len(result.forward_backward_ms) == 3

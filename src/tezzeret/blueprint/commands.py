@@ -77,14 +77,24 @@ def validate_cmd(files: list[Path] = FILES, as_json: bool = JSON_OPT) -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-def blueprints_cmd(as_json: bool = JSON_OPT) -> None:
+def blueprints_cmd(
+    as_json: bool = JSON_OPT,
+    check: bool = typer.Option(False, "--check", help="Also build each blueprint and run forward+backward at every declared batch."),
+) -> None:
     """List the built-in library: name, category, parameters, FLOPs, digest."""
     rows: list[dict[str, object]] = []
     failed = False
     for path in library_paths():
         try:
             s = _check(path)
-            rows.append({"file": path.name, **s.to_dict()})
+            row: dict[str, object] = {"file": path.name, **s.to_dict()}
+            if check:
+                from tezzeret.blueprint.selfcheck import exercise
+
+                result = exercise(parse_blueprint(path))
+                row["check"] = result.to_dict()
+                failed = failed or not result.ok
+            rows.append(row)
         except BlueprintRejected as exc:
             failed = True
             rows.append({"file": path.name, "name": path.stem, "error": exc.to_dict()})
@@ -95,6 +105,8 @@ def blueprints_cmd(as_json: bool = JSON_OPT) -> None:
         for col, justify in (("name", "left"), ("category", "left"), ("params", "right"), ("FLOPs @ example", "right"),
                              ("batch", "right"), ("outputs", "left"), ("digest", "left")):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        if check:
+            table.add_column("fwd+bwd")
         for r in rows:
             if "error" in r:
                 err = r["error"]
@@ -103,8 +115,14 @@ def blueprints_cmd(as_json: bool = JSON_OPT) -> None:
                 continue
             outs = ", ".join(_shape(o["shape"]) for o in r["outputs"])  # type: ignore[attr-defined,index]
             lo, hi = r["batch_range"]  # type: ignore[misc]
-            table.add_row(str(r["name"]), str(r["category"]), f"{r['parameters']:,}", _human(float(r["flops"])),  # type: ignore[arg-type]
-                          f"{lo}..{hi}", outs, str(r["digest"])[:16])
+            cells = [str(r["name"]), str(r["category"]), f"{r['parameters']:,}", _human(float(r["flops"])),  # type: ignore[arg-type]
+                     f"{lo}..{hi}", outs, str(r["digest"])[:16]]
+            if check:
+                c = r["check"]
+                assert isinstance(c, dict)
+                cells.append("[green]ok[/] " + "/".join(f"{ms:.0f}" for ms in c["forward_backward_ms"]) + " ms"
+                             if c["ok"] else f"[red]FAILED[/] {escape(str(c['error']))[:60]}")
+            table.add_row(*cells)
         Console().print(table)
     raise typer.Exit(1 if failed else 0)
 
