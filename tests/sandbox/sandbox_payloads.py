@@ -59,6 +59,8 @@ def tiny_torch(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
         threads=torch.get_num_threads(),
         rlimit_as=resource.getrlimit(resource.RLIMIT_AS)[1],
         rlimit_fsize=resource.getrlimit(resource.RLIMIT_FSIZE)[1],
+        rlimit_cpu_soft=resource.getrlimit(resource.RLIMIT_CPU)[0],
+        cpu_used=int(sum(resource.getrusage(resource.RUSAGE_SELF)[:2])),
         rlimit_nproc=resource.getrlimit(resource.RLIMIT_NPROC)[1],
         cpu_only=job.cpu_only,
         omp=os.environ.get("OMP_NUM_THREADS", ""),

@@ -63,6 +63,8 @@ def test_tiny_torch_job_runs_isolated_with_limits(live: LiveExecutor, tmp_path: 
     assert (tmp_path / "out" / "notes.txt").read_text() == "extra output\n"
     assert int(d["rlimit_as"]) == 2048 * 1024 * 1024
     assert int(d["rlimit_fsize"]) == 8 * 1024 * 1024
+    # CPU time is cumulative: the soft limit is what the worker used plus this job's budget.
+    assert int(d["cpu_used"]) < int(d["rlimit_cpu_soft"]) <= int(d["cpu_used"]) + int(d["limit_cpu_s"]) + 2
     assert int(d["nice"]) == live.settings.sandbox.niceness
     assert d["threads"] == "1" and d["omp"] == "1"
     assert "TEZZERET_TEST_SECRET" not in d["env_keys"].split(",")
@@ -70,6 +72,19 @@ def test_tiny_torch_job_runs_isolated_with_limits(live: LiveExecutor, tmp_path: 
         assert d["uid"] == str(live.settings.sandbox.worker_uid)
         assert int(d["rlimit_nproc"]) == 48
     assert live.ended[-1] == (result.job_id, pb.OUTCOME_SUCCESS)
+
+
+def test_a_job_needing_more_memory_gets_a_fresh_worker(live: LiveExecutor) -> None:
+    fast = live.run("tiny_torch", strategy=pb.STRATEGY_FAST)
+    assert int(details(fast)["rlimit_as"]) == 2048 * 1024 * 1024
+    recycled = live.executor.status().recycled
+    standard = live.run("tiny_torch", strategy=pb.STRATEGY_STANDARD)
+    assert standard.outcome == pb.OUTCOME_SUCCESS, standard
+    assert int(details(standard)["rlimit_as"]) == 2560 * 1024 * 1024
+    assert live.executor.status().recycled == recycled + 1
+    lower = live.run("tiny_torch", strategy=pb.STRATEGY_FAST)
+    assert int(details(lower)["rlimit_as"]) == 2048 * 1024 * 1024
+    assert live.executor.status().recycled == recycled + 1
 
 
 def test_loopback_listener_outside_is_unreachable(live: LiveExecutor) -> None:

@@ -298,7 +298,10 @@ class SandboxExecutor:
             self._jobs_run += 1
             attempt.result.details.add(key="isolation", value=self.isolation_level)
             attempt.result.details.extend(pb.KeyValue(key=k, value=v) for k, v in job_limits.as_details())
-            if attempt.recycle or worker.jobs >= self.settings.sandbox.max_jobs_per_worker:
+            # A CPU-only job hid the GPUs for the rest of that worker's life (CUDA reads the
+            # environment once), so on GPU machines it does not serve another job.
+            hid_gpus = job.cpu_only and bool(self._plan(worker.workdir).gpu_devices)
+            if attempt.recycle or hid_gpus or worker.jobs >= self.settings.sandbox.max_jobs_per_worker:
                 await self._retire(slot)
                 self._respawn_later(slot)
             return attempt.result

@@ -119,8 +119,12 @@ def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict
             if isinstance(exc, KeyboardInterrupt):
                 raise
             outcome, code = classify_exception(exc)
-            tb = traceback.format_exception(exc)
-            sys.stderr.write("".join(tb))
+            if outcome == pb.OUTCOME_OUT_OF_MEMORY:
+                # The traceback holds the frames that hold the memory: drop it before reporting.
+                exc.__traceback__ = None
+                sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+            else:
+                sys.stderr.write("".join(traceback.format_exception(exc)))
             result = pb.WorkerResult(outcome=outcome, error=f"{type(exc).__name__}: {exc}"[:2000], error_code=code)
             if isinstance(exc, OSError) and exc.errno is not None:
                 result.details.add(key="errno", value=str(exc.errno))
