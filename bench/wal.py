@@ -6,6 +6,7 @@ current directory so it is the repository's disk):
 - syncs_per_txn: barriers one transaction needs (measured, not assumed);
 - wal_1w_per_s, commit_p50_ms, commit_p99_ms: one writer, BEGIN + one DATA + COMMIT each;
 - wal_8w_per_s (and its p50/p99): eight threads committing at once, sharing syncs;
+  the three phases run interleaved in short slices (`--rounds`) so disk drift hits them alike;
 - recovery_10k_s, recovery_100k_s: `Wal.open` (full validation) of logs with that many committed
   transactions, written directly in the record format so building them takes seconds, not minutes.
 Also records the machine: CPU model, cores, torch version (not imported), filesystem.
@@ -19,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -60,61 +60,83 @@ def machine(directory: Path) -> dict[str, object]:
     }
 
 
-def raw_fsync(directory: Path, seconds: float) -> float:
-    path = directory / "raw.bin"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+class Phase:
+    """Totals of one measured phase, accumulated over interleaved slices."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.syncs = 0
+        self.latencies: list[float] = []
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def pct_ms(self, q: float) -> float:
+        lat = sorted(self.latencies)
+        return lat[min(len(lat) - 1, int(len(lat) * q))] * 1000 if lat else 0.0
+
+
+def raw_slice(fd: int, seconds: float, phase: Phase) -> None:
     record = b"\0" * 256
-    n = 0
     start = time.perf_counter()
-    try:
-        while time.perf_counter() - start < seconds:
-            os.write(fd, record)
-            os.fsync(fd)
-            n += 1
-    finally:
-        os.close(fd)
-        path.unlink()
-    return n / (time.perf_counter() - start)
+    while time.perf_counter() - start < seconds:
+        os.write(fd, record)
+        os.fsync(fd)
+        phase.count += 1
+    phase.seconds += time.perf_counter() - start
 
 
 def _ctx() -> pb.ExecutionContext:
     return pb.ExecutionContext(model_hash="m" * 64, toolchain_version="bench", operation="BENCH")
 
 
-def commits(directory: Path, mode: str, writers: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
+def wal_slice(wal: Wal, writers: int, seconds: float, phase: Phase) -> None:
     lock = threading.Lock()
-    with Wal.open(directory, WalOptions(durability_mode=mode)) as wal:
-        syncs0 = wal.syncs
-        stop = time.perf_counter() + seconds
+    syncs0 = wal.syncs
+    stop = time.perf_counter() + seconds
 
-        def worker() -> None:
-            mine = []
-            payload = os.urandom(256)
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                txn = wal.begin(_ctx())
-                txn.data(payload)
-                txn.commit()
-                mine.append(time.perf_counter() - t0)
-            with lock:
-                latencies.extend(mine)
+    def worker() -> None:
+        mine = []
+        payload = os.urandom(256)
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            txn = wal.begin(_ctx())
+            txn.data(payload)
+            txn.commit()
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            phase.latencies.extend(mine)
+            phase.count += len(mine)
 
-        start = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-        syncs = wal.syncs - syncs0
-    latencies.sort()
-    return {
-        "per_s": len(latencies) / elapsed,
-        "syncs_per_txn": syncs / max(1, len(latencies)),
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    phase.seconds += time.perf_counter() - start
+    phase.syncs += wal.syncs - syncs0
+
+
+def throughput(directory: Path, mode: str, seconds: float, rounds: int) -> tuple[Phase, Phase, Phase]:
+    """Raw, 1-writer and 8-writer phases interleaved in short slices, so a shared disk whose
+    latency drifts during the run affects all three alike."""
+    raw, one, eight = Phase(), Phase(), Phase()
+    directory.mkdir(parents=True)
+    raw_path = directory / "raw.bin"
+    fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        with Wal.open(directory / "wal", WalOptions(durability_mode=mode)) as wal:
+            for _ in range(rounds):
+                raw_slice(fd, seconds / rounds, raw)
+                wal_slice(wal, 1, seconds / rounds, one)
+                wal_slice(wal, 8, seconds / rounds, eight)
+    finally:
+        os.close(fd)
+        raw_path.unlink()
+    return raw, one, eight
 
 
 def build_log(directory: Path, n: int) -> None:
@@ -163,31 +185,30 @@ def recovery(directory: Path, n: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where to put the test logs")
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each timed phase")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each timed phase")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved slices per phase")
     parser.add_argument("--mode", choices=("O_DSYNC", "fsync"), default="O_DSYNC")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix=".bench-wal-", dir=args.dir))
     try:
-        raw = raw_fsync(root, args.seconds)
-        one = commits(root / "w1", args.mode, 1, args.seconds)
-        eight = commits(root / "w8", args.mode, 8, args.seconds)
+        raw, one, eight = throughput(root / "t", args.mode, args.seconds, args.rounds)
         rec10k = recovery(root / "r10k", 10_000)
         rec100k = recovery(root / "r100k", 100_000)
-        syncs = round(one["syncs_per_txn"], 3)
+        syncs = round(one.syncs / max(1, one.count), 3)
         result = {
             "bench": "wal",
             "mode": args.mode,
-            "raw_fsync_per_s": round(raw, 1),
+            "raw_fsync_per_s": round(raw.per_s, 1),
             "syncs_per_txn": syncs,
-            "wal_1w_per_s": round(one["per_s"], 1),
-            "wal_1w_vs_ceiling": round(one["per_s"] / (raw / max(syncs, 1e-9)), 3),
-            "wal_8w_per_s": round(eight["per_s"], 1),
-            "wal_8w_vs_1w": round(eight["per_s"] / one["per_s"], 2),
-            "wal_8w_syncs_per_txn": round(eight["syncs_per_txn"], 3),
-            "commit_p50_ms": round(one["p50_ms"], 3),
-            "commit_p99_ms": round(one["p99_ms"], 3),
-            "commit_8w_p50_ms": round(eight["p50_ms"], 3),
-            "commit_8w_p99_ms": round(eight["p99_ms"], 3),
+            "wal_1w_per_s": round(one.per_s, 1),
+            "wal_1w_vs_ceiling": round(one.per_s / (raw.per_s / max(syncs, 1e-9)), 3),
+            "wal_8w_per_s": round(eight.per_s, 1),
+            "wal_8w_vs_1w": round(eight.per_s / one.per_s, 2),
+            "wal_8w_syncs_per_txn": round(eight.syncs / max(1, eight.count), 3),
+            "commit_p50_ms": round(one.pct_ms(0.5), 3),
+            "commit_p99_ms": round(one.pct_ms(0.99), 3),
+            "commit_8w_p50_ms": round(eight.pct_ms(0.5), 3),
+            "commit_8w_p99_ms": round(eight.pct_ms(0.99), 3),
             "recovery_10k_s": round(rec10k[0], 3),
             "recovery_100k_s": round(rec100k[0], 3),
             # CPU seconds of the same recoveries: what wall time would be on an idle core.

@@ -65,9 +65,8 @@ def test_open_transactions_are_aborted_and_handed_back(tmp_path: Path, mode: str
         buffered.data(b"never flushed")
     with Wal.open(tmp_path, opts) as wal:
         report = wal.recovery
-        # In fsync mode BEGIN and DATA are written at once (synced at close); in O_DSYNC mode
-        # they wait in the transaction until a barrier.
-        expected = [hanging.txn_id] + ([buffered.txn_id] if mode == "fsync" else [])
+        # BEGIN and DATA wait in the transaction until a barrier: `buffered` never reached disk.
+        expected = [hanging.txn_id]
         assert [t.txn_id for t in report.open_transactions] == expected
         assert report.aborted == len(expected)
         open_txn = report.open_transactions[0]
@@ -98,7 +97,7 @@ def test_abort_and_state_errors(tmp_path: Path, mode: str) -> None:
     with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
         assert list(_committed(wal)) == [ok.txn_id]
         assert wal.recovery.previously_aborted == 1
-        assert wal.recovery.aborted == (1 if mode == "fsync" else 0)  # the unwritten BEGIN of txn 2
+        assert wal.recovery.aborted == 0  # txn 2's BEGIN never left memory
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
