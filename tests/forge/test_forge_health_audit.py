@@ -37,3 +37,9 @@ def test_audit_lines_are_whole_under_concurrency(tmp_path) -> None:
     assert {r["requestor"] for r in records} == {"t0", "t1", "t2", "t3"}
     assert set(records[0]) >= {"time", "requestor", "action", "blueprint", "outcome"}
     assert (tmp_path / "a" / "audit.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_held_dispatch_degrades() -> None:
+    facts = HealthFacts(isolation_level="bwrap", dispatch_held="store breaker OPEN")
+    report = assess(facts)
+    assert report.status == "DEGRADED" and report.reasons == ["dispatch held: store breaker OPEN"]

@@ -197,6 +197,23 @@ async def test_polling_and_idle_submit_without_running(forge: Forge) -> None:
         assert forge.health().status in ("DEGRADED", "UNHEALTHY")
     finally:
         forge.settings.compilation.idle_recompilation = False
+        # Nothing submitted here may compile (AGGRESSIVE would take minutes): drop it, resume.
+        for waiting in forge.queue.ordered():
+            forge.queue.remove(waiting.job_id)
+        forge.pipeline.resume()
+
+
+async def test_store_breaker_open_holds_dispatch(forge: Forge) -> None:
+    breaker = forge.breakers["store"]
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure("test: Urza unavailable")
+    sub = await forge.submit(request("conv_pool_head_32"))
+    await asyncio.sleep(1.5)
+    assert forge.job(sub.job_id)["status"] == "QUEUED"
+    assert "dispatch held: store breaker OPEN" in forge.health().reasons
+    breaker.reset()
+    job = await forge.wait(sub.job_id, timeout=120)
+    assert job.status is JobStatus.SUCCEEDED, job.error
 
 
 async def test_drain_refuses_new_work(forge: Forge) -> None:

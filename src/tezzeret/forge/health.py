@@ -30,6 +30,7 @@ class HealthFacts(BaseModel):
     wal_writable: bool = True
     last_recovery: dict[str, Any] | None = None
     draining: bool = False
+    dispatch_held: str | None = None
     bus: dict[str, Any] = Field(default_factory=dict)
     store: dict[str, Any] = Field(default_factory=dict)
     uptime_s: float = 0.0
@@ -67,6 +68,8 @@ def assess(facts: HealthFacts, *, sandbox_started: bool = True) -> HealthReport:
         worse("DEGRADED", "conservative mode is on")
     if facts.draining:
         worse("DEGRADED", "draining: intake is closed")
+    if facts.dispatch_held:
+        worse("DEGRADED", f"dispatch held: {facts.dispatch_held}")
     if facts.isolation_level not in ("bwrap", "unknown"):
         worse("DEGRADED", f"sandbox isolation is {facts.isolation_level}, weaker than bubblewrap")
     return HealthReport(**facts.model_dump(), status=status, reasons=reasons)

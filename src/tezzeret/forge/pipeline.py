@@ -29,6 +29,11 @@ class PipelineManager:
     capacity: Callable[[], int]
     runner: Runner
     emergency_slot: bool = True
+    # Returns why dispatch must wait (e.g. the store's breaker is OPEN: a compile now could not be
+    # stored), or None. Checked at least every `recheck_s`.
+    hold: Callable[[], str | None] = lambda: None
+    recheck_s: float = 1.0
+    held_reason: str | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _normal: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _emergency: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -46,6 +51,10 @@ class PipelineManager:
         """Stop starting new jobs; running ones continue (used while shutting down)."""
         self._paused = True
 
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
     @property
     def running(self) -> int:
         return len(self._normal) + len(self._emergency)
@@ -61,8 +70,13 @@ class PipelineManager:
         while not self._stopping:
             self._wake.clear()
             if not self._paused:
-                self._dispatch_ready()
-            await self._wake.wait()
+                self.held_reason = self.hold()
+                if self.held_reason is None:
+                    self._dispatch_ready()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.recheck_s)
+            except TimeoutError:
+                pass
 
     def _dispatch_ready(self) -> None:
         while True:

@@ -157,6 +157,7 @@ class Forge:
             capacity=lambda: self.conservative.effective().max_concurrent_jobs,
             runner=self._run_job,
             emergency_slot=s.emergency.reserved_worker,
+            hold=self._dispatch_hold,
         )
         await self._recover(wal_open_s)
         self._started = True
@@ -170,6 +171,15 @@ class Forge:
         self._spawn(self.poller.run(), "urza-polling")
         self._spawn(self.idle.run(), "idle-recompilation")
         return self
+
+    def _dispatch_hold(self) -> str | None:
+        # Urza's breaker open: compiling now would only produce artifacts that cannot be stored.
+        # Work stays queued (and journaled) until a probe may go through.
+        from tezzeret.resilience import BreakerState
+
+        if self.breakers["store"].state is BreakerState.OPEN:
+            return "store breaker OPEN"
+        return None
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -404,10 +414,11 @@ class Forge:
             sequence = await asyncio.to_thread(
                 self.journal.enqueue, job_id, p.artifact_id, p.priority, encode(p.request)
             )
-        except Exception as exc:
-            miss.fail(exc)
+        except BaseException as exc:
+            # Including cancellation: joiners must never wait on an entry nobody will resolve.
+            miss.fail(exc if isinstance(exc, Exception) else IntakeClosed("the submission was cancelled"))
             self._release_entry(p.artifact_id, entry, exc)
-            if isinstance(exc, ForgeError):
+            if isinstance(exc, ForgeError) or not isinstance(exc, Exception):
                 raise
             self._wal_ok = False
             raise ForgeError(f"could not journal the job durably: {exc}", code="JOURNAL_FAILED") from exc
@@ -666,8 +677,6 @@ class Forge:
 
     def refresh_gauges(self) -> None:
         metrics.QUEUE_DEPTH.set(len(self.queue))
-        if self._started:
-            pass
 
     def health(self) -> HealthReport:
         if not self._started:
@@ -687,12 +696,14 @@ class Forge:
             wal_writable=self._wal_ok,
             last_recovery=self._last_recovery,
             draining=self._draining,
+            dispatch_held=self.pipeline.held_reason,
             bus=_plain(self.bus.health()),
             store={"blueprints": self.store.blueprint_counts(), "artifacts": self.store.artifact_counts()},
             uptime_s=round(time.time() - self.started_at, 1),
             version=__version__,
         )
-        return assess(facts)
+        alive = getattr(self.sandbox.status(), "workers_alive", 1)
+        return assess(facts, sandbox_started=alive > 0)
 
     # ------------------------------------------------------------------ background loops
 
