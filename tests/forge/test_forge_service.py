@@ -72,6 +72,9 @@ async def test_submission_path_end_to_end(forge: Forge) -> None:
     again = await forge.submit(request("mlp_512"))
     assert again.from_cache and again.status == "FROM_CACHE" and again.artifact_id == sub.artifact_id
     assert forge.job(again.job_id)["result"]["outcome"] == "OUTCOME_FROM_CACHE"
+    view = forge.job(sub.job_id)
+    assert view["request"]["strategy"] == "STRATEGY_EMERGENCY" and view["request"]["blueprint_id"] == sub.blueprint_digest
+    assert view["result"]["outcome"] == "OUTCOME_SUCCESS" and view["result"]["artifact_id"] == sub.artifact_id
 
 
 async def test_duplicates_join_one_compile(forge: Forge) -> None:

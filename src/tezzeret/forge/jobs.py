@@ -49,6 +49,8 @@ class JobView:
     finished_at: float | None = None
     sequence: int = 0
     result: pb.CompilationResult | None = None
+    # The resolved request without its blueprint (which `blueprint_digest` names).
+    request: dict[str, Any] | None = None
     error: str | None = None
     error_code: str | None = None
 
@@ -72,6 +74,7 @@ class JobView:
             "queue_position": position,
             "error": self.error,
             "error_code": self.error_code,
+            "request": self.request,
         }
         if self.result is not None:
             import json

@@ -12,6 +12,7 @@ and never await a compile while answering a request.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -41,7 +42,7 @@ from tezzeret.forge.pipeline import PipelineManager
 from tezzeret.forge.publish import Publisher, completion_event
 from tezzeret.forge.queue import PriorityJobQueue, QueuedJob
 from tezzeret.forge.strategy import name_of, to_pb
-from tezzeret.leyline import SCHEMA_VERSION, decode, encode, pb
+from tezzeret.leyline import SCHEMA_VERSION, decode, encode, pb, to_json
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +435,11 @@ class Forge:
         return self._submission(job, p)
 
     def _view(self, p: Prepared, job_id: str, *, source: str, sequence: int = 0) -> JobView:
+        summary = pb.CompilationRequest()
+        summary.CopyFrom(p.request)
+        summary.ClearField("blueprint")
         return JobView(
+            request=json.loads(to_json(summary)),
             job_id=job_id,
             artifact_id=p.artifact_id,
             blueprint_digest=p.digest,
