@@ -72,6 +72,7 @@ def test_artifact_id_needs_no_torch() -> None:
         "import json, sys\n"
         "from tezzeret.blueprint import load_blueprint\n"
         "from tezzeret.compile import artifact_id_for\n"
+        "from tezzeret.compile.compile import toolchain_for_tier  # the forge's import\n"
         f"ir = load_blueprint({json.dumps(json.dumps(TINY_MLP))})\n"
         "print(artifact_id_for(ir, 'fast'))\n"
         "print('torch' in sys.modules)\n"

@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tezzeret.compile import artifact, identity, target
 from tezzeret.compile.errors import BudgetExceeded, CompileFailed, VerificationFailed
@@ -28,18 +27,28 @@ from tezzeret.compile.identity import artifact_id_for, toolchain_for_tier
 from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
 from tezzeret.leyline import codec, pb
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the functions that run a compile: the forge imports this module for
+# artifact ids and toolchain hashes and must not pay for (or depend on) torch.
+
 Progress = Callable[[str, int, int], None]  # (what is happening, entries done, entries planned)
 
-_TORCH_TO_PB: dict[torch.dtype, int] = {
-    torch.float32: pb.DTYPE_FLOAT32,
-    torch.float16: pb.DTYPE_FLOAT16,
-    torch.bfloat16: pb.DTYPE_BFLOAT16,
-    torch.float64: pb.DTYPE_FLOAT64,
-    torch.int64: pb.DTYPE_INT64,
-    torch.int32: pb.DTYPE_INT32,
-    torch.bool: pb.DTYPE_BOOL,
+_DTYPE_NAMES_TO_PB: dict[str, int] = {
+    "float32": pb.DTYPE_FLOAT32,
+    "float16": pb.DTYPE_FLOAT16,
+    "bfloat16": pb.DTYPE_BFLOAT16,
+    "float64": pb.DTYPE_FLOAT64,
+    "int64": pb.DTYPE_INT64,
+    "int32": pb.DTYPE_INT32,
+    "bool": pb.DTYPE_BOOL,
 }
-PB_TO_TORCH: dict[int, torch.dtype] = {v: k for k, v in _TORCH_TO_PB.items()}
+
+
+def _dtype_pb(dtype: torch.dtype) -> int:
+    return _DTYPE_NAMES_TO_PB.get(str(dtype).removeprefix("torch."), pb.DTYPE_UNSPECIFIED)
 
 # Relative slack under the tier budget we keep free for verification and writing the file.
 _BUDGET_RESERVE = 0.15
@@ -100,6 +109,8 @@ def plan_entries(ir: pb.BlueprintIR, tier: Tier, batch_sizes: list[int] | None =
 
 
 def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
+    import torch
+
     from tezzeret.blueprint import example_inputs
 
     torch.manual_seed(0)
@@ -109,7 +120,7 @@ def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
 def _entry_record(spec: EntrySpec, args: tuple[torch.Tensor, ...]) -> pb.ArtifactEntry:
     entry = pb.ArtifactEntry(key=spec.key, grad_enabled=spec.grad_enabled)
     for t in args:
-        entry.inputs.add(shape=list(t.shape), dtype=_TORCH_TO_PB.get(t.dtype, pb.DTYPE_UNSPECIFIED))
+        entry.inputs.add(shape=list(t.shape), dtype=_dtype_pb(t.dtype))
     return entry
 
 
@@ -169,6 +180,8 @@ def _build_inductor_entry(
 def _build_eager_entry(
     make_module: Callable[[], nn.Module], spec: EntrySpec, args: tuple[torch.Tensor, ...]
 ) -> _Built:
+    import torch
+
     from tezzeret.compile import verify
 
     record = _entry_record(spec, args)
@@ -213,6 +226,8 @@ def compile_blueprint(
     Raises `BlueprintRejected` for an invalid IR, `VerificationFailed` when no entry passes parity,
     `CompileFailed` when torch could not compile any entry.
     """
+    import torch
+
     from tezzeret.blueprint import build_module, digest
     from tezzeret.compile.precompile import PAYLOAD_FORMAT
 
