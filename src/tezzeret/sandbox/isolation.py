@@ -109,7 +109,7 @@ def choose_level(requested: str) -> tuple[str, list[str]]:
 
 def describe(level: str, *, drops_uid: bool) -> Isolation:
     nproc = drops_uid or os.geteuid() != 0
-    root_note = "" if nproc else "workers run as root: RLIMIT_NPROC is not enforced by the kernel"
+    root_note = "" if nproc else "workers run as root with its capabilities: RLIMIT_NPROC is not enforced by the kernel and host files are writable"
     if level == "bwrap":
         return Isolation("bwrap", True, True, True, nproc, root_note)
     if level == "unshare":
