@@ -356,3 +356,26 @@ def test_use_after_close_is_a_state_error(tmp_path: Path, mode: str) -> None:
         txn.commit()
     with pytest.raises(WalStateError, match="closed"):
         wal.begin(ctx(1))
+
+
+def test_an_exception_inside_a_write_poisons_the_writer(tmp_path: Path, mode: str) -> None:
+    class Boom(RuntimeError):
+        pass
+
+    def hook(point: str) -> None:
+        if point == "after_commit_before_sync":
+            raise Boom(point)
+
+    wal = Wal.open(tmp_path, WalOptions(durability_mode=mode), crash_hook=hook)
+    txn = wal.begin(ctx(0))
+    txn.data(b"x")
+    with pytest.raises(Boom):
+        txn.commit()
+    with pytest.raises(WalIOError, match="restart"):
+        wal.begin(ctx(1)).commit()
+    wal.close()
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as again:
+        # In doubt, and resolved atomically: either committed whole or rolled back.
+        committed = _committed(again)
+        assert committed in ({txn.txn_id: [b"x"]}, {})
+        assert again.recovery.outcome == "clean"

@@ -106,7 +106,7 @@ class SegmentWriter:
     def _lead(self) -> None:
         """Called with the lock held and no leader active; writes one batch."""
         self._busy = True
-        error: OSError | None = None
+        error: BaseException | None = None
         try:
             if self._window > 0:
                 self._cond.release()
@@ -118,7 +118,7 @@ class SegmentWriter:
             self._cond.release()
             try:
                 written = self._write_batch(batch)
-            except OSError as exc:
+            except BaseException as exc:  # noqa: BLE001 - whatever it was, the batch's fate is unknown
                 error = exc
             finally:
                 self._cond.acquire()
@@ -130,8 +130,10 @@ class SegmentWriter:
             if error is not None:
                 self._failed = WalIOError(f"write or sync failed: {error}")
             self._cond.notify_all()
-        if error is not None:
+        if isinstance(error, OSError):
             self._check()
+        elif error is not None:
+            raise error
 
     def _write_batch(self, batch: list[tuple[int, list[PendingRecord], bool]]) -> list[PendingRecord]:
         records = [r for _, recs, _ in batch for r in recs]
