@@ -177,7 +177,7 @@ def test_corruption_before_the_tail_quarantines_and_names_losses(tmp_path: Path)
         assert list(_committed(wal)) == order[:1]
         assert set(report.lost_transactions) == set(order[1:])
         assert report.quarantined_bytes == len(data) - target.offset
-        assert (tmp_path / "quarantine" / f"{seg.name}.from-{target.offset}").exists()
+        assert list((tmp_path / "quarantine").glob(f"{seg.name}.from-{target.offset}.*"))
         txn = wal.begin(ctx(9))
         txn.data(b"after")
         txn.commit()
@@ -379,3 +379,26 @@ def test_an_exception_inside_a_write_poisons_the_writer(tmp_path: Path, mode: st
         committed = _committed(again)
         assert committed in ({txn.txn_id: [b"x"]}, {})
         assert again.recovery.outcome == "clean"
+
+
+def test_recovery_interrupted_while_quarantining_repeats_the_same_cut(tmp_path: Path) -> None:
+    written = write_txns(tmp_path, 60, max_wal_size_mb=0.01)
+    segments = list_segments(tmp_path)
+    assert len(segments) >= 4
+    index, damaged = segments[1]
+    records = scan_segment(index, damaged).records
+    victim = records[len(records) // 2]
+    data = bytearray(damaged.read_bytes())
+    data[victim.offset + 20] ^= 0x10  # inside the transaction id: header CRC fails
+    damaged.write_bytes(bytes(data))
+    clean = analyze(tmp_path)
+    expected = [t.txn_id for t in clean.committed]
+    # The state a crash leaves after recovery moved the later segments but before it cut this one.
+    (tmp_path / "quarantine").mkdir()
+    for _, later in segments[2:]:
+        later.rename(tmp_path / "quarantine" / later.name)
+    with Wal.open(tmp_path) as wal:
+        assert wal.recovery.outcome == "restored_from_checkpoint"
+        assert list(_committed(wal)) == expected
+        assert all(written[t] == p for t, p in _committed(wal).items())
+    assert not analyze(tmp_path).problems

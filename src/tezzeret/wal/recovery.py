@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -313,13 +314,16 @@ def repair(analysis: Analysis) -> tuple[int, int]:
     if analysis.cut is not None:
         qdir = directory / QUARANTINE_DIR
         qdir.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{time.time_ns() % 1_000_000_000:09d}"
         cut_index, cut_offset = analysis.cut
-        for scan in analysis.scans:
+        # Newest first: a crash half-way then leaves the damaged segment last, still damaged, so
+        # the next recovery quarantines the same bytes instead of accepting the later segments.
+        for scan in reversed(analysis.scans):
             if scan.index < cut_index:
                 continue
             if scan.index == cut_index and cut_offset > 0:
                 data = scan.path.read_bytes()
-                target = qdir / f"{scan.path.name}.from-{cut_offset}"
+                target = qdir / f"{scan.path.name}.from-{cut_offset}.{stamp}"
                 target.write_bytes(data[cut_offset:])
                 _fsync_path(target)
                 os.truncate(scan.path, cut_offset)
@@ -327,7 +331,7 @@ def repair(analysis: Analysis) -> tuple[int, int]:
                 quarantined += len(data) - cut_offset
             else:
                 quarantined += scan.path.stat().st_size
-                shutil.move(str(scan.path), str(qdir / scan.path.name))
+                shutil.move(str(scan.path), str(qdir / f"{scan.path.name}.{stamp}"))
         _fsync_path(qdir)
     elif analysis.torn_tail:
         last = analysis.scans[-1]
