@@ -127,6 +127,9 @@ class JobRegistry:
         MEMORY_CACHE_ENTRIES.labels(cache_type="jobs").set(len(self._jobs))
         return gone
 
+    def unfinished(self) -> list[JobView]:
+        return [j for j in self._jobs.values() if not j.status.finished]
+
     def recent(self, limit: int = 50) -> list[JobView]:
         return sorted(self._jobs.values(), key=lambda j: j.submitted_at, reverse=True)[:limit]
 

@@ -34,11 +34,7 @@ class UrzaPoller:
     async def scan_once(self) -> int:
         forge = self.forge
         records = await asyncio.to_thread(forge.store.unclaimed)
-        inflight_digests = set(forge.admitting) | {
-            job.blueprint_digest
-            for jid in forge.pipeline.running_ids() + [j.job_id for j in forge.queue.ordered()]
-            if (job := forge.registry.get(jid)) is not None
-        }
+        inflight_digests = forge.active_digests()
         count = 0
         for rec in records:
             if rec.digest in inflight_digests or rec.compilation_attempts >= MAX_ATTEMPTS:

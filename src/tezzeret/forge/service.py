@@ -173,6 +173,10 @@ class Forge:
         self._spawn(self.idle.run(), "idle-recompilation")
         return self
 
+    def active_digests(self) -> set[str]:
+        """Blueprints with a job that has not finished (or is being admitted right now)."""
+        return set(self.admitting) | {j.blueprint_digest for j in self.registry.unfinished()}
+
     def _dispatch_hold(self) -> str | None:
         # Urza's breaker open: compiling now would only produce artifacts that cannot be stored.
         # Work stays queued (and journaled) until a probe may go through.
