@@ -18,6 +18,7 @@ from tezzeret.wal import (
     WalIOError,
     WalLocked,
     WalOptions,
+    WalCorruption,
     WalStateError,
 )
 from tezzeret.wal.faults import FaultyFileLayer
@@ -245,12 +246,29 @@ def test_rotation_and_recovery_across_segments(tmp_path: Path, mode: str) -> Non
 
 
 def test_missing_middle_segment_is_reported(tmp_path: Path) -> None:
-    write_txns(tmp_path, 60, max_wal_size_mb=0.01)
+    written = write_txns(tmp_path, 60, max_wal_size_mb=0.01)
     segments = list_segments(tmp_path)
     segments[1][1].unlink()
     analysis = analyze(tmp_path)
     assert "missing_segment" in {p.kind for p in analysis.problems}
     assert analysis.corrupt
+    with Wal.open(tmp_path) as wal:
+        assert wal.recovery.outcome == "restored_from_checkpoint"
+        kept = _committed(wal)
+        assert kept and all(written[t] == p for t, p in kept.items())
+        assert wal.recovery.lost_transactions
+
+
+def test_missing_history_refuses_and_touches_nothing(tmp_path: Path) -> None:
+    write_txns(tmp_path, 60, max_wal_size_mb=0.01)
+    segments = list_segments(tmp_path)
+    segments[0][1].unlink()
+    before = sorted((p.name, p.stat().st_size) for p in tmp_path.iterdir())
+    with pytest.raises(WalCorruption, match="history before it is missing"):
+        Wal.open(tmp_path)
+    assert sorted((p.name, p.stat().st_size) for p in tmp_path.iterdir()) == before
+    with pytest.raises(WalCorruption):  # not WalLocked: the failed open released its lock
+        Wal.open(tmp_path)
 
 
 def test_eio_poisons_the_writer(tmp_path: Path, mode: str) -> None:

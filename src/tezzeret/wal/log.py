@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from tezzeret import metrics
 from tezzeret.leyline import codec, pb
 from tezzeret.wal import mounts
-from tezzeret.wal.errors import WalIOError, WalLocked, WalStateError, WalUnsafeMount
+from tezzeret.wal.errors import (
+    WalCorruption,
+    WalIOError,
+    WalLocked,
+    WalStateError,
+    WalUnsafeMount,
+)
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
 from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
 from tezzeret.wal.merkle import merkle_root
@@ -313,6 +319,17 @@ class Wal:
             log.warning("WAL durability: %s", warning)
         start = time.perf_counter()
         analysis = analyze(directory)
+        if analysis.history_missing:
+            # Starting on a partial history would re-run (or forget) work the lost part recorded;
+            # leave every file as it is for the operator.
+            metrics.WAL_RECOVERY.labels(outcome="failed").inc()
+            problem = next(p for p in analysis.problems if p.kind == "history_missing")
+            raise WalCorruption(
+                f"cannot recover the WAL in {directory}: {problem.describe()}. Restore the missing "
+                "segments from a backup, or move the directory aside to start with an empty log "
+                "(`tezzeret wal verify` lists what is there)",
+                segment=problem.segment, offset=problem.offset,
+            )
         truncated, quarantined = repair(analysis)
         segments = list_segments(directory)
         dsync = self.options.durability_mode == "O_DSYNC"
@@ -349,8 +366,6 @@ class Wal:
         kinds = {p.kind for p in analysis.problems}
         if not analysis.scans:
             outcome = "empty"
-        elif "missing_segment" in kinds and analysis.base_checkpoint is None:
-            outcome = "failed"
         elif analysis.cut is not None or kinds - {"torn_tail"}:
             outcome = "restored_from_checkpoint"
         elif analysis.torn_tail:

@@ -66,7 +66,8 @@ class OpenTransaction:
 
 @dataclass
 class Problem:
-    kind: str  # torn_tail | corrupt | merkle_mismatch | orphan | duplicate | missing_segment
+    # torn_tail | corrupt | merkle_mismatch | orphan | duplicate | missing_segment | history_missing
+    kind: str
     segment: str
     offset: int
     txn_id: str
@@ -81,7 +82,9 @@ class Problem:
 class RecoveryReport:
     """What recovery found and did. `requeued_jobs` is filled by the job journal when it attaches."""
 
-    outcome: str = "clean"  # clean | empty | truncated_tail | restored_from_checkpoint | failed
+    # clean | empty | truncated_tail | restored_from_checkpoint (an unrecoverable log raises
+    # WalCorruption instead of returning a report)
+    outcome: str = "clean"
     committed: int = 0
     aborted: int = 0
     previously_aborted: int = 0
@@ -125,6 +128,11 @@ class Analysis:
     @property
     def corrupt(self) -> bool:
         return any(p.kind != "torn_tail" for p in self.problems)
+
+    @property
+    def history_missing(self) -> bool:
+        """No base can be established: the state cannot be rebuilt from what is on disk."""
+        return any(p.kind == "history_missing" for p in self.problems)
 
 
 def _is_checkpoint_begin(record: Record) -> bool:
@@ -191,7 +199,7 @@ def _analyze(directory: Path) -> Analysis:
         base_checkpoint = scans[0].path.name
     elif scans and scans[0].index != 1:
         problems.append(Problem(
-            "missing_segment", scans[0].path.name, 0, "",
+            "history_missing", scans[0].path.name, 0, "",
             "the oldest segment is not 1 and does not start with a complete checkpoint: "
             "history before it is missing or its checkpoint is damaged",
         ))
