@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess
+from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN
 
 from tezzeret.blueprint import library
 from tezzeret.forge.audit import read_audit

@@ -27,7 +27,6 @@ from tezzeret.config import Settings
 from tezzeret.forge import execution
 from tezzeret.forge.errors import (
     ArtifactNotFound,
-    EmergencyRefused,
     ForgeError,
     ForgeNotStarted,
     IntakeClosed,
