@@ -69,13 +69,6 @@ class BlueprintNotFound(ForgeError):
     http_status = 404
 
 
-class EmergencyRefused(ForgeError):
-    """An emergency compile was refused (disabled, rate limited, invalid); `reason` says which."""
-
-    code = "EMERGENCY_REFUSED"
-    http_status = 429
-
-
 class ForgeNotStarted(ForgeError):
     """A method that needs the running service was called before `Forge.start()` or after close."""
 
