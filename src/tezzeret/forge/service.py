@@ -411,10 +411,12 @@ class Forge:
             self._release_entry(p.artifact_id, entry, err)
             raise err
         self.admitting.add(p.digest)
+        stage = "store"
         try:
             await asyncio.to_thread(
                 self.store.put_blueprint, encode(p.ir), p.digest, name=p.name, source=source, state="SUBMITTED"
             )
+            stage = "journal"
             sequence = await asyncio.to_thread(
                 self.journal.enqueue, job_id, p.artifact_id, p.priority, encode(p.request)
             )
@@ -424,8 +426,17 @@ class Forge:
             self._release_entry(p.artifact_id, entry, exc)
             if isinstance(exc, ForgeError) or not isinstance(exc, Exception):
                 raise
+            if stage == "store":
+                self.breakers["store"].record_failure(f"put_blueprint: {exc}")
+                raise ForgeError(
+                    f"the store (Urza) refused blueprint {p.digest[:16]}: {exc}; nothing was accepted, retry",
+                    code="STORE_UNAVAILABLE",
+                ) from exc
             self._wal_ok = False
-            raise ForgeError(f"could not journal the job durably: {exc}", code="JOURNAL_FAILED") from exc
+            raise ForgeError(
+                f"could not journal the job durably in {self.settings.wal_dir}: {exc}; nothing was accepted",
+                code="JOURNAL_FAILED",
+            ) from exc
         finally:
             self.admitting.discard(p.digest)
         self._wal_ok = True
