@@ -54,6 +54,20 @@ class IntakeClosed(ForgeError):
     http_status = 503
 
 
+class StoreUnavailable(ForgeError):
+    """Urza (the store) refused or failed a write; nothing was accepted. Retry later."""
+
+    code = "STORE_UNAVAILABLE"
+    http_status = 503
+
+
+class JournalFailed(ForgeError):
+    """The WAL could not make the job durable; nothing was accepted. Check the WAL directory."""
+
+    code = "JOURNAL_FAILED"
+    http_status = 500
+
+
 class JobNotFound(ForgeError):
     code = "JOB_NOT_FOUND"
     http_status = 404

@@ -31,8 +31,10 @@ from tezzeret.forge.errors import (
     ForgeNotStarted,
     IntakeClosed,
     JobNotFound,
+    JournalFailed,
     QueueFull,
     RequestInvalid,
+    StoreUnavailable,
 )
 from tezzeret.forge.health import HealthFacts, HealthReport, assess
 from tezzeret.forge.intake import Intake, Prepared, new_job_id
@@ -428,14 +430,12 @@ class Forge:
                 raise
             if stage == "store":
                 self.breakers["store"].record_failure(f"put_blueprint: {exc}")
-                raise ForgeError(
-                    f"the store (Urza) refused blueprint {p.digest[:16]}: {exc}; nothing was accepted, retry",
-                    code="STORE_UNAVAILABLE",
+                raise StoreUnavailable(
+                    f"the store (Urza) refused blueprint {p.digest[:16]}: {exc}; nothing was accepted, retry"
                 ) from exc
             self._wal_ok = False
-            raise ForgeError(
-                f"could not journal the job durably in {self.settings.wal_dir}: {exc}; nothing was accepted",
-                code="JOURNAL_FAILED",
+            raise JournalFailed(
+                f"could not journal the job durably in {self.settings.wal_dir}: {exc}; nothing was accepted"
             ) from exc
         finally:
             self.admitting.discard(p.digest)
