@@ -65,8 +65,9 @@ def _child_load(path: str) -> None:
 
     from tezzeret.blueprint import example_inputs
     from tezzeret.compile.artifact import read_manifest
-    from tezzeret.loader import load
+    from tezzeret.loader import load, prewarm
 
+    prewarm()  # one-time imports (a provider does them at start-up, off the loop's thread)
     imported = time.perf_counter()
     module = load(path, fallback="eager")
     loaded = time.perf_counter()
