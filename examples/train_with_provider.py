@@ -79,7 +79,7 @@ def main() -> None:
             if step % 50 == 0 or (module.compiled and module.calls_compiled == 1):
                 print(
                     f"step {step:4d}  t={time.perf_counter() - started:6.2f}s  step_ms={1000 * (time.perf_counter() - t):6.2f}"
-                    f"  loss={float(loss):.5f}  serving={'compiled' if module.compiled else 'eager'}"
+                    f"  loss={float(loss.detach()):.5f}  serving={'compiled' if module.compiled else 'eager'}"
                     f"  provider={provider.state(key).mode}"
                 )
             time.sleep(0.02)  # the rest of a real training step (data loading, other layers)

@@ -19,7 +19,7 @@ def _train_step(module: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Te
     loss = module(x).square().mean()
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def test_get_returns_eager_at_once_and_caches(tmp_path: Path) -> None:
