@@ -39,7 +39,7 @@ for step, batch in enumerate((8, 4, 8, 4)):
         loss = net(x).square().mean()
         loss.backward()
         opt.step()
-        out.append(float(loss))
+        out.append(float(loss.detach()))
         if step == 0 and net is module:
             first_step = time.perf_counter() - t
 max_param_diff = max(
