@@ -58,8 +58,8 @@ class Trainer:
         layer = torch.nn.TransformerEncoderLayer(d_model=128, nhead=4, dim_feedforward=512, batch_first=True)
         self.model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, num_layers=2), torch.nn.Linear(128, 128))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.x = torch.randn(16, 64, 128)
-        self.y = torch.randn(16, 64, 128)
+        self.x = torch.randn(8, 32, 128)
+        self.y = torch.randn(8, 32, 128)
 
     def step(self) -> float:
         start = time.perf_counter()
@@ -173,7 +173,7 @@ def main() -> None:
             "compile_threads": s.sandbox.compile_threads,
             "cpu_affinity": s.sandbox.cpu_affinity,
             "train_threads": args.train_threads,
-            "model": "TransformerEncoder(2 layers, d=128, 4 heads, ff=512), batch 16x64, AdamW",
+            "model": "TransformerEncoder(2 layers, d=128, 4 heads, ff=512), batch 8x32, AdamW",
         },
         "machine": {**machine(), "load_avg_1m_end": round(os.getloadavg()[0], 2)},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
