@@ -1,7 +1,7 @@
 """The SandboxExecutor: a pool of pre-warmed, isolated worker processes that run jobs one at a time.
 
-Owns: spawning workers (under the isolation level chosen at start), the per-job directory and its
-files, per-job limits on a live worker, the wall-clock timeout and SIGKILL of the whole sandbox,
+Owns: the worker slots (under the isolation level chosen at start), the per-job directory and its
+files, the limits each job carries to its worker, the wall-clock timeout and SIGKILL of the sandbox,
 recycling after `sandbox.max_jobs_per_worker` jobs or any failure, the reserved emergency slot,
 the CPU-only retry after a crash, and reporting every ended job to `on_result`. It must never
 import the forge or the API, never compile anything in the service process, and never raise for a
@@ -17,28 +17,24 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import psutil
 
 from tezzeret import metrics
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
+from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
 
 log = logging.getLogger("tezzeret.sandbox")
 
 DEFAULT_TASKS: Mapping[str, str] = {"compile": "tezzeret.compile.task:run_compile_task"}
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TASK_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_CONTROL_LINE_LIMIT = 256
 _WORKER_USER = "tezzeret-sandbox"
 # Outputs a job may hand back: the artifact plus anything next to it (e.g. an inference .pt2).
 _MAX_EXPORT_BYTES = 2 * 1024 * 1024 * 1024
@@ -67,22 +63,11 @@ class SandboxStatus:
 
 
 @dataclass
-class _Worker:
-    proc: asyncio.subprocess.Process
-    workdir: Path
-    pid: int
-    memory_mb: int
-    jobs: int = 0
-    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    drain: asyncio.Task[None] | None = None
-
-
-@dataclass
 class _Slot:
     index: int
     emergency: bool
-    worker: _Worker | None = None
-    spawning: asyncio.Task[_Worker] | None = None
+    worker: WorkerProcess | None = None
+    spawning: asyncio.Task[WorkerProcess] | None = None
     busy: bool = False
 
 
@@ -165,7 +150,7 @@ class SandboxExecutor:
         workers = await asyncio.gather(*spawns, return_exceptions=True)
         failures = [w for w in workers if isinstance(w, BaseException)]
         for slot, worker in zip(self._slots, workers):
-            if isinstance(worker, _Worker):
+            if isinstance(worker, WorkerProcess):
                 slot.worker = worker
         if failures:
             await self._kill_all()
@@ -203,7 +188,7 @@ class SandboxExecutor:
             fs_readonly=bool(iso and iso.fs_readonly),
             nproc_enforced=bool(iso and iso.nproc_enforced),
             worker_uid=self._drop_uid,
-            workers_alive=sum(1 for s in self._slots if s.worker and s.worker.proc.returncode is None),
+            workers_alive=sum(1 for s in self._slots if s.worker and s.worker.alive),
             workers_busy=sum(1 for s in self._slots if s.busy),
             slots=len(self._slots),
             emergency_slot=any(s.emergency for s in self._slots),
@@ -214,7 +199,7 @@ class SandboxExecutor:
 
     def worker_pids(self) -> list[int]:
         """Host pids of the live worker interpreters (for monitoring and tests)."""
-        return [s.worker.pid for s in self._slots if s.worker and s.worker.proc.returncode is None]
+        return [s.worker.pid for s in self._slots if s.worker and s.worker.alive]
 
     async def wait_ready(self) -> None:
         """Wait until every slot has a live worker (after recycling)."""
@@ -308,7 +293,7 @@ class SandboxExecutor:
         finally:
             self._release(slot)
 
-    async def _execute(self, worker: _Worker, job: pb.WorkerJob, job_limits: limits.JobLimits) -> _Attempt:
+    async def _execute(self, worker: WorkerProcess, job: pb.WorkerJob, job_limits: limits.JobLimits) -> _Attempt:
         job_id = job.job_id
         job_dir = worker.workdir / job_id
         try:
@@ -320,15 +305,13 @@ class SandboxExecutor:
             inner.memory_limit_mb = job_limits.memory_mb
             inner.timeout_ms = int(job_limits.timeout_s * 1000)
             (job_dir / "job.pb").write_bytes(codec.encode(inner))
-            assert worker.proc.stdin is not None and worker.proc.stdout is not None
-            worker.proc.stdin.write(f"RUN {job_id}\n".encode())
-            await worker.proc.stdin.drain()
+            await worker.send(f"RUN {job_id}\n")
         except (OSError, ConnectionError) as exc:
             ending = outcome.Ending(worker.proc.returncode, stderr_tail=list(worker.stderr), via_monitor=self._via_monitor,
                                     reason=f"could not hand the job to the worker: {exc}")
             return _Attempt(self._ended(job_id, ending), recycle=True)
         try:
-            line = await asyncio.wait_for(worker.proc.stdout.readline(), timeout=job_limits.timeout_s)
+            line = await worker.read_line(job_limits.timeout_s)
         except (TimeoutError, asyncio.TimeoutError):
             await self._kill(worker)
             ending = outcome.Ending(
@@ -355,7 +338,7 @@ class SandboxExecutor:
         finally:
             self._remove(job_dir)
 
-    def _collect(self, job: pb.WorkerJob, job_dir: Path, worker: _Worker) -> _Attempt:
+    def _collect(self, job: pb.WorkerJob, job_dir: Path, worker: WorkerProcess) -> _Attempt:
         try:
             result = results.read_result(job_dir, job.job_id)
         except FileNotFoundError:
@@ -396,7 +379,7 @@ class SandboxExecutor:
         code, message, details = outcome.classify(ending)
         return outcome.result_for(job_id, code, message, details, error_code=f"SANDBOX_{pb.JobOutcome.Name(code).removeprefix('OUTCOME_')}")
 
-    def _violation(self, job_id: str, reason: str, worker: _Worker, job_dir: Path) -> pb.WorkerResult:
+    def _violation(self, job_id: str, reason: str, worker: WorkerProcess, job_dir: Path) -> pb.WorkerResult:
         details = [("violation", reason)]
         tail = self._evidence(worker, job_dir)
         if tail:
@@ -404,7 +387,7 @@ class SandboxExecutor:
         return outcome.result_for(job_id, pb.OUTCOME_SANDBOX_VIOLATION, f"untrustworthy worker answer: {reason}", details,
                                   error_code="SANDBOX_VIOLATION")
 
-    def _evidence(self, worker: _Worker, job_dir: Path) -> list[str]:
+    def _evidence(self, worker: WorkerProcess, job_dir: Path) -> list[str]:
         return results.tail_lines(job_dir / "stderr.log") or list(worker.stderr)[-20:]
 
     @property
@@ -461,7 +444,7 @@ class SandboxExecutor:
             return per.emergency
         return max(per.emergency, per.fast, per.standard, per.aggressive)
 
-    async def _spawn(self, slot: _Slot, memory_mb: int | None = None) -> _Worker:
+    async def _spawn(self, slot: _Slot, memory_mb: int | None = None) -> WorkerProcess:
         workdir = self._root / "workers" / f"w{slot.index}-{next(self._generation)}"
         workdir.mkdir(mode=0o700)
         if self._drop_uid is not None:
@@ -469,65 +452,20 @@ class SandboxExecutor:
         argv = isolation.build_argv(self.isolation_level, self._plan(workdir), self._command(workdir))
         env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"), user=_WORKER_USER)
         spawn_limits = limits.spawn_limits(self.settings, memory_mb or self._spawn_memory(slot))
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=env, preexec_fn=limits.preexec(spawn_limits, self.settings), start_new_session=True,
-            limit=_CONTROL_LINE_LIMIT, close_fds=True,
-        )
-        worker = _Worker(proc=proc, workdir=workdir, pid=proc.pid, memory_mb=spawn_limits.memory_mb)
-        worker.drain = asyncio.create_task(self._drain(worker))
-        assert proc.stdout is not None
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=limits.WARMUP_CPU_S)
-        except (TimeoutError, asyncio.TimeoutError, ValueError):
-            line = b""
-        if line != b"READY -\n":
-            await self._kill(worker)
-            if worker.drain is not None:
-                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                    await asyncio.wait_for(worker.drain, 2)
-            tail = " | ".join(list(worker.stderr)[-8:])
-            self._last_spawn_error = f"exit {proc.returncode}: {tail}"
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise WorkerStartFailed(
-                f"sandbox worker ({self.isolation_level}) exited with {proc.returncode} before it was ready: {tail or 'no stderr'}. "
-                "Check that the interpreter and torch import inside the sandbox (try sandbox.isolation=subprocess to compare)."
+            worker = await WorkerProcess.launch(
+                argv, env=env, preexec=limits.preexec(spawn_limits, self.settings), workdir=workdir,
+                memory_mb=spawn_limits.memory_mb, ready_timeout_s=limits.WARMUP_CPU_S, label=self.isolation_level,
             )
-        worker.pid = self._interpreter_pid(proc.pid)
+        except WorkerStartFailed as exc:
+            self._last_spawn_error = str(exc)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         self._last_spawn_error = None
         return worker
 
-    @staticmethod
-    def _interpreter_pid(outer: int) -> int:
-        """The host pid of the worker interpreter (under bwrap/unshare it is a grandchild)."""
-        exe = os.path.realpath(sys.executable)
-        try:
-            root = psutil.Process(outer)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    if os.path.realpath(proc.exe()) == exe:
-                        return proc.pid
-        except psutil.Error:
-            pass
-        return outer
-
-    async def _drain(self, worker: _Worker) -> None:
-        stream = worker.proc.stderr
-        assert stream is not None
-        while True:
-            try:
-                line = await stream.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                # A line longer than the limit: keep what fits, drop the rest.
-                chunk = await stream.read(_CONTROL_LINE_LIMIT)
-                worker.stderr.append(chunk.decode("utf-8", errors="replace")[:_CONTROL_LINE_LIMIT])
-                continue
-            if not line:
-                return
-            worker.stderr.append(line.decode("utf-8", errors="replace").rstrip()[:400])
-
-    async def _ready_worker(self, slot: _Slot, memory_mb: int | None = None) -> _Worker:
-        if slot.worker is not None and slot.worker.proc.returncode is None:
+    async def _ready_worker(self, slot: _Slot, memory_mb: int | None = None) -> WorkerProcess:
+        if slot.worker is not None and slot.worker.alive:
             return slot.worker
         if slot.worker is not None:
             await self._retire(slot)
@@ -574,47 +512,11 @@ class SandboxExecutor:
             await self._kill(worker)
             shutil.rmtree(worker.workdir, ignore_errors=True)
 
-    async def _kill(self, worker: _Worker) -> None:
-        """SIGKILL the whole sandbox: its session, the interpreter and every descendant."""
-        proc = worker.proc
-        try:
-            descendants = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            descendants = []
-        if proc.returncode is None:
-            # Until the event loop reaps it, the pid cannot have been reused.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        for child in [*descendants]:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        # os.kill, not proc.kill(): Popen.send_signal polls first, reaping the child behind the
-        # event loop's back, which then reports exit status 255 instead of the real one.
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        if self.isolation_level == "subprocess":
-            # No PID namespace: sweep what escaped the session (double fork, setsid) by its uid.
-            self._sweep_uid()
-        if worker.drain is not None:
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(worker.drain, 2)
-            worker.drain.cancel()
-
-    def _sweep_uid(self) -> None:
-        """Kill leftovers of this executor's workers: the sandbox uid and our workers dir in the
-        command line (forks inherit it), so other executors sharing the uid are left alone."""
-        if self._drop_uid is None:
-            return
-        live = set(self.worker_pids())
-        marker = str(self._root / "workers")
-        for proc in psutil.process_iter(["uids", "cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                uids, cmdline = proc.info["uids"], proc.info["cmdline"] or []
-                if uids and uids.real == self._drop_uid and proc.pid not in live and any(marker in a for a in cmdline):
-                    proc.kill()
+    async def _kill(self, worker: WorkerProcess) -> None:
+        await worker.kill()
+        if self.isolation_level == "subprocess" and self._drop_uid is not None:
+            # No PID namespace: forks that left the session (double fork, setsid) are found by uid.
+            sweep_leftovers(self._drop_uid, str(self._root / "workers"), set(self.worker_pids()))
 
     async def _kill_all(self) -> None:
         for slot in self._slots:
