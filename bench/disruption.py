@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -179,6 +180,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     print(json.dumps(line, sort_keys=True))
+    shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
