@@ -201,6 +201,14 @@ def forge_outside_result(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     return result
 
 
+def forge_swapped_dir(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Replace the job dir by a link to a decoy, hoping the service follows it."""
+    decoy = job_dir.parent / f"{job_dir.name}-decoy"
+    os.rename(job_dir, decoy)
+    os.symlink(decoy, job_dir)
+    return _ok(job)
+
+
 def forge_wrong_id(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     result = _ok(job)
     result.job_id = "someone-else"
@@ -216,5 +224,5 @@ def reject(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
 TASKS = {name: f"sandbox_payloads:{name}" for name in (
     "tiny_torch", "connect_out", "write_outside", "peek_secrets", "fork_bomb", "memory_bomb", "spin",
     "segfault", "huge_file", "forge_garbage_result", "forge_link_result", "forge_outside_result",
-    "forge_wrong_id", "reject",
+    "forge_wrong_id", "forge_swapped_dir", "reject",
 )}

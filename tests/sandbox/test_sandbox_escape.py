@@ -187,6 +187,7 @@ def test_huge_output_file_is_cut_by_the_size_limit(live: LiveExecutor) -> None:
         ("forge_link_result", "missing or not a regular file"),
         ("forge_outside_result", "not a plain path inside"),
         ("forge_wrong_id", "is for job 'someone-else'"),
+        ("forge_swapped_dir", "job dir cannot be opened safely"),
     ],
 )
 def test_malformed_results_are_rejected(live: LiveExecutor, task: str, reason: str, tmp_path: Path) -> None:

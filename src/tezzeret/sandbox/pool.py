@@ -278,7 +278,13 @@ class SandboxExecutor:
                 except WorkerStartFailed as exc:
                     return outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, str(exc), [("phase", "worker start")], error_code=exc.code)
             worker.memory_mb = job_limits.memory_mb
-            attempt = await self._execute(worker, job, job_limits)
+            try:
+                attempt = await self._execute(worker, job, job_limits)
+            except Exception as exc:  # a bug or a hostile job dir must still end as one outcome
+                log.exception("sandbox job %s failed in the service", job.job_id)
+                await self._kill(worker)
+                attempt = _Attempt(outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}",
+                                                      [("phase", "service")], error_code="SANDBOX_INTERNAL"), recycle=True)
             worker.jobs += 1
             self._jobs_run += 1
             attempt.result.details.add(key="isolation", value=self.isolation_level)
@@ -536,7 +542,10 @@ class SandboxExecutor:
                 shutil.rmtree(worker.workdir, ignore_errors=True)
 
     def _make_job_dir(self, job_dir: Path) -> None:
-        if job_dir.exists():
+        # The parent dir is worker-writable: whatever sits at this name (a link, a file) goes.
+        if job_dir.is_symlink() or job_dir.is_file():
+            job_dir.unlink()
+        elif job_dir.exists():
             shutil.rmtree(job_dir)
         job_dir.mkdir(mode=0o700)
         (job_dir / "out").mkdir(mode=0o700)
@@ -546,7 +555,10 @@ class SandboxExecutor:
 
     @staticmethod
     def _remove(job_dir: Path) -> None:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        if job_dir.is_symlink():
+            job_dir.unlink()
+        else:
+            shutil.rmtree(job_dir, ignore_errors=True)
 
 
 def run_job_sync(

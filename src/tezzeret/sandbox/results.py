@@ -68,7 +68,10 @@ def _read_regular(dir_fd: int, name: str, cap: int) -> bytes:
 
 def read_result(job_dir: Path, job_id: str) -> pb.WorkerResult:
     """The validated result; raises FileNotFoundError when absent, ResultInvalid when untrustworthy."""
-    dir_fd = os.open(job_dir, _OPEN_DIR)
+    try:
+        dir_fd = os.open(job_dir, _OPEN_DIR)
+    except OSError as exc:
+        raise ResultInvalid(f"the job dir cannot be opened safely ({exc.strerror}); replaced by a link?") from None
     try:
         data = _read_regular(dir_fd, "result.pb", MAX_RESULT_BYTES)
     finally:
@@ -110,7 +113,12 @@ def export_outputs(out_dir: Path, dest: Path, artifact_path: str, *, max_bytes: 
     copied = 0
     total = 0
     found_artifact = wanted is None
-    root_fd = os.open(out_dir, _OPEN_DIR)
+    try:
+        root_fd = os.open(out_dir, _OPEN_DIR)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ResultInvalid(f"the output dir cannot be opened safely ({exc.strerror}); replaced by a link?") from None
     pending: deque[tuple[int, list[str]]] = deque([(root_fd, [])])
     try:
         while pending:
