@@ -383,7 +383,7 @@ class SandboxExecutor:
             # Killed by close(), not by the job: do not blame the blueprint (breakers count this).
             return self._shutdown_result(job_id)
         code, message, details = outcome.classify(ending)
-        return outcome.result_for(job_id, code, message, details, error_code=f"SANDBOX_{pb.JobOutcome.Name(code).removeprefix('OUTCOME_')}")
+        return outcome.result_for(job_id, code, message, details, error_code="SANDBOX_" + pb.JobOutcome.Name(code).removeprefix("OUTCOME_").removeprefix("SANDBOX_"))
 
     def _violation(self, job_id: str, reason: str, worker: WorkerProcess, job_dir: Path) -> pb.WorkerResult:
         details = [("violation", reason)]
