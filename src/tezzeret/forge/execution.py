@@ -179,9 +179,14 @@ async def persist(
     )
 
     def transaction() -> Any:
-        txn = forge.wal.begin(context)
-        txn.data(encode(result))
-        record = forge.store.put_artifact(manifest, path, signature, public_key=forge.key.public_key_bytes)
+        # The intent is durable before Urza is written, so a crash between the two leaves a record.
+        txn = forge.wal.begin(context, durable=True)
+        try:
+            txn.data(encode(result))
+            record = forge.store.put_artifact(manifest, path, signature, public_key=forge.key.public_key_bytes)
+        except BaseException:
+            txn.abort()
+            raise
         txn.commit()
         return record
 
