@@ -209,7 +209,8 @@ def register(app: typer.Typer) -> None:
             "FAST", "--strategy", "-s",
             help="Tier for every blueprint. Defaults to FAST so the library finishes in minutes on a "
             "small CPU machine; STANDARD/AGGRESSIVE take much longer. A blueprint whose tier misses "
-            "its budget (timeouts_ms) is retried one tier down, and the table says so.",
+            "its budget (timeouts_ms) is retried one tier down, one whose compiled entries all fail "
+            "verification falls back to EMERGENCY, and the table says so.",
         ),
         state_dir: Optional[Path] = typer.Option(None, help="State directory (default: the settings' state_dir)."),
         only: Optional[list[str]] = typer.Option(None, "--only", help="Compile only these library blueprints (by name)."),
@@ -219,8 +220,8 @@ def register(app: typer.Typer) -> None:
 
         The same Forge as `tezzeret serve` (sandbox, WAL, store, signing), no HTTP. Prints a closing
         table: blueprint, tier, compile s, speed-up vs eager, size, artifact id. A tier that misses
-        its budget is retried one tier down (down to EMERGENCY). Exit 1 if any blueprint got no
-        artifact at all.
+        its budget is retried one tier down (down to EMERGENCY); one whose compiled entries all fail
+        verification against eager falls back to EMERGENCY. Exit 1 if any blueprint got no artifact.
         """
         from tezzeret.forge.strategy import to_pb
 
@@ -327,6 +328,13 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
                         lower = one_level_down(to_pb(sub.strategy))
                         notes.append(f"{sub.strategy} {pb.JobOutcome.Name(outcome).removeprefix('OUTCOME_').lower()} → {name_of(lower)}")
                         want = lower
+                        continue
+                    # Every compiled entry failed parity with eager (e.g. torch 2.13's Conv → BatchNorm
+                    # gradients): no Inductor tier will do better, so serve the verified eager build.
+                    error_code = job.result.error_code if job is not None and job.result is not None else ""
+                    if row["status"] == "FAILED" and error_code == "COMPILE_VERIFICATION_FAILED" and want != pb.STRATEGY_EMERGENCY:
+                        notes.append(f"{sub.strategy} failed verification → EMERGENCY")
+                        want = pb.STRATEGY_EMERGENCY
                         continue
                     if to_pb(sub.strategy) != tier and not notes:
                         notes.append(f"conservative mode: {name_of(tier)} → {sub.strategy}")
