@@ -160,7 +160,12 @@ def _build_inductor_entry(
         record.drop_reason = f"compile failed: {type(exc).__name__}: {str(exc).strip()[:400]}"
         return _Built(record, None, "")
     run = verify.entry_runner(loaded)
-    parity = verify.check_parity(make_module, run, args, grad_enabled=spec.grad_enabled)
+    try:
+        parity = verify.check_parity(make_module, run, args, grad_enabled=spec.grad_enabled)
+    except Exception as exc:  # noqa: BLE001 - an entry that cannot run is dropped like one that runs wrong
+        record.verified = False
+        record.drop_reason = f"parity vs eager failed: the entry raised {type(exc).__name__}: {str(exc).strip()[:400]}"
+        return _Built(record, None, "")
     record.max_abs_error = parity.max_abs_error
     record.max_rel_error = parity.max_rel_error
     if not parity.passed:

@@ -250,6 +250,13 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(1 if failed else 0)
 
 
+# Compile errors after which no Inductor tier can serve the blueprint (the blueprint itself is valid).
+_NO_INDUCTOR_ENTRY = {
+    "COMPILE_VERIFICATION_FAILED": "failed verification",
+    "COMPILE_FAILED": "could not be compiled by torch",
+}
+
+
 def _size(n: int | float | None) -> str:
     if not n:
         return "-"
@@ -330,10 +337,11 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
                         want = lower
                         continue
                     # Every compiled entry failed parity with eager (e.g. torch 2.13's Conv → BatchNorm
-                    # gradients): no Inductor tier will do better, so serve the verified eager build.
+                    # gradients) or torch could not compile one: no Inductor tier will do better, so
+                    # serve the verified eager build.
                     error_code = job.result.error_code if job is not None and job.result is not None else ""
-                    if row["status"] == "FAILED" and error_code == "COMPILE_VERIFICATION_FAILED" and want != pb.STRATEGY_EMERGENCY:
-                        notes.append(f"{sub.strategy} failed verification → EMERGENCY")
+                    if row["status"] == "FAILED" and error_code in _NO_INDUCTOR_ENTRY and want != pb.STRATEGY_EMERGENCY:
+                        notes.append(f"{sub.strategy} {_NO_INDUCTOR_ENTRY[error_code]} → EMERGENCY")
                         want = pb.STRATEGY_EMERGENCY
                         continue
                     if to_pb(sub.strategy) != tier and not notes:
