@@ -18,34 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
-
-
-def machine() -> dict[str, object]:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "torch": metadata.version("torch"),
-        "python": platform.python_version(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-    }
-
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 
 def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
