@@ -46,3 +46,16 @@ def test_conv_bn_wrong_gradients_are_dropped_and_nothing_is_written(tmp_path: Pa
     assert err.value.reasons and all("parity vs eager failed" in r for r in err.value.reasons)
     assert any(".grad." in r for r in err.value.reasons)
     assert not list((tmp_path / "out").glob("*.tzart"))
+
+
+def test_an_entry_that_raises_when_run_is_dropped_not_fatal(tmp_path: Path) -> None:
+    # torch 2.13's AOTI compiles embedding_bag but the entry then needs a proxy executor it lacks:
+    # verification must record that as a failed entry, not crash the compile.
+    from tezzeret.blueprint import library_blueprint
+
+    ir = library_blueprint("embedding_bag_pool_256")
+    with pytest.raises(VerificationFailed) as err:
+        compile_blueprint(ir, "fast", tmp_path / "out", cache_dir=tmp_path / "inductor", budget_s=600)
+    assert err.value.code == "COMPILE_VERIFICATION_FAILED"
+    assert any("the entry raised" in r for r in err.value.reasons)
+    assert not list((tmp_path / "out").glob("*.tzart"))
