@@ -4,7 +4,9 @@ Owns: packing and validating one record (`<8sII16sQQQIQ32sQI144s`: magic, versio
 transaction id, sequence, epoch, timestamp_ns, entry type, payload size, payload SHA-256, next
 offset, header CRC-32C, reserved). The CRC is CRC-32C (Castagnoli, via `google_crc32c`, hardware
 accelerated) over the 256 header bytes with the CRC field zeroed; the payload is covered by its
-SHA-256. Must never do I/O or decide what a bad record means for recovery (that is `recovery`).
+SHA-256. `scan_records`, the loop recovery time is made of, runs in C (`_scan.c`) where that
+extension is built. Must never do I/O or decide what a bad record means for recovery (that is
+`recovery`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import struct
 from typing import NamedTuple
 
 import google_crc32c
+
+try:
+    from tezzeret.wal import _scan  # the C record scan (see _scan.c); optional
+except ImportError:  # not built here: the Python loop does the same checks
+    _scan = None
 
 MAGIC = b"ESPERWAL"
 VERSION = 2
@@ -167,9 +174,20 @@ def parse_record(buf: bytes, offset: int) -> Record:
 def scan_records(buf: bytes, limit: int | None = None) -> tuple[list[Record], int, RecordInvalid | None]:
     """Parse records back to back from offset 0; stop at the first invalid one.
 
-    Returns (records, stop offset, error or None). The loop is `parse_record` inlined: recovery
-    time is this loop, so it does the same checks with as few Python operations as it can, and
-    falls back to `parse_record` only to say what is wrong."""
+    Returns (records, stop offset, error or None). Recovery time is this loop: it runs in C
+    (`_scan`) where that extension was built, else in Python; either way `parse_record` is called
+    only at the stop offset, to say what is wrong there."""
+    if _scan is not None:
+        records, offset = _scan.scan(buf, Record, -1 if limit is None else limit)
+        return _finish_scan(buf, records, offset, limit)
+    return scan_records_python(buf, limit)
+
+
+def scan_records_python(
+    buf: bytes, limit: int | None = None
+) -> tuple[list[Record], int, RecordInvalid | None]:
+    """`scan_records` in Python: `parse_record` inlined, with as few Python operations per record
+    as it can."""
     unpack = _FIELDS.unpack_from
     new = tuple.__new__  # Record(...) runs a Python-level __new__; this skips it
     crc_of = google_crc32c.value
@@ -198,6 +216,13 @@ def scan_records(buf: bytes, limit: int | None = None) -> tuple[list[Record], in
             break
         append(new(Record, (offset, tid, seq, epoch, ts, etype, size, psha, payload)))
         offset = stop
+    return _finish_scan(buf, records, offset, limit)
+
+
+def _finish_scan(
+    buf: bytes, records: list[Record], offset: int, limit: int | None
+) -> tuple[list[Record], int, RecordInvalid | None]:
+    end = len(buf)
     if offset >= end or (limit is not None and len(records) >= limit):
         return records, offset, None
     try:

@@ -66,6 +66,7 @@ CRASH_POINTS = (
     "nvme_namespace_teardown_mid_commit",
 )
 _SPILL_BYTES = 1 << 20
+_COMMITTED = metrics.WAL_TRANSACTIONS.labels(status="committed")
 _LOCK_NAME = "LOCK"
 
 
@@ -186,24 +187,26 @@ class Transaction:
         self._write_pending(durable=True)
 
     def commit(self) -> CommitRecord:
-        """Barrier, COMMIT, barrier; returns once the COMMIT record is durable."""
+        """Barrier, COMMIT, barrier; returns once the COMMIT record is durable. Both barriers are
+        taken in one trip through the writer, shared with whoever else is committing."""
         self._require_open("commit")
         wal = self._wal
         self.state = TxnState.COMMITTING
         try:
             self._fire_data_hooks()
-            self._write_pending(durable=True)  # barrier 1: BEGIN and every DATA durable
-            wal._hook("after_data_before_commit")
             root = merkle_root(
                 self.context_bytes, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
             )
-            wal._hook("during_commit_write")
-            wal._hook("nvme_namespace_teardown_mid_commit")
-            wal._append([self._record(EntryType.COMMIT, root.encode())], durable=True, txn=self)
+            wal._writer.append(
+                self.records[self.written :],  # barrier 1: BEGIN and every DATA durable
+                durable=True,
+                then=[self._record(EntryType.COMMIT, root.encode())],
+                between=wal._commit_hooks,
+            )
         except BaseException:
             self.state = TxnState.FAILED
             raise
-        metrics.WAL_TRANSACTIONS.labels(status="committed").inc()
+        _COMMITTED.inc()
         return CommitRecord(self.txn_id, root, len(self.records) - 1)
 
     def abort(self) -> None:
@@ -350,6 +353,7 @@ class Wal:
             size=self._files.size(handle),
             next_sequence=analysis.last_sequence + 1,
             group_window_s=self.options.group_commit_window_us / 1e6,
+            in_flight=self._open_count,
             on_written=self._on_written,
             crash_hook=self._crash_hook,
         )
@@ -430,6 +434,13 @@ class Wal:
         if self._crash_hook is not None:
             self._crash_hook(point)
 
+    def _commit_hooks(self) -> None:
+        """The writer calls this between a commit's two barriers."""
+        if self._crash_hook is not None:
+            for point in ("after_data_before_commit", "during_commit_write",
+                          "nvme_namespace_teardown_mid_commit"):
+                self._crash_hook(point)
+
     def begin(
         self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
     ) -> Transaction:
@@ -460,6 +471,9 @@ class Wal:
 
     def _append(self, records: list[PendingRecord], *, durable: bool, txn: Transaction) -> None:
         self._writer.append(records, durable=durable)
+
+    def _open_count(self) -> int:
+        return len(self._open_txns)
 
     def _forget(self, txn: Transaction) -> None:
         with self._lock:

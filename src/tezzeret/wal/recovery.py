@@ -12,11 +12,13 @@ through its writer) nor interpret payloads beyond the BEGIN context's `operation
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tezzeret.leyline import codec, pb
 from tezzeret.wal.format import EntryType, Record
@@ -33,8 +35,10 @@ CHECKPOINT_OPERATION = "CHECKPOINT"
 QUARANTINE_DIR = "quarantine"
 
 
-@dataclass(slots=True)
-class CommittedTransaction:
+class CommittedTransaction(NamedTuple):
+    """A committed transaction as recovery (or a live commit) hands it to the state machine. A
+    tuple: recovery builds one per transaction, and a tuple is the cheapest object to build."""
+
     txn_id: str
     context_bytes: bytes
     payloads: list[bytes]
@@ -240,6 +244,9 @@ def _analyze(directory: Path) -> Analysis:
     previously_aborted = 0
     last_sequence = 0
     checkpoint_tid = scans[0].records[0].txn_id if base_checkpoint else None
+    sha256 = hashlib.sha256
+    new = tuple.__new__  # skips the NamedTuple's Python-level __new__
+    append_committed = committed.append
     for scan in kept:
         name = scan.path.name
         for record in scan.records:
@@ -265,13 +272,19 @@ def _analyze(directory: Path) -> Analysis:
             elif etype == commit_t:
                 begin = acc[0]
                 data = acc[1]
-                root = merkle_root_from_hash(begin.payload_sha256, [d.payload_sha256 for d in data])
+                if len(data) == 1:  # the common case; merkle_root_from_hash's tree is the leaf
+                    root = sha256(data[0].payload_sha256 + begin.payload_sha256).hexdigest()
+                    payloads = [data[0].payload]
+                else:
+                    root = merkle_root_from_hash(begin.payload_sha256,
+                                                 [d.payload_sha256 for d in data])
+                    payloads = [d.payload for d in data]
                 if record.payload == root.encode():
                     acc[2] = "committed"
-                    committed.append(CommittedTransaction(
-                        tid.hex(), begin.payload, [d.payload for d in data], root, begin.epoch,
+                    append_committed(new(CommittedTransaction, (
+                        tid.hex(), begin.payload, payloads, root, begin.epoch,
                         name, record.offset, tid == checkpoint_tid,
-                    ))
+                    )))
                 else:
                     acc[2] = "lost"
                     lost.append(tid.hex())

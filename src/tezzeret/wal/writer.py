@@ -1,12 +1,16 @@
 """The segment writer: sequence numbers, offsets, rotation, barriers and group commit.
 
 Owns: the one open segment file. Callers hand it lists of records to append; one caller at a
-time becomes the leader, takes everything queued, packs headers (sequence, offset, next offset,
-CRC) and writes it with one `write` (durable on return under `O_DSYNC`) or one `write` + one
-`fdatasync` when any item in the batch asked for durability. Everyone whose records were in the
-batch returns together, which is group commit: many commits, one sync, and no commit returns
-before its record is durable. After a failed write or sync the writer is poisoned: the page cache
-can no longer be trusted, so the process must restart and recover. Must never decide what records
+time becomes the leader, takes everything queued and writes it. A queued item is one or two
+phases: `records`, then (for a commit) `then`, which may reach the file only after `records` is
+durable. The leader writes every item's first phase with one `write` (durable on return under
+`O_DSYNC`, else followed by one `fdatasync`), then, if any item has a second phase, every COMMIT
+with a second write and barrier. Everyone whose records were in the batch returns together, which
+is group commit: many commits, two barriers, and no commit returns before its record is durable or
+reaches the file before its data is. A commit is one trip through the writer, not two: each trip
+costs a lock hand-off and a thread wake-up, and on two cores those, not the disk, were what bounded
+eight committing threads. After a failed write or sync the writer is poisoned: the page cache can
+no longer be trusted, so the process must restart and recover. Must never decide what records
 mean; the `on_written` callback (run under the writer lock, in log order) does that.
 """
 
@@ -27,6 +31,23 @@ from tezzeret.wal.format import EntryType, pack_record
 from tezzeret.wal.reader import segment_name
 
 CrashHook = Callable[[str], None]
+_FSYNC_MS = metrics.WAL_FSYNC_DURATION_MS
+# Runs in the leader after the first phase is durable and before the second is written.
+Barrier = Callable[[], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    """One caller's queued append. `wake` is held from creation; releasing it wakes exactly that
+    caller, either because its records are written (`written`) or to lead the next batch."""
+
+    records: list[PendingRecord]
+    durable: bool
+    then: list[PendingRecord] | None
+    between: Barrier | None
+    wake: Any
+    written: bool = False
+    lead: bool = False
 
 
 @dataclass(slots=True)
@@ -52,6 +73,7 @@ class SegmentWriter:
         size: int,
         next_sequence: int,
         group_window_s: float,
+        in_flight: Callable[[], int] = lambda: 0,
         on_written: Callable[[list[PendingRecord]], None],
         crash_hook: CrashHook | None,
     ) -> None:
@@ -64,13 +86,21 @@ class SegmentWriter:
         self.size = size
         self.next_sequence = next_sequence
         self._window = group_window_s
+        self._in_flight = in_flight
+        self._gathering = False
+        # Size of the last batch: how much company the next leader can expect.
+        self._recent = 1
         self._on_written = on_written
         self._hook = crash_hook
-        self._cond = threading.Condition()
-        self._queue: list[tuple[int, list[PendingRecord], bool]] = []
-        self._next_ticket = 1
-        self._done = 0
+        self._mutex = threading.Lock()
+        # Only `exclusive` and `close` wait on this; appenders wait on their own item's lock.
+        self._cond = threading.Condition(self._mutex)
+        self._queue: list[_Item] = []
+        # True while someone leads (or holds `exclusive`); the queue then waits for a hand-off.
         self._busy = False
+        # Callers of `exclusive`/`close` waiting: leaders then drop the role instead of passing it
+        # on, or a steady stream of commits would keep a checkpoint waiting forever.
+        self._waiting_exclusive = 0
         self._failed: WalIOError | None = None
         self._closed = False
         self.syncs = 0
@@ -88,64 +118,129 @@ class SegmentWriter:
                 "process so recovery can run"
             )
 
-    def append(self, records: list[PendingRecord], *, durable: bool) -> None:
+    def append(
+        self,
+        records: list[PendingRecord],
+        *,
+        durable: bool,
+        then: list[PendingRecord] | None = None,
+        between: Barrier | None = None,
+    ) -> None:
         """Write `records` (may be empty: a pure barrier); return once written, and durable if
-        `durable`. Blocks the calling thread; async callers run it in a worker thread."""
-        with self._cond:
+        `durable`. With `then`: make `records` durable, run `between`, then write `then` and
+        return once it is durable too (a commit: BEGIN/DATA, barrier, COMMIT, barrier). Blocks
+        the calling thread; async callers run it in a worker thread."""
+        wake = threading.Lock()
+        wake.acquire()
+        item = _Item(records, durable or then is not None, then, between, wake)
+        with self._mutex:
             self._check()
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._queue.append((ticket, records, durable))
-            while self._done < ticket:
+            self._queue.append(item)
+            leading = not self._busy
+            self._busy = True
+            if self._gathering:
+                self._cond.notify_all()
+        if not leading:
+            wake.acquire()  # released by a leader: written, failed, or our turn to lead
+            if item.written:
+                return
+            if not item.lead:
                 self._check()
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._lead()
+                raise WalStateError(f"the WAL in {self.directory} stopped before this write")
+        self._lead()
+        if not item.written:
+            self._check()
 
     def _lead(self) -> None:
-        """Called with the lock held and no leader active; writes one batch."""
-        self._busy = True
+        """Write one batch (everything queued now), then hand the leader role to the first caller
+        queued meanwhile, or give it up. Wakes only the callers it must."""
+        with self._cond:
+            if self._window > 0:
+                # Commit delay (PostgreSQL's commit_delay/commit_siblings): while more callers
+                # are expected than have queued, wait up to the window so they share this
+                # batch's barriers. Expected: the open transactions, or as many as the last batch
+                # held (the committers it woke are still starting their next transaction). A
+                # lone writer never waits.
+                deadline = time.monotonic() + self._window
+                self._gathering = True
+                while max(self._in_flight(), self._recent) > len(self._queue):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                self._gathering = False
+            batch, self._queue = self._queue, []
+            self._recent = len(batch)
         error: BaseException | None = None
         try:
-            if self._window > 0:
-                self._cond.release()
-                try:
-                    time.sleep(self._window)
-                finally:
-                    self._cond.acquire()
-            batch, self._queue = self._queue, []
-            self._cond.release()
-            try:
-                written = self._write_batch(batch)
-            except BaseException as exc:  # noqa: BLE001 - whatever it was, the batch's fate is unknown
-                error = exc
-            finally:
-                self._cond.acquire()
+            written = self._write_batch(batch)
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, the batch's fate is unknown
+            error = exc
+        with self._mutex:
             if error is None:
-                self._done = batch[-1][0]
+                for item in batch:
+                    item.written = True
                 self._on_written(written)
-        finally:
-            self._busy = False
-            if error is not None:
+            else:
                 self._failed = WalIOError(f"write or sync failed: {error}")
-            self._cond.notify_all()
-        if isinstance(error, OSError):
-            self._check()
-        elif error is not None:
+                batch += self._queue  # nobody may write after a failure: wake them to raise
+                self._queue = []
+            self._hand_off()
+        for item in batch:
+            item.wake.release()
+        if error is not None and not isinstance(error, OSError):
             raise error
 
-    def _write_batch(self, batch: list[tuple[int, list[PendingRecord], bool]]) -> list[PendingRecord]:
-        records = [r for _, recs, _ in batch for r in recs]
-        need_sync = any(d for _, _, d in batch)
-        total = sum(256 + len(r.payload) for r in records)
-        if records and self.size > 0 and self.size + total > self._max:
+    def _hand_off(self) -> None:
+        """With the mutex held, as leader or `exclusive` holder: pass the role on or drop it."""
+        if self._queue and self._failed is None and not self._closed and not self._waiting_exclusive:
+            nxt = self._queue[0]
+            nxt.lead = True
+            nxt.wake.release()
+            return
+        if self._failed is not None or self._closed:
+            for item in self._queue:
+                item.wake.release()  # they raise
+            self._queue = []
+        # Anyone still queued is led by the `exclusive` holder's hand-off, or by the next caller.
+        self._busy = False
+        self._cond.notify_all()
+
+    def _write_batch(self, batch: list[_Item]) -> list[PendingRecord]:
+        first = [r for item in batch for r in item.records]
+        second = [r for item in batch if item.then for r in item.then]
+        total = sum(256 + len(r.payload) for r in first) + sum(256 + len(r.payload) for r in second)
+        if total and self.size > 0 and self.size + total > self._max:
             self._rotate()
-        parts = []
+        if second:
+            if first:
+                self._write(first)
+                if not self._dsync:
+                    self._sync()
+            for item in batch:
+                if item.between is not None:
+                    item.between()
+            self._write(second)
+            if self._hook is not None:
+                self._hook("after_commit_before_sync")
+            if not self._dsync:
+                self._sync()
+            return first + second
+        self._write(first)
+        if any(r.entry_type == EntryType.COMMIT for r in first) and self._hook is not None:
+            self._hook("after_commit_before_sync")
+        if not self._dsync and any(item.durable for item in batch):
+            self._sync()
+        return first
+
+    def _write(self, records: list[PendingRecord]) -> None:
+        """Pack `records` at the end of the segment and write them with one `write`."""
+        if not records:
+            return
         offset = self.size
         now = time.time_ns()
         seq = self.next_sequence
-        has_commit = False
+        parts = []
         for r in records:
             parts.append(pack_record(
                 txn_id=r.txn_id, sequence=seq, epoch=r.epoch, timestamp_ns=now,
@@ -154,27 +249,20 @@ class SegmentWriter:
             ))
             seq += 1
             offset += 256 + len(r.payload)
-            has_commit = has_commit or r.entry_type == EntryType.COMMIT
-        if parts:
-            start = time.perf_counter()
-            self._files.write(self._handle, b"".join(parts))
-            if self._dsync:
-                # Under O_DSYNC the write is the barrier: it returns once the data is durable.
-                self.syncs += 1
-                metrics.WAL_FSYNC_DURATION_MS.observe((time.perf_counter() - start) * 1000)
-            self.size = offset
-            self.next_sequence = seq
-        if has_commit and self._hook is not None:
-            self._hook("after_commit_before_sync")
-        if need_sync and not self._dsync:
-            self._sync()
-        return records
+        start = time.perf_counter()
+        self._files.write(self._handle, b"".join(parts))
+        if self._dsync:
+            # Under O_DSYNC the write is the barrier: it returns once the data is durable.
+            self.syncs += 1
+            _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
+        self.size = offset
+        self.next_sequence = seq
 
     def _sync(self) -> None:
         start = time.perf_counter()
         self._files.sync(self._handle)
         self.syncs += 1
-        metrics.WAL_FSYNC_DURATION_MS.observe((time.perf_counter() - start) * 1000)
+        _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
 
     def _rotate(self) -> None:
         # Everything in the old segment becomes durable before the new one exists, so recovery
@@ -192,16 +280,19 @@ class SegmentWriter:
         """Hold the leader role (no writes by anyone else) for a checkpoint."""
         with self._cond:
             self._check()
-            while self._busy:
-                self._cond.wait()
-                self._check()
+            self._waiting_exclusive += 1
+            try:
+                while self._busy:
+                    self._cond.wait()
+                    self._check()
+            finally:
+                self._waiting_exclusive -= 1
             self._busy = True
         try:
             yield
         finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+            with self._mutex:
+                self._hand_off()
 
     def switch_segment(self, index: int, handle: int, size: int, next_sequence: int) -> None:
         """Inside `exclusive`: continue in a segment the checkpoint wrote."""
@@ -218,8 +309,10 @@ class SegmentWriter:
 
     def close(self) -> None:
         with self._cond:
+            self._waiting_exclusive += 1
             while self._busy:
                 self._cond.wait()
+            self._waiting_exclusive -= 1
             self._busy = True
         try:
             if self._failed is None:
@@ -232,7 +325,6 @@ class SegmentWriter:
             except OSError:
                 pass
         finally:
-            with self._cond:
+            with self._mutex:
                 self._closed = True
-                self._busy = False
-                self._cond.notify_all()
+                self._hand_off()
