@@ -2,16 +2,21 @@
 
 Owns: one benchmark. A CPU training loop (a small transformer encoder on random data, fixed seed)
 runs alone, then while a `SandboxExecutor` with the configured settings compiles the built-in
-blueprint library at STANDARD. Prints one JSON line: step p50/p99 in both phases, their ratios,
+blueprint library at STANDARD, then alone again (the baseline is both alone phases, so drift over
+the long busy phase does not count as disruption). Prints one JSON line: step p50/p99 in both phases, their ratios,
 compiles done, the settings used and the machine. It must never assert a speed (it measures).
 
-Knobs that bring the slowdown closer to zero (settings keys): `sandbox.sched_idle: true` (workers
-only get CPU nobody else wants), `sandbox.niceness` (19 is the weakest), `sandbox.cpu_affinity`
-(keep workers off the training cores; needs more than 2 cores to help), a lower
-`compilation.max_concurrent_jobs` (1 leaves a core to training on a 2-core machine),
-`sandbox.worker_threads`/`sandbox.compile_threads` = 1, and training threads that leave a core.
+The defaults that keep the slowdown small (settings keys): `sandbox.sched_idle: true` (workers
+only get CPU nobody else wants), `sandbox.training_reserved_cores: 1` (workers never outnumber
+the cores training does not need: one worker on a 2-core host, whatever
+`compilation.max_concurrent_jobs` says) and `sandbox.contended_cpu_quota: 0.25` (while other
+processes keep half a core busy, the workers get a quarter of a core, through a cgroup cap). Further knobs: `sandbox.niceness` (19 is the weakest; moot
+under SCHED_IDLE), `sandbox.cpu_affinity` (keep workers off the training cores; needs more than 2
+cores to help), `sandbox.worker_threads`/`sandbox.compile_threads` = 1, and training threads that
+leave a core. `--no-sched-idle --reserve 0 --quota 0` gives the old defaults (2 workers at nice 10).
 
-Run: `.venv/bin/python bench/disruption.py [--blueprints N] [--sched-idle] [--concurrency K]`.
+Run: `.venv/bin/python bench/disruption.py [--blueprints N] [--no-sched-idle] [--reserve R]
+[--quota Q] [--concurrency K]`.
 """
 
 from __future__ import annotations
@@ -93,7 +98,12 @@ def main() -> None:
     parser.add_argument("--alone-steps", type=int, default=300)
     parser.add_argument("--train-threads", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=None, help="compilation.max_concurrent_jobs (default: config)")
-    parser.add_argument("--sched-idle", action="store_true")
+    parser.add_argument("--sched-idle", action=argparse.BooleanOptionalAction, default=None,
+                        help="sandbox.sched_idle (default: config)")
+    parser.add_argument("--reserve", type=int, default=None,
+                        help="sandbox.training_reserved_cores (default: config)")
+    parser.add_argument("--quota", type=float, default=None,
+                        help="sandbox.contended_cpu_quota, 0 for no cap (default: config)")
     parser.add_argument("--niceness", type=int, default=None)
     parser.add_argument("--max-busy-s", type=float, default=1800)
     args = parser.parse_args()
@@ -101,8 +111,12 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="tezzeret-disruption-"))
     overrides: dict[str, object] = {"state_dir": str(state), "emergency": {"reserved_worker": False}}
     sandbox: dict[str, object] = {}
-    if args.sched_idle:
-        sandbox["sched_idle"] = True
+    if args.sched_idle is not None:
+        sandbox["sched_idle"] = args.sched_idle
+    if args.reserve is not None:
+        sandbox["training_reserved_cores"] = args.reserve
+    if args.quota is not None:
+        sandbox["contended_cpu_quota"] = args.quota
     if args.niceness is not None:
         sandbox["niceness"] = args.niceness
     if sandbox:
@@ -143,11 +157,17 @@ def main() -> None:
     future = asyncio.run_coroutine_threadsafe(compile_all(), loop)
     busy = trainer.run(until=done, max_s=args.max_busy_s)
     busy_s = time.monotonic() - busy_started
+    throttle = executor.status().throttle
     if not done.is_set():
         future.cancel()
     asyncio.run_coroutine_threadsafe(executor.close(0), loop).result(120)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    # Alone again, after the workers are gone: the machine drifts over a long busy phase (other
+    # tenants, clock), so the baseline is both alone phases together.
+    alone_after = trainer.run(steps=args.alone_steps)
+    alone_before = alone
+    alone = alone_before + alone_after
 
     s = settings
     line = {
@@ -158,6 +178,8 @@ def main() -> None:
         "step_p99_alone_ms": round(pct(alone, 99), 3),
         "step_p99_busy_ms": round(pct(busy, 99), 3),
         "p99_ratio": round(pct(busy, 99) / pct(alone, 99), 4),
+        "step_p50_alone_before_ms": round(statistics.median(alone_before), 3),
+        "step_p50_alone_after_ms": round(statistics.median(alone_after), 3),
         "steps_alone": len(alone),
         "steps_busy": len(busy),
         "busy_s": round(busy_s, 1),
@@ -168,6 +190,12 @@ def main() -> None:
             "strategy": "STANDARD",
             "isolation": executor.isolation_level,
             "max_concurrent_jobs": s.compilation.max_concurrent_jobs,
+            "training_reserved_cores": s.sandbox.training_reserved_cores,
+            "compile_slots": s.compile_slots(),
+            "contended_cpu_quota": s.sandbox.contended_cpu_quota,
+            "contended_threshold_cores": s.contention_threshold(),
+            "throttle_period_ms": s.sandbox.throttle_period_ms,
+            "throttle": throttle,
             "niceness": s.sandbox.niceness,
             "sched_idle": s.sandbox.sched_idle,
             "worker_threads": s.sandbox.worker_threads,

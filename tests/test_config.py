@@ -135,3 +135,24 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("TEZZERET_COMPILATION__MAX_CONCURRENT_JOBS", "many")
     with pytest.raises(ConfigError, match="compilation.max_concurrent_jobs"):
         load_settings(path)
+
+
+def test_compile_slots_leave_training_its_reserved_cores() -> None:
+    s = load_settings()  # seed: max_concurrent_jobs 2; ours: one core reserved for training
+    assert s.compilation.max_concurrent_jobs == 2
+    assert s.compile_slots(cores=2) == 1
+    assert s.compile_slots(cores=1) == 1  # never zero
+    assert s.compile_slots(cores=16) == 2  # never more than configured
+    s = load_settings(sandbox={"training_reserved_cores": 0})
+    assert s.compile_slots(cores=2) == 2
+    s = load_settings(sandbox={"training_reserved_cores": 4}, compilation={"max_concurrent_jobs": 8})
+    assert s.compile_slots(cores=8) == 4
+
+
+def test_contention_threshold_is_half_the_cores_the_workers_leave_free() -> None:
+    s = load_settings()
+    assert s.contention_threshold(cores=2) == 0.5  # one worker, one free core: half of it
+    assert s.contention_threshold(cores=16) == 7.0  # two workers, fourteen free cores
+    assert load_settings(sandbox={"contended_threshold_cores": 3}).contention_threshold(cores=16) == 3
+    with pytest.raises(ConfigError, match="contended_cpu_quota"):
+        load_settings(sandbox={"contended_cpu_quota": -1})

@@ -179,8 +179,23 @@ class SandboxSettings(Strict):
     # When the service runs as root, workers drop to this uid/gid so RLIMIT_NPROC is enforced
     # (the kernel exempts root) and root-owned 0600 files stay unreadable.
     worker_uid: int = Field(61000, ge=1, le=2**31 - 2)
-    # SCHED_IDLE for workers: they only get CPU no other runnable task wants (closer to zero disruption).
-    sched_idle: bool = False
+    # SCHED_IDLE for workers: they only get CPU no other runnable task wants. On by default: the
+    # first non-negotiable is no training disruption, so a busy host slows compiles, not training.
+    sched_idle: bool = True
+    # Cores left to training: compile workers never outnumber (cores - this), at least one; 0 lets
+    # `max_concurrent_jobs` stand as configured. On a 2-core host that is one worker whatever
+    # `max_concurrent_jobs` says (a second worker shares
+    # training's core and slowed its step p50 by 30% even under SCHED_IDLE; bench/disruption.py).
+    training_reserved_cores: int = Field(1, ge=0)
+    # While processes outside the sandbox keep at least `contended_threshold_cores` busy (None:
+    # half of the cores the workers do not use), the general workers together get at most
+    # `contended_cpu_quota` cores (a cgroup CPU cap, in periods of `throttle_period_ms`); 0 turns
+    # the cap off. A long period leaves most of training's steps untouched (the p50), a short one
+    # spreads the cost over all of them. A job's wall-clock timeout counts only the share of a
+    # core it was allowed. Measurements: sandbox/throttle.py.
+    contended_cpu_quota: float = Field(0.25, ge=0.0)
+    contended_threshold_cores: float | None = Field(None, gt=0.0)
+    throttle_period_ms: int = Field(100, ge=1, le=1000)
 
 
 class PollingSettings(Strict):
@@ -330,6 +345,22 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the YAML file, which arrives as init arguments.
         return (env_settings, init_settings)
+
+    def compile_slots(self, cores: int | None = None) -> int:
+        """Compile jobs that may run at once: `compilation.max_concurrent_jobs`, lowered so the
+        workers leave `sandbox.training_reserved_cores` of the host's `cores` to training."""
+        reserved = self.sandbox.training_reserved_cores
+        if reserved == 0:
+            return self.compilation.max_concurrent_jobs
+        cores = cores if cores is not None else (os.cpu_count() or 1)
+        return min(self.compilation.max_concurrent_jobs, max(1, cores - reserved))
+
+    def contention_threshold(self, cores: int | None = None) -> float:
+        """Cores other processes must keep busy before the sandbox's CPU cap engages."""
+        if self.sandbox.contended_threshold_cores is not None:
+            return self.sandbox.contended_threshold_cores
+        cores = cores if cores is not None else (os.cpu_count() or 1)
+        return max(0.5, 0.5 * (cores - self.compile_slots(cores)))
 
     # Derived paths: one place decides where each piece of state lives.
     @property

@@ -17,6 +17,9 @@ def clock() -> ManualClock:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    # The seed's concurrency as configured, on any host: these tests are about what conservative
+    # mode does to it, not about the cores a host leaves to training (see test_config).
+    overrides.setdefault("sandbox", {"training_reserved_cores": 0})
     return load_settings(state_dir=str(tmp_path), **overrides)
 
 

@@ -64,6 +64,7 @@ def test_row_gpu_memory_above_80_percent_drops_concurrency_to_1(tmp_path: Path, 
         state_dir=str(tmp_path),
         compilation={"max_concurrent_jobs": 4},
         conservative_mode={"settings": {"max_concurrent_jobs": 2}},
+        sandbox={"training_reserved_cores": 0},  # the configured 4 stands on any host
     )
     ctl = ConservativeModeController(s, BreakerRegistry.from_settings(s, clock), clock)
     assert ctl.effective().max_concurrent_jobs == 4

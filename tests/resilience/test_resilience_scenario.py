@@ -55,7 +55,7 @@ class Step:
 async def test_two_hour_scenario(tmp_path: Path) -> None:
     clock = ManualClock()
     start = clock.monotonic()
-    s = load_settings(state_dir=str(tmp_path))
+    s = load_settings(state_dir=str(tmp_path), sandbox={"training_reserved_cores": 0})  # the seed's 2 stands
     breakers = BreakerRegistry.from_settings(s, clock)
     ctl = ConservativeModeController(s, breakers, clock)
     mon = ResourceMonitor(clock, gpu=TimelineGpu(clock, start))

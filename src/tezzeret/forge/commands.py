@@ -307,7 +307,7 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     await forge.start()
     # Feed the forge as fast as it compiles rather than all at once: a tier that misses its budget
     # turns conservative mode on, which then caps the tier of everything submitted after it.
-    slots = asyncio.Semaphore(settings.compilation.max_concurrent_jobs)
+    slots = asyncio.Semaphore(settings.compile_slots())
     failed = 0
     try:
         with Progress(

@@ -331,7 +331,7 @@ class Forge:
 
     def system_load(self) -> float:
         """0..1: the busier of the host CPU and the pipeline (running + waiting vs capacity)."""
-        cap = max(1, self.settings.compilation.max_concurrent_jobs)
+        cap = self.settings.compile_slots()
         pipeline = min(1.0, (self.pipeline.running + len(self.queue)) / (2 * cap)) if self._started else 0.0
         latest = self.monitor.window.latest if self._started else None
         cpu = (latest.cpu_percent / 100.0) if latest is not None else 0.0

@@ -169,7 +169,7 @@ class ConservativeModeController:
                 return EffectiveLimits(
                     conservative=False,
                     reasons=(),
-                    max_concurrent_jobs=comp.max_concurrent_jobs,
+                    max_concurrent_jobs=self._settings.compile_slots(),
                     aggressive_allowed=comp.enable_aggressive_pipeline,
                     idle_recompilation_allowed=comp.idle_recompilation,
                     timeout_multiplier=1.0,
@@ -178,7 +178,7 @@ class ConservativeModeController:
                     cpu_only_requested=False,
                     base_timeouts_ms=base,
                 )
-            concurrency = min(comp.max_concurrent_jobs, effects.max_concurrent_jobs)
+            concurrency = min(self._settings.compile_slots(), effects.max_concurrent_jobs)
             if TriggerReason.GPU_MEMORY_PRESSURE.value in self._reasons:
                 # The seed's failure-mode table: GPU memory > 80% → one job at a time, whatever
                 # the configured conservative concurrency.

@@ -26,7 +26,7 @@ from typing import Literal
 from tezzeret import metrics
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
-from tezzeret.sandbox import isolation, limits, outcome, results
+from tezzeret.sandbox import isolation, limits, outcome, results, throttle
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
 from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
 
@@ -60,6 +60,8 @@ class SandboxStatus:
     jobs_run: int
     recycled: int
     last_spawn_error: str | None
+    # The CPU cap under contention: its state, or why there is none.
+    throttle: dict[str, object]
 
 
 @dataclass
@@ -119,6 +121,8 @@ class SandboxExecutor:
         self._in_flight = 0
         self._last_spawn_error: str | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._throttle: throttle.ContentionThrottle | None = None
+        self._throttle_note = "not started"
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -140,7 +144,8 @@ class SandboxExecutor:
             f"; stronger levels unavailable: {'; '.join(skipped)}" if skipped else "",
         )
         self._prepare_dirs()
-        count = self.settings.compilation.max_concurrent_jobs
+        await self._start_throttle()
+        count = self.settings.compile_slots()
         self._slots = [_Slot(i, emergency=False) for i in range(count)]
         if self.settings.emergency.reserved_worker:
             self._slots.append(_Slot(count, emergency=True))
@@ -154,6 +159,7 @@ class SandboxExecutor:
                 slot.worker = worker
         if failures:
             await self._kill_all()
+            await self._stop_throttle()
             raise WorkerStartFailed(f"{len(failures)} of {len(self._slots)} sandbox workers failed to start: {failures[0]}")
         for slot in self._slots:
             (self._free_emergency if slot.emergency else self._free).put_nowait(slot)
@@ -170,6 +176,61 @@ class SandboxExecutor:
         await self._kill_all()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_all()
+        await self._stop_throttle()
+
+    async def _start_throttle(self) -> None:
+        """The CPU cap for general workers while other processes keep the host busy (see
+        `throttle`); where no cgroup can be made, run without it and say so."""
+        sb = self.settings.sandbox
+        if sb.contended_cpu_quota <= 0:
+            self._throttle_note = "off: sandbox.contended_cpu_quota is 0"
+            return
+        name = f"tezzeret-sandbox-{os.getpid()}-{id(self):x}"
+        group, why = await asyncio.to_thread(throttle.WorkerCgroup.create, name, sb.throttle_period_ms * 1000)
+        if group is None:
+            self._throttle_note = f"unavailable: {why}"
+            log.warning("sandbox CPU cap unavailable (%s): compile workers may slow training processes on this host", why)
+            return
+        self._throttle = throttle.ContentionThrottle(
+            group, quota_cores=sb.contended_cpu_quota, threshold_cores=self.settings.contention_threshold()
+        )
+        self._throttle.start()
+        log.info("sandbox CPU cap: %g cores while other processes use %g or more (cgroup v%d)",
+                 sb.contended_cpu_quota, self._throttle.threshold_cores, group.version)
+
+    async def _stop_throttle(self) -> None:
+        if self._throttle is not None:
+            await self._throttle.stop()
+            self._throttle = None
+            self._throttle_note = "stopped"
+
+    async def _answer(self, worker: WorkerProcess, timeout_s: float, capped: bool, waited: list[float]) -> bytes:
+        """The worker's control line within `timeout_s`. While the CPU cap is on, a second of wall
+        time counts only as the share of a core the job was allowed: the limit is there to catch
+        hung or runaway jobs, not to fail jobs the cap slowed down on purpose. `waited` gets the
+        wall seconds spent under the cap."""
+        if self._throttle is None or not capped:
+            return await worker.read_line(timeout_s)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.ensure_future(worker.read_line(None))
+        used = 0.0
+        try:
+            while True:
+                rate = self._throttle.rate(sum(1 for s in self._slots if s.busy and not s.emergency))
+                started = loop.time()
+                done, _ = await asyncio.wait({reader}, timeout=min(1.0, max(0.01, (timeout_s - used) / rate)))
+                if rate < 1.0:
+                    waited[0] += loop.time() - started
+                if done:
+                    return reader.result()
+                used += (loop.time() - started) * rate
+                if used >= timeout_s:
+                    raise asyncio.TimeoutError
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
 
     async def __aenter__(self) -> SandboxExecutor:
         await self.start()
@@ -195,6 +256,7 @@ class SandboxExecutor:
             jobs_run=self._jobs_run,
             recycled=self._recycled,
             last_spawn_error=self._last_spawn_error,
+            throttle=self._throttle.snapshot() if self._throttle else {"off": self._throttle_note},
         )
 
     def worker_pids(self) -> list[int]:
@@ -279,7 +341,7 @@ class SandboxExecutor:
                     return outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, str(exc), [("phase", "worker start")], error_code=exc.code)
             worker.memory_mb = job_limits.memory_mb
             try:
-                attempt = await self._execute(worker, job, job_limits)
+                attempt = await self._execute(worker, job, job_limits, capped=not slot.emergency)
             except Exception as exc:  # a bug or a hostile job dir must still end as one outcome
                 log.exception("sandbox job %s failed in the service", job.job_id)
                 await self._kill(worker)
@@ -299,7 +361,9 @@ class SandboxExecutor:
         finally:
             self._release(slot)
 
-    async def _execute(self, worker: WorkerProcess, job: pb.WorkerJob, job_limits: limits.JobLimits) -> _Attempt:
+    async def _execute(
+        self, worker: WorkerProcess, job: pb.WorkerJob, job_limits: limits.JobLimits, *, capped: bool
+    ) -> _Attempt:
         job_id = job.job_id
         job_dir = worker.workdir / job_id
         try:
@@ -317,13 +381,19 @@ class SandboxExecutor:
                                     reason=f"could not hand the job to the worker: {exc}")
             return _Attempt(self._ended(job_id, ending), recycle=True)
         try:
-            line = await worker.read_line(job_limits.timeout_s)
+            waited = [0.0]
+            line = await self._answer(worker, job_limits.timeout_s, capped, waited)
         except (TimeoutError, asyncio.TimeoutError):
             await self._kill(worker)
+            under_cap = (
+                f" (of which {waited[0]:.1f} s wall under the CPU cap, counted at the share of a core it allowed)"
+                if waited[0] else ""
+            )
             ending = outcome.Ending(
                 worker.proc.returncode, timed_out=True, stderr_tail=self._evidence(worker, job_dir),
                 via_monitor=self._via_monitor,
-                reason=f"no answer within the {job_limits.timeout_s:g} s wall-clock limit; the sandbox was killed with SIGKILL",
+                reason=f"no answer within the {job_limits.timeout_s:g} s wall-clock limit{under_cap}; "
+                "the sandbox was killed with SIGKILL",
             )
             return _Attempt(self._ended(job_id, ending), recycle=True)
         except (ValueError, asyncio.LimitOverrunError):
@@ -458,9 +528,12 @@ class SandboxExecutor:
         argv = isolation.build_argv(self.isolation_level, self._plan(workdir), self._command(workdir))
         env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"), user=_WORKER_USER)
         spawn_limits = limits.spawn_limits(self.settings, memory_mb or self._spawn_memory(slot))
+        preexec = limits.preexec(spawn_limits, self.settings)
+        if self._throttle is not None and not slot.emergency:
+            preexec = _joining(self._throttle.group.procs_files(), preexec)
         try:
             worker = await WorkerProcess.launch(
-                argv, env=env, preexec=limits.preexec(spawn_limits, self.settings), workdir=workdir,
+                argv, env=env, preexec=preexec, workdir=workdir,
                 memory_mb=spawn_limits.memory_mb, ready_timeout_s=limits.WARMUP_CPU_S, label=self.isolation_level,
             )
         except WorkerStartFailed as exc:
@@ -583,3 +656,13 @@ def run_job_sync(
             await executor.close(0)
 
     return asyncio.run(go())
+
+
+def _joining(procs_files: list[Path], then: Callable[[], None]) -> Callable[[], None]:
+    """A preexec that joins the capped cgroup first, so the worker and all it starts are in it."""
+
+    def apply() -> None:
+        throttle.join(procs_files)
+        then()
+
+    return apply
