@@ -77,7 +77,8 @@ META_CHANGES = st.fixed_dictionaries(
     {},
     optional={
         "name": st.text(alphabet="abcxyz_", min_size=1, max_size=20),
-        "description": st.text(max_size=200),
+        # NUL is refused in text fields (the test after this one); any other text is fine.
+        "description": st.text(st.characters(blacklist_characters="\x00"), max_size=200),
         "category": st.sampled_from(["mlp", "conv", "attention", "other"]),
         "blueprint_id": st.text(alphabet="abc0123.", max_size=30),
         "value": st.floats(0, 100),
@@ -94,6 +95,17 @@ def test_descriptive_metadata_does_not_change_digest(name: str, changes: dict) -
     doc = copy.deepcopy(LIB[name])
     doc["metadata"].update(changes)
     assert digest(ir_of(doc)) == digest(ir_of(LIB[name]))
+
+
+def test_a_nul_in_a_description_is_refused_by_name() -> None:
+    doc = copy.deepcopy(LIB[NAMES[0]])
+    doc["metadata"]["description"] = "fine until\x00here"
+    try:
+        digest(ir_of(doc))
+    except BlueprintRejected as exc:
+        assert exc.code == "MALFORMED" and "metadata.description" in str(exc), exc
+    else:
+        raise AssertionError("a NUL in the description was accepted")
 
 
 def _mutate_attr(doc: dict, rnd: random.Random) -> bool:
