@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import gc
 import hashlib
 import logging
 import os
@@ -311,6 +312,17 @@ class Wal:
             raise
 
     def _recover(self) -> None:
+        # Recovery builds a few objects per transaction and no cycles; a cyclic-GC pass over all
+        # of them in the middle of it cost a fifth of recovering 100k transactions.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._recover_unmanaged()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _recover_unmanaged(self) -> None:
         directory = self.directory
         verdict = mounts.check_directory(directory)
         if verdict.unsafe and self.options.recovery_validation == "strict":
