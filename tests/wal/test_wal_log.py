@@ -498,3 +498,38 @@ def test_a_commit_reaches_the_file_only_after_its_data_is_durable(tmp_path: Path
         txn.commit()
         assert [kind for kind, _ in order] == ["write", "sync", "write", "sync"]
         assert order[2][1] == 256 + 64  # the COMMIT alone, after the barrier
+
+
+def test_a_state_machine_that_raises_poisons_the_log_without_stranding_anyone(tmp_path: Path) -> None:
+    class Fragile(_Snapshots):
+        def apply(self, txn: object) -> None:
+            if len(self.ids) == 5:
+                raise RuntimeError("journal bug")
+            super().apply(txn)
+
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    with Wal.open(tmp_path) as wal:
+        wal.attach(Fragile())
+
+        def worker(w: int) -> None:
+            for i in range(10):
+                try:
+                    txn = wal.begin(ctx(i))
+                    txn.data(f"{w}-{i}".encode())
+                    txn.commit()
+                    result = "ok"
+                except (RuntimeError, WalIOError) as exc:
+                    result = type(exc).__name__
+                with lock:
+                    outcomes.append(result)
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads), "a committer was left waiting"
+    assert len(outcomes) == 40
+    assert "RuntimeError" in outcomes and "WalIOError" in outcomes
+    assert outcomes.count("ok") >= 5

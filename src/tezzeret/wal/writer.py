@@ -180,11 +180,15 @@ class SegmentWriter:
             if error is None:
                 for item in batch:
                     item.written = True
-                self._on_written(written)
-            else:
-                self._failed = WalIOError(f"write or sync failed: {error}")
+                try:
+                    self._on_written(written)
+                except BaseException as exc:  # noqa: BLE001 - durable, but the state machine missed it
+                    error = exc
+            if error is not None:
+                self._failed = WalIOError(f"write, sync or hand-off failed: {error}")
                 batch += self._queue  # nobody may write after a failure: wake them to raise
                 self._queue = []
+            # Whatever happened, every caller in the batch is woken and the role moves on.
             self._hand_off()
         for item in batch:
             item.wake.release()
