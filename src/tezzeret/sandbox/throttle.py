@@ -2,14 +2,18 @@
 
 Owns: one cgroup holding the general compile workers (v1 `cpu` + `cpuacct`, or v2 where the `cpu`
 controller is delegated), and the control loop that caps it at `sandbox.contended_cpu_quota` cores
-while processes outside it keep at least `sandbox.contended_threshold_cores` busy, and lifts the cap
-when they stop. Must never move a process it did not start, nor throttle the emergency worker.
+while processes outside it keep at least `Settings.contention_threshold()` cores busy, and lifts
+the cap when they stop. Must never move a process it did not start, nor throttle the emergency
+worker.
 
-Why a cap and not just priority: on the 2-core CI machine any work on the second core slowed a
-one-thread training loop's step p50 by 13% (a Python spin loop) to 31% (a memory-bound loop), with
-the worker under SCHED_IDLE and on the other core. Priority decides who runs on a core, not what
-sharing the chip costs; only limiting how long workers run does. With a 25% cap in 20 ms periods
-the same memory-bound loop cost the step p50 nothing measurable and the p99 5%.
+Why a cap and not just priority: on the 2-core development machine any work on the second core
+slowed a one-thread training loop's step p50 by 13-39% (a Python spin loop) and 31-33% (a
+memory-bound loop), with the worker under SCHED_IDLE and on the other core
+(`bench/core_interference.py`).
+Priority decides who runs on a core, not what sharing the chip costs; only limiting how long
+workers run does. A quarter of a core in 100 ms periods leaves most training steps untouched, so
+the p50 barely moves (`bench/disruption.py`: x0.97-1.03 with the library compiling); the steps
+that do meet a burst show in the p99.
 
 The kernel's CFS bandwidth control does the capping; writing it ourselves (stopping and continuing
 workers) would race with the pool's own signals. Where no cgroup can be made (not root, cgroup
@@ -21,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +183,3 @@ class ContentionThrottle:
             "others_cores": round(self.others_cores, 2),
             "capped_s": round(self.capped_s, 1),
         }
-
-
-def pool_cgroup_name() -> str:
-    return f"tezzeret-sandbox-{os.getpid()}"
