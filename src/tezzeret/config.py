@@ -184,8 +184,8 @@ class SandboxSettings(Strict):
     sched_idle: bool = True
     # Cores left to training: compile workers never outnumber (cores - this), at least one; 0 lets
     # `max_concurrent_jobs` stand as configured. On a 2-core host that is one worker whatever
-    # `max_concurrent_jobs` says (a second worker shares
-    # training's core and slowed its step p50 by 30% even under SCHED_IDLE; bench/disruption.py).
+    # `max_concurrent_jobs` says (a second worker shares training's core and slowed its step p50
+    # by 30% even under SCHED_IDLE; bench/disruption.py).
     training_reserved_cores: int = Field(1, ge=0)
     # While processes outside the sandbox keep at least `contended_threshold_cores` busy (None:
     # half of the cores the workers do not use), the general workers together get at most
