@@ -30,7 +30,7 @@ from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs 
 def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
     import torch
 
-    from tezzeret.blueprint import build_module, example_inputs, library_blueprint
+    from tezzeret.blueprint import build_module, example_inputs, example_training_step, library_blueprint
 
     ir = library_blueprint(blueprint)
     if mode == "produce":
@@ -61,10 +61,7 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
         model = torch.compile(base)
     loaded = time.perf_counter()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    out = model(*inputs)
-    loss = (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean()
-    loss.backward()
-    opt.step()
+    example_training_step(model, opt, inputs)
     done = time.perf_counter()
     if mode == "inline" and arg:
         blob = torch.compiler.save_cache_artifacts()

@@ -42,7 +42,7 @@ def _child_load(path: str) -> None:
     t0 = time.perf_counter()
     import torch
 
-    from tezzeret.blueprint import example_inputs
+    from tezzeret.blueprint import example_inputs, example_training_step
     from tezzeret.compile.artifact import read_manifest
     from tezzeret.loader import load, prewarm
 
@@ -53,9 +53,7 @@ def _child_load(path: str) -> None:
     manifest, _, _ = read_manifest(path)
     inputs = example_inputs(manifest.blueprint)
     opt = torch.optim.SGD(module.parameters(), lr=0.01)
-    out = module(*inputs)
-    (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean().backward()
-    opt.step()
+    example_training_step(module, opt, inputs)
     done = time.perf_counter()
     print(json.dumps({
         "import_s": imported - t0, "load_s": loaded - imported, "first_step_s": done - loaded,

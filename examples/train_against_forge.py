@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from tezzeret.blueprint import digest, example_inputs, library_blueprint
+from tezzeret.blueprint import digest, example_inputs, example_training_step, library_blueprint
 from tezzeret.leyline import to_json
 from tezzeret.loader import KernelProvider
 
@@ -70,11 +70,7 @@ def main() -> None:
         for step in range(ns.steps):
             provider.get(ir)  # cheap; lets the provider ask the forge again now and then
             t = time.perf_counter()
-            opt.zero_grad()
-            out = module(*inputs)
-            loss = (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean()
-            loss.backward()
-            opt.step()
+            loss = example_training_step(module, opt, inputs)
             state = provider.state(key)
             if state.mode != mode or step % 100 == 0:
                 mode = state.mode

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from tezzeret.blueprint import digest, example_inputs, library_blueprint
+from tezzeret.blueprint import digest, example_inputs, example_training_step, library_blueprint
 from tezzeret.loader import KernelProvider
 
 
@@ -71,11 +71,7 @@ def main() -> None:
                 print(f"artifact refused ({provider.state(key).reason}); staying eager")
                 break
             t = time.perf_counter()
-            opt.zero_grad()
-            out = module(*inputs)
-            loss = (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean()
-            loss.backward()
-            opt.step()
+            loss = example_training_step(module, opt, inputs)
             if step % 50 == 0 or (module.compiled and module.calls_compiled == 1):
                 print(
                     f"step {step:4d}  t={time.perf_counter() - started:6.2f}s  step_ms={1000 * (time.perf_counter() - t):6.2f}"

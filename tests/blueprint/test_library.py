@@ -12,6 +12,7 @@ from tezzeret.blueprint import (
     batch_range,
     build_module,
     example_inputs,
+    example_training_step,
     input_shapes,
     library,
     library_blueprint,
@@ -137,3 +138,16 @@ def test_traces_whole_with_fullgraph(lb: LibraryBlueprint) -> None:
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
     torch._dynamo.reset()
+
+
+def test_the_example_training_step_trains() -> None:
+    ir = library_blueprint("mlp_512")
+    module = build_module(ir)
+    before = [p.detach().clone() for p in module.parameters()]
+    opt = torch.optim.SGD(module.parameters(), lr=0.05)
+    inputs = example_inputs(ir)
+    first = float(example_training_step(module, opt, inputs).detach())
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, module.parameters()))
+    for _ in range(4):
+        last = float(example_training_step(module, opt, inputs).detach())
+    assert last < first

@@ -22,7 +22,7 @@ from tezzeret.blueprint.ops import OPS
 from tezzeret.blueprint.validate import BlueprintSummary, OutputSpec, validate
 
 if TYPE_CHECKING:
-    from tezzeret.blueprint.inputs import batch_range, example_inputs, input_shapes
+    from tezzeret.blueprint.inputs import batch_range, example_inputs, example_training_step, input_shapes
     from tezzeret.blueprint.module import BlueprintModule, build_module
 
 _LAZY: Mapping[str, str] = MappingProxyType({
@@ -30,6 +30,7 @@ _LAZY: Mapping[str, str] = MappingProxyType({
     "build_module": "tezzeret.blueprint.module",
     "batch_range": "tezzeret.blueprint.inputs",
     "example_inputs": "tezzeret.blueprint.inputs",
+    "example_training_step": "tezzeret.blueprint.inputs",
     "input_shapes": "tezzeret.blueprint.inputs",
 })
 
@@ -57,6 +58,7 @@ __all__ = [
     "canonical_ir",
     "digest",
     "example_inputs",
+    "example_training_step",
     "input_shapes",
     "library",
     "library_blueprint",

@@ -1,7 +1,8 @@
 """Declared shapes and deterministic example inputs of a blueprint.
 
 Owns `batch_range`, `input_shapes` and `example_inputs`: what the compiler pre-warms and the
-parity checks feed. Example tensors come from a private generator seeded by the IR's
+parity checks feed; and `example_training_step`, the one SGD step examples and benchmarks train a
+blueprint with. Example tensors come from a private generator seeded by the IR's
 `init_seed` and the batch size, so they are identical in every process. It must never touch the
 caller's global RNG.
 """
@@ -71,3 +72,17 @@ def example_inputs_from_analysis(analysis: Analysis, batch: int | None = None) -
 def example_inputs(ir: pb.BlueprintIR, batch: int | None = None, limits: ValidationLimits | None = None) -> tuple[torch.Tensor, ...]:
     """Deterministic inputs at the declared shapes (`batch` replaces the symbolic dim)."""
     return example_inputs_from_analysis(analyze(ir, limits), batch)
+
+
+def example_training_step(
+    module: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """One step against the mean square of the first output; returns the loss. For examples and
+    benchmarks only: parity checks use a random projection instead (a symmetric loss can cancel
+    the gradient errors they look for)."""
+    optimizer.zero_grad()
+    out = module(*inputs)
+    loss = (out if isinstance(out, torch.Tensor) else out[0]).float().square().mean()
+    loss.backward()
+    optimizer.step()
+    return loss
