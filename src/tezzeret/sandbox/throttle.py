@@ -32,7 +32,7 @@ import psutil
 
 log = logging.getLogger(__name__)
 
-_V1 = Path("/sys/fs/cgroup")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class WorkerCgroup:
     def create(cls, name: str, period_us: int) -> tuple[WorkerCgroup | None, str]:
         """Make the group; returns (group, "") or (None, why not)."""
         why: list[str] = []
-        v1_cpu, v1_acct = _V1 / "cpu", _V1 / "cpuacct"
+        v1_cpu, v1_acct = _CGROUP_ROOT / "cpu", _CGROUP_ROOT / "cpuacct"
         if (v1_cpu / "cpu.cfs_quota_us").exists() and (v1_acct / "cpuacct.usage").exists():
             try:
                 quota_dir, usage_dir = v1_cpu / name, v1_acct / name
@@ -58,7 +58,7 @@ class WorkerCgroup:
                 return cls(1, quota_dir, usage_dir, period_us), ""
             except OSError as exc:
                 why.append(f"cgroup v1 cpu: {exc.strerror or exc}")
-        v2 = _V1
+        v2 = _CGROUP_ROOT
         if (v2 / "cgroup.subtree_control").exists() and "cpu" in (v2 / "cgroup.subtree_control").read_text().split():
             try:
                 group = v2 / name

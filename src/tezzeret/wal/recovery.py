@@ -12,7 +12,6 @@ through its writer) nor interpret payloads beyond the BEGIN context's `operation
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import shutil
 import time
@@ -244,7 +243,6 @@ def _analyze(directory: Path) -> Analysis:
     previously_aborted = 0
     last_sequence = 0
     checkpoint_tid = scans[0].records[0].txn_id if base_checkpoint else None
-    sha256 = hashlib.sha256
     new = tuple.__new__  # skips the NamedTuple's Python-level __new__
     append_committed = committed.append
     for scan in kept:
@@ -272,13 +270,8 @@ def _analyze(directory: Path) -> Analysis:
             elif etype == commit_t:
                 begin = acc[0]
                 data = acc[1]
-                if len(data) == 1:  # the common case; merkle_root_from_hash's tree is the leaf
-                    root = sha256(data[0].payload_sha256 + begin.payload_sha256).hexdigest()
-                    payloads = [data[0].payload]
-                else:
-                    root = merkle_root_from_hash(begin.payload_sha256,
-                                                 [d.payload_sha256 for d in data])
-                    payloads = [d.payload for d in data]
+                root = merkle_root_from_hash(begin.payload_sha256, [d.payload_sha256 for d in data])
+                payloads = [d.payload for d in data]
                 if record.payload == root.encode():
                     acc[2] = "committed"
                     append_committed(new(CommittedTransaction, (
