@@ -189,3 +189,68 @@ async def test_publisher_role_required(backend_settings: Settings) -> None:
         assert got.deliveries == []
     finally:
         await bus.close()
+
+
+async def test_slow_handler_is_not_reclaimed_by_a_sibling_consumer(backend_settings: Settings) -> None:
+    """A handler that runs past `bus.claim_idle_ms` is alive, not dead: neither a second consumer
+    in the same group nor its own next reclaim may hand the entry to another handler meanwhile."""
+    bus = make_bus(backend_settings)
+    idle_s = backend_settings.bus.claim_idle_ms / 1000
+    calls: list[tuple[str, str]] = []
+    done = Collector()
+
+    def slow(name: str):  # type: ignore[no-untyped-def]
+        async def handle(d: Delivery) -> None:
+            calls.append((name, d.message_id))
+            await asyncio.sleep(4 * idle_s)
+            await done(d)
+        return handle
+
+    bus.subscribe(topics.COMPILATION_REQUEST, slow("a"), group="forge", consumer="a")
+    bus.subscribe(topics.COMPILATION_REQUEST, slow("b"), group="forge", consumer="b")
+    await bus.start()
+    try:
+        await bus.publish(topics.COMPILATION_REQUEST, sample(topics.COMPILATION_REQUEST), message_id="r-slow")
+        [d] = await done.wait_for(1)
+        assert d.delivery_count == 1
+        await asyncio.sleep(4 * idle_s)
+        assert [rid for _, rid in calls] == ["r-slow"], calls
+    finally:
+        await bus.close()
+
+
+async def test_slow_handler_in_another_process_keeps_its_entry(redis_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two buses on one Redis are two processes as far as Redis can tell: only the running
+    handler's heartbeat keeps the other's XAUTOCLAIM from taking the entry over."""
+    from bus_helpers import bus_settings
+
+    settings = bus_settings(tmp_path, redis_server.url)
+    idle_s = settings.bus.claim_idle_ms / 1000
+    calls: list[str] = []
+    done = Collector()
+
+    async def slow(d: Delivery) -> None:
+        calls.append(d.message_id)
+        await asyncio.sleep(5 * idle_s)
+        await done(d)
+
+    first, second = make_bus(settings), make_bus(settings)
+    first.subscribe(topics.COMPILATION_REQUEST, slow, group="forge", consumer="first")
+    await first.start()
+    try:
+        await first.publish(topics.COMPILATION_REQUEST, sample(topics.COMPILATION_REQUEST), message_id="r-long")
+        deadline = time.monotonic() + 10
+        while not calls:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        second.subscribe(topics.COMPILATION_REQUEST, slow, group="forge", consumer="second")
+        await second.start()
+        [d] = await done.wait_for(1)
+        assert d.delivery_count == 1
+        await asyncio.sleep(2 * idle_s)
+        assert calls == ["r-long"]
+        stream = topics.stream_name(settings, topics.COMPILATION_REQUEST)
+        assert redis_server.client().xpending(stream, "forge")["pending"] == 0
+    finally:
+        await second.close()
+        await first.close()

@@ -202,3 +202,23 @@ async def test_lost_reply_is_resent_identically_without_rerunning_handler(tmp_pa
         assert listener.accepted == 1 and listener.refused == 0
     finally:
         await bus.close()
+
+
+async def test_slow_handler_answered_once(backend_settings: Settings) -> None:
+    """The forge's intake taking longer than `bus.claim_idle_ms` (a slow WAL disk) must not make a
+    sibling consumer answer the same request again — least of all as a 'replayed nonce' refusal."""
+    async with Rig(backend_settings) as rig:
+        handle = rig.forge.handle
+
+        async def slow(req: pb.EmergencyCompile, caller: EmergencyCaller) -> pb.EmergencyAck:
+            await asyncio.sleep(4 * backend_settings.bus.claim_idle_ms / 1000)
+            return await handle(req, caller)
+
+        rig.listener._handler = slow
+        rid, ack = await rig.client.request(tiny_ir("bp-slow"), **TAMIYO)
+        assert ack.accepted, ack.reason
+        await rig.client.wait_complete(rid, timeout_s=10)
+        await asyncio.sleep(4 * backend_settings.bus.claim_idle_ms / 1000)
+        assert [rid for rid, _ in rig.forge.calls] == [rid]
+        assert [r["outcome"] for r in rig.audit] == ["accepted"]
+        assert rig.listener.refused == 0

@@ -1,9 +1,10 @@
 """The default, in-process bus (no `redis_url`): asyncio, the same interface and rules as Redis.
 
 Owns: streams as bounded in-memory logs with consumer groups, a pending list per group, reclaim of
-entries idle past `bus.claim_idle_ms`, and dead-letter lists — the Redis Streams semantics, so code
-and tests written against one backend hold on the other. Must never be used across processes (it
-shares nothing outside its event loop) and never persist anything.
+entries idle past `bus.claim_idle_ms` (never one whose handler is still running), and dead-letter
+lists — the Redis Streams semantics, so code and tests written against one backend hold on the
+other. Must never be used across processes (it shares nothing outside its event loop) and never
+persist anything.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class _Pending:
     consumer: str
     deliveries: int
     delivered_at: float
+    # A handler is running on it: alive however long it takes, so not reclaimable (as on Redis).
+    running: bool = False
 
 
 @dataclass
@@ -202,7 +205,7 @@ class InProcessBus:
     def _claim(self, stream: _Stream, group: _Group, consumer: str, idle_s: float) -> _Pending | None:
         now = time.monotonic()
         for pending in group.pending.values():
-            if now - pending.delivered_at >= idle_s:
+            if not pending.running and now - pending.delivered_at >= idle_s:
                 pending.consumer, pending.deliveries, pending.delivered_at = consumer, pending.deliveries + 1, now
                 return pending
         return None
@@ -230,7 +233,12 @@ class InProcessBus:
             stream.dead.append(DeadLetter(topic, entry.stream_id, reason, pending.deliveries, entry.data))
             log.warning("bus: dead-lettered %s %s: %s", topic, entry.stream_id, reason)
 
-        await dispatch(
-            raw, handler, max_deliveries=self._settings.bus.max_deliveries,
-            errors=self._errors, ack=ack, dead_letter=dead_letter,
-        )
+        pending.running = True
+        try:
+            await dispatch(
+                raw, handler, max_deliveries=self._settings.bus.max_deliveries,
+                errors=self._errors, ack=ack, dead_letter=dead_letter,
+            )
+        finally:
+            pending.running = False
+            pending.delivered_at = time.monotonic()

@@ -3,11 +3,13 @@
 Owns: the Redis side of the bus — one shared client for publishing, ACKs and dead letters, and one
 dedicated connection per subscription that blocks in XREADGROUP (so an entry is handed over the
 moment it is appended, with no polling loop); reclaiming entries idle past `bus.claim_idle_ms`
-with XAUTOCLAIM and reading their delivery count with XPENDING; dead-lettering to `<stream>.dead`
-with the reason (XADD + XACK in one MULTI); re-creating consumer groups after Redis lost them; and
-routing outgoing events through the `Outbox` so a Redis outage never stops the forge. Must never
-block the event loop, never retry a command on its own (the outbox and breaker decide), and never
-hand an unverified payload to a `subscribe` handler.
+with XAUTOCLAIM and reading their delivery count with XPENDING; keeping an entry whose handler is
+still running from looking idle (a JUSTID XCLAIM heartbeat, and never reclaiming an entry this
+process is running), so a slow handler is not taken for a dead one; dead-lettering to
+`<stream>.dead` with the reason (XADD + XACK in one MULTI); re-creating consumer groups after
+Redis lost them; and routing outgoing events through the `Outbox` so a Redis outage never stops
+the forge. Must never block the event loop, never retry a command on its own (the outbox and
+breaker decide), and never hand an unverified payload to a `subscribe` handler.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class RedisStreamsBus:
         self._client = self._new_client(socket_timeout=2.0)
         self._outbox = Outbox(settings.bus.outbox_limit, self._send, breaker=breaker, transient=TRANSIENT)
         self._errors = LastErrors()
+        # (stream, group, entry id) of every handler running in this process: alive by definition,
+        # so no sibling subscription reclaims them however long they take.
+        self._in_flight: set[tuple[str, str, str]] = set()
         self._subs: list[tuple[str, RawHandler, str, str, str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._dedicated: list[aioredis.Redis] = []
@@ -94,12 +99,13 @@ class RedisStreamsBus:
     def _new_client(self, *, socket_timeout: float | None) -> aioredis.Redis:
         # One immediate retry: after a Redis restart a pooled connection is stale and fails on first
         # use; retrying once on a fresh connection tells that apart from Redis really being down.
-        # Anything longer is the outbox's and the breaker's business, not the client's.
+        # Only on a connection error: after a timeout Redis may have run the command, and an XADD
+        # run twice is a duplicate entry. Anything longer is the outbox's and the breaker's business.
         return aioredis.Redis.from_url(
             self._url,
             socket_connect_timeout=1.0,
             socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(rexc.ConnectionError,)),
             health_check_interval=0,
         )
 
@@ -264,7 +270,7 @@ class RedisStreamsBus:
                 backoff = 0.05
                 for _name, entries in resp or []:
                     for sid, fields in entries:
-                        await self._run_one(conn, topic, stream, group, _s(sid), fields, 1, handler)
+                        await self._run_one(conn, topic, stream, group, consumer, _s(sid), fields, 1, handler)
             except asyncio.CancelledError:
                 raise
             except rexc.ResponseError as exc:
@@ -304,9 +310,9 @@ class RedisStreamsBus:
                 return
             for sid, fields in entries:
                 cursor = _s(sid)
-                if fields:
+                if fields and (stream, group, cursor) not in self._in_flight:
                     count = await self._delivery_count(conn, stream, group, cursor)
-                    await self._run_one(conn, topic, stream, group, cursor, fields, count, handler)
+                    await self._run_one(conn, topic, stream, group, consumer, cursor, fields, count, handler)
 
     async def _reclaim(
         self, conn: aioredis.Redis, topic: str, stream: str, group: str, consumer: str, handler: RawHandler
@@ -322,14 +328,16 @@ class RedisStreamsBus:
                 if sid is None or fields is None:
                     continue
                 sid_s = _s(sid)
+                if (stream, group, sid_s) in self._in_flight:
+                    continue
                 count = await self._delivery_count(conn, stream, group, sid_s)
                 BUS_EVENTS.labels(topic, "reclaimed").inc()
-                await self._run_one(conn, topic, stream, group, sid_s, fields, count, handler)
+                await self._run_one(conn, topic, stream, group, consumer, sid_s, fields, count, handler)
             if _s(cursor) == "0-0":
                 return
 
     async def _run_one(
-        self, conn: aioredis.Redis, topic: str, stream: str, group: str, sid: str,
+        self, conn: aioredis.Redis, topic: str, stream: str, group: str, consumer: str, sid: str,
         fields: dict[bytes, bytes], count: int, handler: RawHandler,
     ) -> None:
         # ACKs and dead letters go over the subscription's own connection, which has just
@@ -352,7 +360,26 @@ class RedisStreamsBus:
                 pipe.xack(stream, group, sid)
                 await pipe.execute()
 
-        await dispatch(
-            raw, handler, max_deliveries=self._settings.bus.max_deliveries,
-            errors=self._errors, ack=ack, dead_letter=dead_letter,
-        )
+        key = (stream, group, sid)
+        self._in_flight.add(key)
+        heartbeat = asyncio.create_task(self._keep_claimed(conn, stream, group, consumer, sid))
+        try:
+            await dispatch(
+                raw, handler, max_deliveries=self._settings.bus.max_deliveries,
+                errors=self._errors, ack=ack, dead_letter=dead_letter,
+            )
+        finally:
+            heartbeat.cancel()
+            self._in_flight.discard(key)
+
+    async def _keep_claimed(self, conn: aioredis.Redis, stream: str, group: str, consumer: str, sid: str) -> None:
+        """While a handler runs, re-claim its entry to reset the idle time other processes' XAUTOCLAIM
+        judges it by. JUSTID leaves the delivery count alone; once the entry is ACKed it is a no-op."""
+        every_s = self._settings.bus.claim_idle_ms / 3000
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await conn.xclaim(stream, group, consumer, 0, [sid], justid=True)
+            except TRANSIENT + (rexc.ResponseError,) as exc:
+                # The handler's own ACK will meet the same outage; redelivery is the fallback.
+                log.debug("bus: heartbeat for %s %s failed: %s", stream, sid, exc)
