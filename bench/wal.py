@@ -6,7 +6,9 @@ current directory so it is the repository's disk):
 - syncs_per_txn: barriers one transaction needs (measured, not assumed);
 - wal_1w_per_s, commit_p50_ms, commit_p99_ms: one writer, BEGIN + one DATA + COMMIT each;
 - wal_8w_per_s (and its p50/p99): eight threads committing at once, sharing syncs;
-  the three phases run interleaved in short slices (`--rounds`) so disk drift hits them alike;
+- async_1w_per_s, async_8w_per_s (and p50s): the same through the coroutine API
+  (`begin_async`/`commit_async`), one and eight tasks on one event loop: what the forge uses;
+  the five phases run interleaved in short slices (`--rounds`) so disk drift hits them alike;
 - recovery_10k_s, recovery_100k_s: `Wal.open` (full validation) of logs with that many committed
   transactions, written directly in the record format so building them takes seconds, not minutes.
 Also records the machine: CPU model, cores, torch version (not imported), filesystem.
@@ -15,6 +17,7 @@ Also records the machine: CPU model, cores, torch version (not imported), filesy
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -120,10 +123,33 @@ def wal_slice(wal: Wal, writers: int, seconds: float, phase: Phase) -> None:
     phase.syncs += wal.syncs - syncs0
 
 
-def throughput(directory: Path, mode: str, seconds: float, rounds: int) -> tuple[Phase, Phase, Phase]:
-    """Raw, 1-writer and 8-writer phases interleaved in short slices, so a shared disk whose
-    latency drifts during the run affects all three alike."""
-    raw, one, eight = Phase(), Phase(), Phase()
+def async_slice(wal: Wal, writers: int, seconds: float, phase: Phase) -> None:
+    syncs0 = wal.syncs
+    payload = os.urandom(256)
+
+    async def worker(stop: float) -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            txn = await wal.begin_async(_ctx())
+            await txn.data_async(payload)
+            await txn.commit_async()
+            phase.latencies.append(time.perf_counter() - t0)
+            phase.count += 1
+
+    async def run() -> None:
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(worker(stop) for _ in range(writers)))
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    phase.seconds += time.perf_counter() - start
+    phase.syncs += wal.syncs - syncs0
+
+
+def throughput(directory: Path, mode: str, seconds: float, rounds: int) -> tuple[Phase, ...]:
+    """Raw, 1-writer and 8-writer phases (threads, then coroutines) interleaved in short slices,
+    so a shared disk whose latency drifts during the run affects all of them alike."""
+    raw, one, eight, async_one, async_eight = Phase(), Phase(), Phase(), Phase(), Phase()
     directory.mkdir(parents=True)
     raw_path = directory / "raw.bin"
     fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -133,10 +159,12 @@ def throughput(directory: Path, mode: str, seconds: float, rounds: int) -> tuple
                 raw_slice(fd, seconds / rounds, raw)
                 wal_slice(wal, 1, seconds / rounds, one)
                 wal_slice(wal, 8, seconds / rounds, eight)
+                async_slice(wal, 1, seconds / rounds, async_one)
+                async_slice(wal, 8, seconds / rounds, async_eight)
     finally:
         os.close(fd)
         raw_path.unlink()
-    return raw, one, eight
+    return raw, one, eight, async_one, async_eight
 
 
 def build_log(directory: Path, n: int) -> None:
@@ -191,7 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix=".bench-wal-", dir=args.dir))
     try:
-        raw, one, eight = throughput(root / "t", args.mode, args.seconds, args.rounds)
+        raw, one, eight, async_one, async_eight = throughput(root / "t", args.mode, args.seconds, args.rounds)
         rec10k = recovery(root / "r10k", 10_000)
         rec100k = recovery(root / "r100k", 100_000)
         syncs = round(one.syncs / max(1, one.count), 3)
@@ -209,6 +237,12 @@ def main() -> None:
             "commit_p99_ms": round(one.pct_ms(0.99), 3),
             "commit_8w_p50_ms": round(eight.pct_ms(0.5), 3),
             "commit_8w_p99_ms": round(eight.pct_ms(0.99), 3),
+            "async_1w_per_s": round(async_one.per_s, 1),
+            "async_8w_per_s": round(async_eight.per_s, 1),
+            "async_8w_vs_1w": round(async_eight.per_s / async_one.per_s, 2),
+            "async_8w_syncs_per_txn": round(async_eight.syncs / max(1, async_eight.count), 3),
+            "async_commit_p50_ms": round(async_one.pct_ms(0.5), 3),
+            "async_commit_8w_p50_ms": round(async_eight.pct_ms(0.5), 3),
             "recovery_10k_s": round(rec10k[0], 3),
             "recovery_100k_s": round(rec100k[0], 3),
             # CPU seconds of the same recoveries: what wall time would be on an idle core.

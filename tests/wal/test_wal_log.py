@@ -323,6 +323,96 @@ def test_async_twins_do_no_io_on_the_event_loop(tmp_path: Path) -> None:
         assert set(_committed(wal)) == set(ids)
 
 
+def test_async_and_thread_committers_share_batches(tmp_path: Path, mode: str) -> None:
+    """Coroutines and threads commit side by side: the writer's thread leads for the loop, a
+    thread caller may lead a batch holding coroutines' records, and everyone returns durable."""
+    committed: dict[str, list[bytes]] = {}
+    lock = threading.Lock()
+
+    async def main() -> int:
+        wal = await Wal.open_async(tmp_path, WalOptions(durability_mode=mode))
+        start = wal.syncs
+
+        def thread_worker(w: int) -> None:
+            for i in range(25):
+                txn = wal.begin(ctx(i))
+                payload = f"t{w}-{i}".encode()
+                txn.data(payload)
+                txn.commit()
+                with lock:
+                    committed[txn.txn_id] = [payload]
+
+        async def task_worker(w: int) -> None:
+            for i in range(25):
+                txn = await wal.begin_async(ctx(i))
+                payload = f"a{w}-{i}".encode()
+                await txn.data_async(payload)
+                record = await txn.commit_async()
+                assert txn.state is TxnState.COMMITTED and record.txn_id == txn.txn_id
+                committed[txn.txn_id] = [payload]
+
+        threads = [asyncio.to_thread(thread_worker, w) for w in range(3)]
+        await asyncio.gather(*threads, *(task_worker(w) for w in range(8)))
+        syncs = wal.syncs - start
+        await wal.close_async()
+        return syncs
+
+    syncs = asyncio.run(main())
+    assert len(committed) == 11 * 25
+    assert syncs < 2 * len(committed), "concurrent commits never shared a sync"
+    with Wal.open(tmp_path) as wal:
+        assert _committed(wal) == committed
+
+
+def test_async_committers_see_an_io_failure_and_nobody_hangs(tmp_path: Path, mode: str) -> None:
+    layer = FaultyFileLayer(seed=5)
+
+    async def main() -> tuple[str, list[BaseException | None]]:
+        wal = await Wal.open_async(tmp_path, WalOptions(durability_mode=mode), file_layer=layer)
+        ok = await wal.begin_async(ctx(0))
+        await ok.data_async(b"durable")
+        await ok.commit_async()
+        layer.teardown_on_next_write()
+
+        async def one(i: int) -> None:
+            txn = await wal.begin_async(ctx(i))
+            await txn.data_async(b"lost")
+            await txn.commit_async()
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(6)), return_exceptions=True), 30)
+        with pytest.raises(WalIOError, match="restart"):
+            late = await wal.begin_async(ctx(9))
+            await late.commit_async()
+        await wal.close_async()
+        return ok.txn_id, [o if isinstance(o, BaseException) else None for o in outcomes]
+
+    ok_id, outcomes = asyncio.run(main())
+    assert outcomes and all(isinstance(o, WalIOError) for o in outcomes), outcomes
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as again:
+        assert list(_committed(again)) == [ok_id]
+
+
+def test_a_cancelled_async_commit_still_lands_whole(tmp_path: Path) -> None:
+    """Cancelling the awaiting task cannot take back records already queued: the commit is
+    written (and handed to the state machine) or not at all, never half."""
+
+    async def main() -> str:
+        wal = await Wal.open_async(tmp_path)
+        txn = await wal.begin_async(ctx(0))
+        await txn.data_async(b"queued")
+        task = asyncio.ensure_future(txn.commit_async())
+        await asyncio.sleep(0)  # the commit is queued on the writer
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wal.close_async()
+        return txn.txn_id
+
+    txn_id = asyncio.run(main())
+    with Wal.open(tmp_path) as wal:
+        assert _committed(wal) == {txn_id: [b"queued"]}
+
+
 def test_recovery_metrics_are_exported(tmp_path: Path) -> None:
     def value(name: str, labels: dict[str, str] | None = None) -> float:
         return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0

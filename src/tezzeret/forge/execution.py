@@ -78,7 +78,7 @@ async def run(forge: "Forge", p: Prepared, job: JobView, *, emergency: bool) -> 
     job.status = JobStatus.RUNNING
     job.started_at = time.time()
     conservative_before = forge.conservative.active
-    await asyncio.to_thread(forge.journal.started, job.job_id)
+    await forge.journal.started_async(job.job_id)
     claimed = await asyncio.to_thread(forge.store.claim, p.digest, forge.instance_id)
     if not claimed:
         # Already COMPILED / VALIDATED (another strategy's artifact) or INVALID: the artifact id is
@@ -131,9 +131,9 @@ async def run(forge: "Forge", p: Prepared, job: JobView, *, emergency: bool) -> 
                 result.stderr_tail = kv.value
     result.success = result.outcome == pb.OUTCOME_SUCCESS
     if result.success:
-        await asyncio.to_thread(forge.journal.finished, job.job_id, result)
+        await forge.journal.finished_async(job.job_id, result)
     else:
-        await asyncio.to_thread(forge.journal.failed, job.job_id, result)
+        await forge.journal.failed_async(job.job_id, result)
     await asyncio.to_thread(_record_attempt, forge, p, result, manifest, claimed)
     status_label = name_of(p.strategy)
     metrics.COMPILATION_DURATION_MS.labels(

@@ -245,7 +245,7 @@ class Forge:
                 job_id=rec.job_id, success=True, outcome=pb.OUTCOME_FROM_CACHE, artifact_id=rec.artifact_id, from_cache=True
             )
             result.job_id = rec.job_id
-            await asyncio.to_thread(self.journal.finished, rec.job_id, result)
+            await self.journal.finished_async(rec.job_id, result)
         ordered = sorted([*state.pending, *state.in_flight], key=lambda j: (j.priority, j.sequence))
         for rec in ordered:
             try:
@@ -253,8 +253,7 @@ class Forge:
                 prepared = self.intake.restore(request)
             except Exception as exc:  # noqa: BLE001 - an unreadable record must not stop start-up
                 log.error("journal record for job %s is unusable (%s); marking it failed", rec.job_id, exc)
-                await asyncio.to_thread(
-                    self.journal.failed,
+                await self.journal.failed_async(
                     rec.job_id,
                     pb.CompilationResult(job_id=rec.job_id, success=False, outcome=pb.OUTCOME_INTERNAL_ERROR, error=str(exc)),
                 )
@@ -263,7 +262,7 @@ class Forge:
             if await asyncio.to_thread(self.store.has_artifact, prepared.artifact_id):
                 # Stored and committed before the crash, journal not yet told: finish, don't rebuild.
                 result = self._cached_result(job, prepared)
-                await asyncio.to_thread(self.journal.finished, rec.job_id, result)
+                await self.journal.finished_async(rec.job_id, result)
                 await asyncio.to_thread(self._mark_compiled, prepared.digest)
                 job.result = result
                 self.registry.add(job)
@@ -419,9 +418,7 @@ class Forge:
                 self.store.put_blueprint, encode(p.ir), p.digest, name=p.name, source=source, state="SUBMITTED"
             )
             stage = "journal"
-            sequence = await asyncio.to_thread(
-                self.journal.enqueue, job_id, p.artifact_id, p.priority, encode(p.request)
-            )
+            sequence = await self.journal.enqueue_async(job_id, p.artifact_id, p.priority, encode(p.request))
         except BaseException as exc:
             # Including cancellation: joiners must never wait on an entry nobody will resolve.
             miss.fail(exc if isinstance(exc, Exception) else IntakeClosed("the submission was cancelled"))

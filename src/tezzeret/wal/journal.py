@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 from tezzeret.leyline import codec, pb
 from tezzeret.wal.errors import WalStateError
-from tezzeret.wal.log import Wal, to_thread
+from tezzeret.wal.log import Wal
 from tezzeret.wal.recovery import CHECKPOINT_OPERATION, CommittedTransaction
 
 JOURNAL_OPERATION = "JOB_JOURNAL"
+_CONTEXT = pb.ExecutionContext(schema_version=codec.SCHEMA_VERSION, operation=JOURNAL_OPERATION)
 
 
 @dataclass(frozen=True)
@@ -167,26 +168,49 @@ class JobJournal:
         return out
 
     # -- events --------------------------------------------------------------------------------
-    def _record(self, record: pb.JobRecord) -> None:
+    # Each event has a sync form (for threads) and an async one that awaits the WAL's native
+    # async commit (no thread per call); both build the same record through the same checks.
+    def _encode(self, record: pb.JobRecord) -> bytes:
         record.schema_version = codec.SCHEMA_VERSION
         record.at_ns = time.time_ns()
-        txn = self._wal.begin(pb.ExecutionContext(operation=JOURNAL_OPERATION))
-        txn.data(codec.encode(record))
+        return codec.encode(record)
+
+    def _record(self, record: pb.JobRecord) -> None:
+        txn = self._wal.begin(_CONTEXT)
+        txn.data(self._encode(record))
         txn.commit()
 
-    def enqueue(self, job_id: str, artifact_id: str, priority: int, request: bytes) -> int:
-        """Journal a new job durably; returns its sequence. Enqueuing a known job id again
-        returns the original sequence and writes nothing."""
+    async def _record_async(self, record: pb.JobRecord) -> None:
+        txn = await self._wal.begin_async(_CONTEXT)
+        await txn.data_async(self._encode(record))
+        await txn.commit_async()
+
+    def _enqueue_record(self, job_id: str, artifact_id: str, priority: int,
+                        request: bytes) -> tuple[int, pb.JobRecord | None]:
         if priority not in pb.CompilationPriority.values() or priority == 0:
             raise WalStateError(f"job {job_id}: priority {priority} is not a CompilationPriority")
         with self._lock:
             existing = self._jobs.get(job_id)
             if existing is not None:
-                return existing.sequence
+                return existing.sequence, None
             seq = self._next_sequence
             self._next_sequence += 1
-        self._record(pb.JobRecord(event=pb.JOB_ENQUEUED, job_id=job_id, artifact_id=artifact_id,
-                                  priority=priority, sequence=seq, request=request))
+        return seq, pb.JobRecord(event=pb.JOB_ENQUEUED, job_id=job_id, artifact_id=artifact_id,
+                                 priority=priority, sequence=seq, request=request)
+
+    def enqueue(self, job_id: str, artifact_id: str, priority: int, request: bytes) -> int:
+        """Journal a new job durably; returns its sequence. Enqueuing a known job id again
+        returns the original sequence and writes nothing."""
+        seq, record = self._enqueue_record(job_id, artifact_id, priority, request)
+        if record is not None:
+            self._record(record)
+        return seq
+
+    async def enqueue_async(self, job_id: str, artifact_id: str, priority: int,
+                            request: bytes) -> int:
+        seq, record = self._enqueue_record(job_id, artifact_id, priority, request)
+        if record is not None:
+            await self._record_async(record)
         return seq
 
     def _job(self, job_id: str) -> _Job:
@@ -197,44 +221,52 @@ class JobJournal:
                                 "or already finished or failed)")
         return job
 
-    def started(self, job_id: str) -> None:
+    def _started_record(self, job_id: str) -> pb.JobRecord:
         job = self._job(job_id)
-        self._record(pb.JobRecord(event=pb.JOB_STARTED, job_id=job_id,
-                                  artifact_id=job.artifact_id, sequence=job.sequence))
+        return pb.JobRecord(event=pb.JOB_STARTED, job_id=job_id, artifact_id=job.artifact_id,
+                            sequence=job.sequence)
+
+    def started(self, job_id: str) -> None:
+        self._record(self._started_record(job_id))
+
+    async def started_async(self, job_id: str) -> None:
+        await self._record_async(self._started_record(job_id))
 
     def finished(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._end(job_id, result, pb.JOB_FINISHED)
+        self._record(self._end_record(job_id, result, pb.JOB_FINISHED))
+        if self._checkpoint_due():
+            self._wal.checkpoint()
+
+    async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
+        await self._record_async(self._end_record(job_id, result, pb.JOB_FINISHED))
+        if self._checkpoint_due():
+            await self._wal.checkpoint_async()
 
     def failed(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._end(job_id, result, pb.JOB_FAILED)
+        self._record(self._end_record(job_id, result, pb.JOB_FAILED))
+        if self._checkpoint_due():
+            self._wal.checkpoint()
 
-    def _end(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
+    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
+        await self._record_async(self._end_record(job_id, result, pb.JOB_FAILED))
+        if self._checkpoint_due():
+            await self._wal.checkpoint_async()
+
+    def _end_record(self, job_id: str, result: pb.CompilationResult, event: int) -> pb.JobRecord:
         job = self._job(job_id)
         stored = pb.CompilationResult()
         stored.CopyFrom(result)
         if not stored.job_id:
             stored.job_id = job_id
-        self._record(pb.JobRecord(event=event, job_id=job_id, artifact_id=job.artifact_id,
-                                  sequence=job.sequence, result=stored))
+        return pb.JobRecord(event=event, job_id=job_id, artifact_id=job.artifact_id,
+                            sequence=job.sequence, result=stored)
+
+    def _checkpoint_due(self) -> bool:
         with self._lock:
             due = self._since_checkpoint >= self._wal.options.checkpoint_interval_compilations
             if due:
                 self._since_checkpoint = 0
-        if due:
-            self._wal.checkpoint()
-
-    async def enqueue_async(self, job_id: str, artifact_id: str, priority: int,
-                            request: bytes) -> int:
-        return await to_thread(self.enqueue, job_id, artifact_id, priority, request)
-
-    async def started_async(self, job_id: str) -> None:
-        await to_thread(self.started, job_id)
-
-    async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await to_thread(self.finished, job_id, result)
-
-    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await to_thread(self.failed, job_id, result)
+        return due
 
     # -- queries -------------------------------------------------------------------------------
     def is_completed(self, artifact_id: str) -> bool:

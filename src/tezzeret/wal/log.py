@@ -163,18 +163,25 @@ class Transaction:
     def _write_pending(self, *, durable: bool) -> None:
         pending = self.records[self.written :]
         if pending or durable:
-            self._wal._append(pending, durable=durable, txn=self)
+            self._wal._writer.append(pending, durable=durable)
 
     def data(self, payload: bytes, *, kind: str = "compilation") -> None:
         """Add one DATA segment. `kind` is "artifact" or "compilation" (metadata)."""
+        spill = self._add_data(payload, kind)
+        if spill:
+            self._wal._writer.append(spill, durable=True)
+
+    def _add_data(self, payload: bytes, kind: str) -> list[PendingRecord]:
+        """Queue one DATA record; what must be written now (past 1 MiB unwritten), or nothing."""
         self._require_open("add data to")
         if kind not in ("artifact", "compilation"):
             raise WalStateError(f"DATA kind must be 'artifact' or 'compilation', not {kind!r}")
         self.records.append(self._record(EntryType.DATA, bytes(payload)))
         self._kinds.append(kind)
-        if sum(len(r.payload) for r in self.records[self.written :]) >= _SPILL_BYTES:
-            self._fire_data_hooks()
-            self._write_pending(durable=True)
+        if sum(len(r.payload) for r in self.records[self.written :]) < _SPILL_BYTES:
+            return []
+        self._fire_data_hooks()
+        return self.records[self.written :]
 
     def _fire_data_hooks(self) -> None:
         for kind in dict.fromkeys(self._kinds):
@@ -191,49 +198,74 @@ class Transaction:
         """Barrier, COMMIT, barrier; returns once the COMMIT record is durable. Both barriers are
         taken in one trip through the writer, shared with whoever else is committing."""
         self._require_open("commit")
-        wal = self._wal
         self.state = TxnState.COMMITTING
         try:
-            self._fire_data_hooks()
-            root = merkle_root(
-                self.context_bytes, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
-            )
-            wal._writer.append(
-                self.records[self.written :],  # barrier 1: BEGIN and every DATA durable
-                durable=True,
-                then=[self._record(EntryType.COMMIT, root.encode())],
-                between=wal._commit_hooks,
-            )
+            records, then = self._commit_records()
+            self._wal._writer.append(records, durable=True, then=then, between=self._wal._commit_hooks)
         except BaseException:
             self.state = TxnState.FAILED
             raise
+        return self._committed(then[0])
+
+    def _commit_records(self) -> tuple[list[PendingRecord], list[PendingRecord]]:
+        """What is still unwritten (barrier 1 makes BEGIN and every DATA durable), and the COMMIT."""
+        self._fire_data_hooks()
+        root = merkle_root(
+            self.context_bytes, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
+        )
+        return self.records[self.written :], [self._record(EntryType.COMMIT, root.encode())]
+
+    def _committed(self, commit: PendingRecord) -> CommitRecord:
         _COMMITTED.inc()
-        return CommitRecord(self.txn_id, root, len(self.records) - 1)
+        return CommitRecord(self.txn_id, commit.payload.decode(), len(self.records) - 1)
 
     def abort(self) -> None:
         """Roll back. Writes a durable ABORT only if some of this transaction reached the log."""
+        record = self._abort_record()
+        if record:
+            self._wal._writer.append(record, durable=True)
+
+    def _abort_record(self) -> list[PendingRecord]:
+        """Mark the transaction aborted; the ABORT record to write, if any of it is on disk."""
         if self.state in (TxnState.ABORTED, TxnState.COMMITTED):
             if self.state is TxnState.COMMITTED:
                 raise WalStateError(f"transaction {self.txn_id} is already committed")
-            return
+            return []
         self.state = TxnState.ABORTED
-        if self.written:
-            self._wal._append([self._record(EntryType.ABORT, b"")], durable=True, txn=self)
-        else:
-            self._wal._forget(self)
         metrics.WAL_TRANSACTIONS.labels(status="aborted").inc()
+        if self.written:
+            return [self._record(EntryType.ABORT, b"")]
+        self._wal._forget(self)
+        return []
 
+    # The async forms queue their writes on the writer and await the batch (see
+    # `SegmentWriter.append_async`): no thread per call, and the loop never blocks on the disk.
     async def data_async(self, payload: bytes, *, kind: str = "compilation") -> None:
-        await to_thread(self.data, payload, kind=kind)
+        spill = self._add_data(payload, kind)
+        if spill:
+            await self._wal._writer.append_async(spill, durable=True)
 
     async def flush_async(self) -> None:
-        await to_thread(self.flush)
+        self._require_open("flush")
+        self._fire_data_hooks()
+        await self._wal._writer.append_async(self.records[self.written :], durable=True)
 
     async def commit_async(self) -> CommitRecord:
-        return await to_thread(self.commit)
+        self._require_open("commit")
+        self.state = TxnState.COMMITTING
+        try:
+            records, then = self._commit_records()
+            await self._wal._writer.append_async(records, durable=True, then=then,
+                                                 between=self._wal._commit_hooks)
+        except BaseException:
+            self.state = TxnState.FAILED
+            raise
+        return self._committed(then[0])
 
     async def abort_async(self) -> None:
-        await to_thread(self.abort)
+        record = self._abort_record()
+        if record:
+            await self._wal._writer.append_async(record, durable=True)
 
     def __enter__(self) -> Transaction:
         return self
@@ -458,6 +490,22 @@ class Wal:
     ) -> Transaction:
         """Start a transaction. `durable` makes BEGIN durable before returning (intent logging);
         otherwise it becomes durable with the first barrier of `flush` or `commit`."""
+        txn = self._open_transaction(context, epoch)
+        if durable:
+            txn._write_pending(durable=True)
+        self._hook("after_begin_before_data")
+        return txn
+
+    async def begin_async(
+        self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
+    ) -> Transaction:
+        txn = self._open_transaction(context, epoch)
+        if durable:
+            await self._writer.append_async(txn.records[txn.written :], durable=True)
+        self._hook("after_begin_before_data")
+        return txn
+
+    def _open_transaction(self, context: pb.ExecutionContext, epoch: int) -> Transaction:
         if self._closed:
             raise WalStateError(f"the WAL in {self.directory} is closed")
         if context.operation == CHECKPOINT_OPERATION:
@@ -471,18 +519,7 @@ class Wal:
         txn = Transaction(self, codec.encode(context), epoch)
         with self._lock:
             self._open_txns[txn.txn_id_bytes] = txn
-        if durable:
-            txn._write_pending(durable=True)
-        self._hook("after_begin_before_data")
         return txn
-
-    async def begin_async(
-        self, context: pb.ExecutionContext, *, epoch: int = 0, durable: bool = False
-    ) -> Transaction:
-        return await to_thread(self.begin, context, epoch=epoch, durable=durable)
-
-    def _append(self, records: list[PendingRecord], *, durable: bool, txn: Transaction) -> None:
-        self._writer.append(records, durable=durable)
 
     def _open_count(self) -> int:
         return len(self._open_txns)

@@ -16,6 +16,7 @@ mean; the `on_written` callback (run under the writer lock, in log order) does t
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,8 +39,11 @@ Barrier = Callable[[], None]
 
 @dataclass(slots=True, eq=False)
 class _Item:
-    """One caller's queued append. `wake` is held from creation; releasing it wakes exactly that
-    caller, either because its records are written (`written`) or to lead the next batch."""
+    """One caller's queued append. A thread caller's `wake` is a lock held from creation;
+    releasing it wakes exactly that caller, either because its records are written (`written`)
+    or to lead the next batch (`lead`). An asyncio caller's `wake` is a future, resolved from the
+    leader's thread; such a caller never leads (the loop must not block), the writer's own
+    thread does."""
 
     records: list[PendingRecord]
     durable: bool
@@ -48,6 +52,13 @@ class _Item:
     wake: Any
     written: bool = False
     lead: bool = False
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        if not fut.done():  # a cancelled awaiter's record is written all the same
+            fut.set_result(None)
 
 
 @dataclass(slots=True)
@@ -58,6 +69,21 @@ class PendingRecord:
     sha256: bytes
     epoch: int
     owner: Any = None  # the Transaction, for the on_written callback
+
+
+def _wake_all(items: list[_Item]) -> None:
+    """Wake every caller in `items`: thread callers one by one, each event loop once."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for item in items:
+        if item.loop is None:
+            item.wake.release()
+        else:
+            by_loop.setdefault(item.loop, []).append(item.wake)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futures)
+        except RuntimeError:  # the loop is closed: nobody is left to wake
+            pass
 
 
 class SegmentWriter:
@@ -104,6 +130,9 @@ class SegmentWriter:
         self._failed: WalIOError | None = None
         self._closed = False
         self.syncs = 0
+        # Leads batches for asyncio callers; started on the first one.
+        self._lead_thread: threading.Thread | None = None
+        self._lead_wanted = threading.Semaphore(0)
 
     @property
     def dsync(self) -> bool:
@@ -151,6 +180,55 @@ class SegmentWriter:
         if not item.written:
             self._check()
 
+    async def append_async(
+        self,
+        records: list[PendingRecord],
+        *,
+        durable: bool,
+        then: list[PendingRecord] | None = None,
+        between: Barrier | None = None,
+    ) -> None:
+        """`append` for a coroutine: queue the records and await their batch without a thread
+        per call. The loop only queues and is woken once per batch; the writer's thread (or a
+        thread caller that leads meanwhile) does the writing. Queued work is written even if the
+        awaiting task is cancelled."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        item = _Item(records, durable or then is not None, then, between, fut, loop=loop)
+        with self._mutex:
+            self._check()
+            self._queue.append(item)
+            leading = not self._busy
+            self._busy = True
+            if self._gathering:
+                self._cond.notify_all()
+            if leading:
+                self._wake_lead_thread()
+        await fut
+        if not item.written:
+            self._check()
+            raise WalStateError(f"the WAL in {self.directory} stopped before this write")
+
+    def _wake_lead_thread(self) -> None:
+        """With the mutex held: have the writer's own thread lead the next batch."""
+        if self._lead_thread is None:
+            self._lead_thread = threading.Thread(
+                target=self._lead_loop, name=f"wal-writer:{self.directory.name}", daemon=True
+            )
+            self._lead_thread.start()
+        self._lead_wanted.release()
+
+    def _lead_loop(self) -> None:
+        while True:
+            self._lead_wanted.acquire()
+            with self._mutex:
+                if self._closed and not self._queue:
+                    return
+            try:
+                self._lead()
+            except BaseException:  # noqa: BLE001 - the failure is in `_failed`; callers raise it
+                pass
+
     def _lead(self) -> None:
         """Write one batch (everything queued now), then hand the leader role to the first caller
         queued meanwhile, or give it up. Wakes only the callers it must."""
@@ -190,8 +268,7 @@ class SegmentWriter:
                 self._queue = []
             # Whatever happened, every caller in the batch is woken and the role moves on.
             self._hand_off()
-        for item in batch:
-            item.wake.release()
+        _wake_all(batch)
         if error is not None and not isinstance(error, OSError):
             raise error
 
@@ -199,12 +276,14 @@ class SegmentWriter:
         """With the mutex held, as leader or `exclusive` holder: pass the role on or drop it."""
         if self._queue and self._failed is None and not self._closed and not self._waiting_exclusive:
             nxt = self._queue[0]
+            if nxt.loop is not None:
+                self._wake_lead_thread()
+                return
             nxt.lead = True
             nxt.wake.release()
             return
         if self._failed is not None or self._closed:
-            for item in self._queue:
-                item.wake.release()  # they raise
+            _wake_all(self._queue)  # they raise
             self._queue = []
         # Anyone still queued is led by the `exclusive` holder's hand-off, or by the next caller.
         self._busy = False
@@ -332,3 +411,6 @@ class SegmentWriter:
             with self._mutex:
                 self._closed = True
                 self._hand_off()
+            if self._lead_thread is not None:
+                self._lead_wanted.release()  # it finds the writer closed and returns
+                self._lead_thread.join(timeout=5)
