@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
-from wal_helpers import write_txns
+from wal_helpers import records_bytes, write_txns
 
 from tezzeret.wal.commands import wal_app
 from tezzeret.wal.reader import list_segments
@@ -24,8 +24,12 @@ def test_inspect_lists_every_record(tmp_path: Path) -> None:
     assert [r["type"] for r in doc["records"]] == ["BEGIN", "DATA", "DATA", "COMMIT"] * 3
     assert {r["txn_id"] for r in doc["records"]} == set(written)
     assert doc["invalid"] == []
+    [seg] = doc["segments"]
+    last = doc["records"][-1]
+    assert seg["records_end"] == last["offset"] + 256 + last["payload_size"]
+    assert seg["preallocated"] == seg["file_size"] - seg["records_end"] > 0
     table = runner.invoke(wal_app, ["inspect", str(tmp_path)])
-    assert table.exit_code == 0 and "COMMIT" in table.output
+    assert table.exit_code == 0 and "COMMIT" in table.output and "zero bytes preallocated" in table.output
 
 
 def test_verify_names_offset_and_transaction_then_recover_fixes(tmp_path: Path) -> None:
@@ -51,7 +55,7 @@ def test_verify_names_offset_and_transaction_then_recover_fixes(tmp_path: Path) 
 def test_torn_tail_exits_2_until_recovered(tmp_path: Path) -> None:
     write_txns(tmp_path, 2)
     [(_, seg)] = list_segments(tmp_path)
-    seg.write_bytes(seg.read_bytes()[:-10])
+    seg.write_bytes(records_bytes(seg)[:-10])
     result = runner.invoke(wal_app, ["verify", str(tmp_path), "--json"])
     assert result.exit_code == 2
     assert json.loads(result.output)["problems"][0].startswith("torn_tail")

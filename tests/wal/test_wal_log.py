@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from wal_helpers import ctx, digest, write_txns
+from wal_helpers import ctx, digest, records_bytes, write_txns
 
 from tezzeret import metrics
 from tezzeret.leyline import pb
@@ -110,7 +110,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
 def test_torn_tail_truncated_at_every_length(tmp_path: Path) -> None:
     written = write_txns(tmp_path / "src", 3)
     [(_, seg)] = list_segments(tmp_path / "src")
-    full = seg.read_bytes()
+    full = records_bytes(seg)
     boundaries = {r.offset for r in scan_segment(1, seg).records} | {len(full)}
     order = list(written)
     for cut in range(0, len(full) + 1, 7):
@@ -133,12 +133,56 @@ def test_torn_tail_truncated_at_every_length(tmp_path: Path) -> None:
         assert not analyze(d).problems
 
 
+def test_records_overwrite_preallocated_zeros_and_reopen_continues_after_them(tmp_path: Path, mode: str) -> None:
+    first = write_txns(tmp_path, 3, mode=mode)
+    [(_, seg)] = list_segments(tmp_path)
+    end = len(records_bytes(seg))
+    assert seg.stat().st_size > end and seg.read_bytes()[end:].count(0) == seg.stat().st_size - end
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as wal:
+        assert wal.recovery.outcome == "clean" and wal.recovery.truncated_bytes == 0
+        txn = wal.begin(ctx(9))
+        txn.data(b"after reopen")
+        txn.commit()
+    records = scan_segment(1, seg).records
+    assert records[-1].txn_id.hex() == txn.txn_id and records[-4].end == end  # no gap, no overlap
+    with Wal.open(tmp_path) as wal:
+        assert _committed(wal) == {**first, txn.txn_id: [b"after reopen"]}
+
+
+def test_damage_in_the_zero_filled_tail(tmp_path: Path) -> None:
+    """A record cut short with zeros after it was never acknowledged: rolled back, not lost. A
+    stray non-zero byte after the last record is a torn tail: cut off, nothing lost."""
+    written = write_txns(tmp_path / "a", 2)
+    last = list(written)[-1]
+    [(_, seg)] = list_segments(tmp_path / "a")
+    full = seg.read_bytes()
+    end = len(records_bytes(seg))
+    commit = scan_segment(1, seg).records[-1]
+    cut = bytearray(full)
+    cut[commit.offset + 256 + 10 : end] = bytes(end - commit.offset - 256 - 10)  # payload half written
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / seg.name).write_bytes(bytes(cut))
+    torn = analyze(tmp_path / "b")
+    assert [p.kind for p in torn.problems] == ["torn_tail"] and torn.lost == []
+    assert "cut short" in torn.problems[0].reason
+    assert [t.txn_id for t in torn.open] == [last]
+    stray = bytearray(full)
+    stray[end + 1000] = 0x5A
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / seg.name).write_bytes(bytes(stray))
+    with Wal.open(tmp_path / "c") as wal:
+        assert wal.recovery.outcome == "truncated_tail" and wal.recovery.lost_transactions == []
+        assert _committed(wal) == written
+        wal.begin(ctx(5)).commit()
+    assert not analyze(tmp_path / "c").problems
+
+
 def test_bit_flips_anywhere_are_detected_never_accepted(tmp_path: Path) -> None:
     import random
 
     written = write_txns(tmp_path / "src", 4)
     [(_, seg)] = list_segments(tmp_path / "src")
-    full = seg.read_bytes()
+    full = records_bytes(seg)
     rng = random.Random(5)
     bits = rng.sample(range(len(full) * 8), 300)
     for n, bit in enumerate(bits):
@@ -440,7 +484,7 @@ def test_a_commit_cut_short_is_rolled_back_a_damaged_one_is_reported_lost(tmp_pa
     written = write_txns(tmp_path / "a", 2)
     last = list(written)[-1]
     [(_, seg)] = list_segments(tmp_path / "a")
-    full = seg.read_bytes()
+    full = records_bytes(seg)
     commit = scan_segment(1, seg).records[-1]
     assert commit.entry_type == 3 and commit.txn_id.hex() == last
     (tmp_path / "b").mkdir()
@@ -582,6 +626,7 @@ def test_a_commit_reaches_the_file_only_after_its_data_is_durable(tmp_path: Path
             super().sync(handle)
 
     with Wal.open(tmp_path, WalOptions(durability_mode="fsync"), file_layer=Recording()) as wal:
+        wal.begin(ctx(0)).commit()  # the first write preallocates the segment (zeros + sync)
         order.clear()
         txn = wal.begin(ctx(0))
         txn.data(b"x" * 100)

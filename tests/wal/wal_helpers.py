@@ -23,6 +23,15 @@ def digest(payloads: list[bytes]) -> str:
     return h.hexdigest()
 
 
+def records_bytes(segment: Path) -> bytes:
+    """A segment's bytes up to the end of its records, without the zero-filled space the writer
+    preallocates after them: the file as an append-only log would have left it."""
+    from tezzeret.wal.reader import scan_segment
+
+    data = segment.read_bytes()
+    return data[: scan_segment(1, segment).stop]
+
+
 def write_txns(directory: Path, n: int, *, mode: str = "O_DSYNC", **opts: object) -> dict[str, list[bytes]]:
     """Commit `n` transactions; returns txn id -> payloads."""
     out = {}

@@ -39,8 +39,12 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
     _require_dir(directory)
     rows = []
     stops = []
+    segments = []
     for index, path in list_segments(directory):
         scan = scan_segment(index, path)
+        # A clean segment's records may be followed by zeros the writer preallocated.
+        segments.append({"segment": path.name, "file_size": scan.size, "records_end": scan.stop,
+                         "preallocated": scan.size - scan.stop if scan.clean else 0})
         for record in scan.records:
             h = record
             rows.append({
@@ -53,7 +57,7 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
             stops.append({"segment": path.name, "offset": scan.stop,
                           "reason": scan.error.reason, "bytes_after": scan.size - scan.stop})
     if as_json:
-        typer.echo(json.dumps({"records": rows, "invalid": stops}, indent=2))
+        typer.echo(json.dumps({"records": rows, "invalid": stops, "segments": segments}, indent=2))
         return
     table = Table(title=f"WAL {directory}")
     for col in ("segment", "offset", "seq", "txn", "type", "epoch", "payload"):
@@ -63,6 +67,9 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
                       r["type"], str(r["epoch"]), str(r["payload_size"]))
     console = Console()
     console.print(table)
+    for seg in segments:
+        console.print(f"{seg['segment']}: records end at {seg['records_end']}, "
+                      f"{seg['preallocated']} zero bytes preallocated after them")
     for s in stops:
         console.print(f"[yellow]invalid from {s['segment']} offset {s['offset']}[/yellow]: "
                       f"{s['reason']} ({s['bytes_after']} bytes after)")

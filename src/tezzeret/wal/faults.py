@@ -1,8 +1,10 @@
 """A fault-injecting file layer for the crash matrix: lost unsynced writes, torn writes, EIO.
 
-Owns: `FaultyFileLayer`, which wraps `OsFileLayer` and remembers, per open file, how many bytes
-are durable (synced, or written through `O_DSYNC`). It can simulate power loss (cut every file back
-to its durable length, optionally keeping a random prefix of the unsynced bytes, then `os._exit`),
+Owns: `FaultyFileLayer`, which wraps `OsFileLayer` and remembers, per open file, how far the data
+written is durable (synced, or written through `O_DSYNC`) and how much of the file's zero-filled
+preallocated space is. It can simulate power loss (every unsynced write is undone: bytes written
+over durable zeros become zeros again, bytes past the durable file size are cut off, optionally
+keeping a random prefix of the unsynced data, then `os._exit`),
 a torn write (write a random prefix of the next write, then lose power), and an NVMe namespace
 teardown (lose unsynced bytes, then fail every later call with `EIO`). Must never be used outside
 tests and crash harnesses.
@@ -23,9 +25,11 @@ from tezzeret.wal.fileio import OsFileLayer
 @dataclass
 class _Tracked:
     path: Path
-    durable: int
-    length: int
+    durable: int  # end of the data known durable
+    length: int  # end of the data written (the write position)
     dsync: bool
+    size: int  # the file's size, preallocated zeros included
+    synced_size: int  # how much of `size` is durable
 
 
 class FaultyFileLayer(OsFileLayer):
@@ -64,20 +68,33 @@ class FaultyFileLayer(OsFileLayer):
         for tracked in self._files.values():
             unsynced = tracked.length - tracked.durable
             keep = self._rng.randint(0, unsynced) if (unsynced and self._keep_prefix) else 0
-            os.truncate(tracked.path, tracked.durable + keep)
-            tracked.length = tracked.durable + keep
+            end = tracked.durable + keep
+            # What was written over durable preallocated zeros reverts to zeros; what lay past
+            # the durable size is gone.
+            zeroed = min(tracked.length, tracked.synced_size) - end
+            if zeroed > 0:
+                fd = os.open(tracked.path, os.O_WRONLY)
+                try:
+                    os.pwrite(fd, bytes(zeroed), end)
+                finally:
+                    os.close(fd)
+            size = max(tracked.synced_size, end)
+            os.truncate(tracked.path, size)
+            tracked.length = tracked.durable = end
+            tracked.size = tracked.synced_size = size
 
     def _check(self) -> None:
         if self._dead:
             raise OSError(errno.EIO, "injected EIO: NVMe namespace torn down")
 
     # -- FileLayer ------------------------------------------------------------------------
-    def open_append(self, path: Path, *, dsync: bool, create: bool) -> int:
+    def open_at(self, path: Path, *, dsync: bool, create: bool, offset: int | None = None) -> int:
         with self._device:
             self._check()
-            handle = super().open_append(path, dsync=dsync, create=create)
+            handle = super().open_at(path, dsync=dsync, create=create, offset=offset)
             size = os.fstat(handle).st_size
-            self._files[handle] = _Tracked(Path(path), size, size, dsync and self.dsync_active(handle))
+            at = size if offset is None else offset
+            self._files[handle] = _Tracked(Path(path), at, at, dsync and self.dsync_active(handle), size, size)
             return handle
 
     def write(self, handle: int, data: bytes) -> None:
@@ -92,14 +109,26 @@ class FaultyFileLayer(OsFileLayer):
             cut = self._rng.randint(0, len(data) - 1)
             super().write(handle, data[:cut])
             tracked.length += cut
+            tracked.size = max(tracked.size, tracked.length)
             if mode == "exit":
                 self.power_loss()
             self.teardown()
             self._check()
         super().write(handle, data)
         tracked.length += len(data)
+        tracked.size = max(tracked.size, tracked.length)
         if tracked.dsync:
             tracked.durable = tracked.length
+            tracked.synced_size = tracked.size
+
+    def preallocate(self, handle: int, start: int, length: int) -> None:
+        with self._device:
+            self._check()
+            tracked = self._files[handle]
+            # The zeros go down unsynced first: a power loss in between loses them.
+            OsFileLayer.write_zeros(handle, start, length)
+            tracked.size = max(tracked.size, start + length)
+        self.sync(handle)
 
     def sync(self, handle: int) -> None:
         with self._device:
@@ -107,12 +136,13 @@ class FaultyFileLayer(OsFileLayer):
             super().sync(handle)
             tracked = self._files[handle]
             tracked.durable = tracked.length
+            tracked.synced_size = tracked.size
 
     def close(self, handle: int) -> None:
         with self._device:
             tracked = self._files.pop(handle, None)
             super().close(handle)
-            if tracked is not None and tracked.durable < tracked.length:
+            if tracked is not None and (tracked.durable < tracked.length or tracked.synced_size < tracked.size):
                 # Closing does not make data durable; keep tracking the path for power loss.
                 self._files[-handle - 1] = tracked
             self._check()

@@ -1,9 +1,17 @@
 """The file operations the WAL writer performs, behind one small interface.
 
-Owns: opening segment files for append (with `O_DSYNC` where asked and available), writing,
-syncing, renaming, unlinking and directory fsync. The default `OsFileLayer` is plain `os`; tests
-swap in `faults.FaultyFileLayer` to lose unsynced writes and fail later I/O. Must never buffer or
-reorder writes: a write returns only when the kernel has all of it.
+Owns: opening a segment file to write at a given offset (with `O_DSYNC` where asked and
+available), writing at that position, preallocating zero-filled space ahead of it, syncing,
+renaming, unlinking and directory fsync. The default `OsFileLayer` is plain `os`; tests swap in
+`faults.FaultyFileLayer` to lose unsynced writes and fail later I/O. Must never buffer or reorder
+writes: a write returns only when the kernel has all of it.
+
+Why preallocate with real zeros: appending grows the file, and on ext4 every durable append then
+also waits for a journal commit of the new size and, every few writes, a new block (measured on
+the development VM: 165-180 µs an O_DSYNC append against 109 µs an O_DSYNC overwrite of blocks
+already written and synced). `fallocate` would not do: its unwritten extents need the same journal
+commit when first written. So the log writes zeros ahead of itself once, syncs them, and then
+only overwrites; recovery reads a zero-filled tail after the last record as the log's end.
 """
 
 from __future__ import annotations
@@ -14,11 +22,13 @@ from typing import Protocol
 
 
 class FileLayer(Protocol):
-    def open_append(self, path: Path, *, dsync: bool, create: bool) -> int: ...
+    def open_at(self, path: Path, *, dsync: bool, create: bool, offset: int | None = None) -> int: ...
 
     def dsync_active(self, handle: int) -> bool: ...
 
     def write(self, handle: int, data: bytes) -> None: ...
+
+    def preallocate(self, handle: int, start: int, length: int) -> None: ...
 
     def sync(self, handle: int) -> None: ...
 
@@ -34,18 +44,25 @@ class FileLayer(Protocol):
 
 
 HAVE_O_DSYNC = hasattr(os, "O_DSYNC")
+_ZEROS = bytes(1 << 20)
 
 
 class OsFileLayer:
     """Direct `os` calls; what production uses."""
 
-    def open_append(self, path: Path, *, dsync: bool, create: bool) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    def open_at(self, path: Path, *, dsync: bool, create: bool, offset: int | None = None) -> int:
+        """Open for writing at `offset` (default: the end of the file)."""
+        flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
         if create:
             flags |= os.O_CREAT | os.O_EXCL
         if dsync and HAVE_O_DSYNC:
             flags |= os.O_DSYNC
-        return os.open(path, flags, 0o644)
+        handle = os.open(path, flags, 0o644)
+        if offset is None:
+            os.lseek(handle, 0, os.SEEK_END)
+        else:
+            os.lseek(handle, offset, os.SEEK_SET)
+        return handle
 
     def dsync_active(self, handle: int) -> bool:
         if not HAVE_O_DSYNC:
@@ -59,6 +76,17 @@ class OsFileLayer:
         while view:
             n = os.write(handle, view)
             view = view[n:]
+
+    def preallocate(self, handle: int, start: int, length: int) -> None:
+        """Write `length` zero bytes at `start` (the write position stays put), then sync them."""
+        self.write_zeros(handle, start, length)
+        self.sync(handle)
+
+    @staticmethod
+    def write_zeros(handle: int, start: int, length: int) -> None:
+        end = start + length
+        while start < end:
+            start += os.pwrite(handle, _ZEROS[: min(len(_ZEROS), end - start)], start)
 
     def sync(self, handle: int) -> None:
         # fdatasync is enough: the file size change it carries is data-relevant metadata.

@@ -225,8 +225,29 @@ def _finish_scan(
     end = len(buf)
     if offset >= end or (limit is not None and len(records) >= limit):
         return records, offset, None
+    # The log's end inside a preallocated segment: nothing but zeros after the last record.
+    written = offset + len(buf[offset:].rstrip(b"\0"))
+    if written == offset:
+        return records, offset, None
     try:
         parse_record(buf, offset)
     except RecordInvalid as exc:
+        if not exc.torn and _cut_short(buf, offset, written):
+            exc = RecordInvalid(
+                f"{exc.reason}: cut short, {written - offset} bytes written before the "
+                "zero-filled end of the segment", torn=True, txn_id=exc.txn_id,
+            )
         return records, offset, exc
     raise AssertionError(f"fast scan and parse_record disagree at offset {offset}")
+
+
+def _cut_short(buf: bytes, offset: int, written: int) -> bool:
+    """True when the record at `offset` ends past the last byte written (`written`, zeros follow):
+    a write that never finished, as a file ending there would be without preallocation."""
+    if written - offset < HEADER_SIZE:
+        return True
+    try:
+        header = parse_header(buf, offset)
+    except RecordInvalid:
+        return False
+    return written < offset + HEADER_SIZE + header.payload_size

@@ -381,12 +381,15 @@ class Wal:
         segments = list_segments(directory)
         dsync = self.options.durability_mode == "O_DSYNC"
         if not segments:
-            index = 1
-            handle = self._files.open_append(directory / segment_name(1), dsync=dsync, create=True)
+            index, end = 1, 0
+            handle = self._files.open_at(directory / segment_name(1), dsync=dsync, create=True)
             self._files.fsync_dir(directory)
         else:
             index, path = segments[-1]
-            handle = self._files.open_append(path, dsync=dsync, create=False)
+            # The records end where the scan stopped (repair cut anything bad there); zeros
+            # preallocated after them are overwritten from that point on.
+            end = analysis.end_of(index)
+            handle = self._files.open_at(path, dsync=dsync, create=False, offset=end)
         self._writer = SegmentWriter(
             directory,
             self._files,
@@ -394,7 +397,8 @@ class Wal:
             max_segment_bytes=int(self.options.max_wal_size_mb * 1024 * 1024),
             index=index,
             handle=handle,
-            size=self._files.size(handle),
+            size=end,
+            allocated=self._files.size(handle),
             next_sequence=analysis.last_sequence + 1,
             group_window_s=self.options.group_commit_window_us / 1e6,
             in_flight=self._open_count,
@@ -608,13 +612,13 @@ class Wal:
             final = self.directory / segment_name(index)
             tmp = final.with_name(final.name + TMP_SUFFIX)
             try:
-                handle = files.open_append(tmp, dsync=False, create=True)
+                handle = files.open_at(tmp, dsync=False, create=True)
                 files.write(handle, b"".join(parts))
                 files.sync(handle)
                 files.close(handle)
                 files.rename(tmp, final)
                 files.fsync_dir(self.directory)
-                handle = files.open_append(final, dsync=writer.dsync, create=False)
+                handle = files.open_at(final, dsync=writer.dsync, create=False)
                 writer.switch_segment(index, handle, offset, seq)
                 for old_index, path in list_segments(self.directory):
                     if old_index < index:

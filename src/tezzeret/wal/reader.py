@@ -45,7 +45,8 @@ class SegmentScan:
     path: Path
     size: int
     records: list[Record] = field(default_factory=list)
-    # Offset of the first byte that is not part of a valid record (== size when clean).
+    # Where the records end: the first byte not part of a valid record. When clean, `size`, or
+    # the start of the zero-filled tail of a preallocated segment.
     stop: int = 0
     error: RecordInvalid | None = None
     # Offset of the next valid header after `stop`, if there is one: then it is not a torn tail.

@@ -128,6 +128,14 @@ class Analysis:
     lost: list[str]
     last_sequence: int
 
+    def end_of(self, index: int) -> int:
+        """Where the records of segment `index` end once `repair` has run: the scan's stop (a
+        clean end, a zero-filled tail, a truncated torn tail or a quarantine cut)."""
+        for scan in self.scans:
+            if scan.index == index:
+                return scan.stop
+        raise KeyError(f"segment {index} was not scanned")
+
     @property
     def corrupt(self) -> bool:
         return any(p.kind != "torn_tail" for p in self.problems)
