@@ -233,22 +233,24 @@ class JobJournal:
         await self._record_async(self._started_record(job_id))
 
     def finished(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._record(self._end_record(job_id, result, pb.JOB_FINISHED))
-        if self._checkpoint_due():
-            self._wal.checkpoint()
+        self._end(job_id, result, pb.JOB_FINISHED)
 
     async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await self._record_async(self._end_record(job_id, result, pb.JOB_FINISHED))
-        if self._checkpoint_due():
-            await self._wal.checkpoint_async()
+        await self._end_async(job_id, result, pb.JOB_FINISHED)
 
     def failed(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._record(self._end_record(job_id, result, pb.JOB_FAILED))
+        self._end(job_id, result, pb.JOB_FAILED)
+
+    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
+        await self._end_async(job_id, result, pb.JOB_FAILED)
+
+    def _end(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
+        self._record(self._end_record(job_id, result, event))
         if self._checkpoint_due():
             self._wal.checkpoint()
 
-    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await self._record_async(self._end_record(job_id, result, pb.JOB_FAILED))
+    async def _end_async(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
+        await self._record_async(self._end_record(job_id, result, event))
         if self._checkpoint_due():
             await self._wal.checkpoint_async()
 

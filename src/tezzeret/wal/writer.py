@@ -168,17 +168,12 @@ class SegmentWriter:
         """Write `records` (may be empty: a pure barrier); return once written, and durable if
         `durable`. With `then`: make `records` durable, run `between`, then write `then` and
         return once it is durable too (a commit: BEGIN/DATA, barrier, COMMIT, barrier). Blocks
-        the calling thread; async callers run it in a worker thread."""
+        the calling thread; coroutines use `append_async`."""
         wake = threading.Lock()
         wake.acquire()
         item = _Item(records, durable or then is not None, then, between, wake)
         with self._mutex:
-            self._check()
-            self._queue.append(item)
-            leading = not self._busy
-            self._busy = True
-            if self._gathering:
-                self._cond.notify_all()
+            leading = self._enqueue(item)
         if not leading:
             wake.acquire()  # released by a leader: written, failed, or our turn to lead
             if item.written:
@@ -206,18 +201,22 @@ class SegmentWriter:
         fut: asyncio.Future[None] = loop.create_future()
         item = _Item(records, durable or then is not None, then, between, fut, loop=loop)
         with self._mutex:
-            self._check()
-            self._queue.append(item)
-            leading = not self._busy
-            self._busy = True
-            if self._gathering:
-                self._cond.notify_all()
-            if leading:
+            if self._enqueue(item):
                 self._wake_lead_thread()
         await fut
         if not item.written:
             self._check()
             raise WalStateError(f"the WAL in {self.directory} stopped before this write")
+
+    def _enqueue(self, item: _Item) -> bool:
+        """With the mutex held: queue `item`; True when nobody leads, so its caller's side must."""
+        self._check()
+        self._queue.append(item)
+        leading = not self._busy
+        self._busy = True
+        if self._gathering:
+            self._cond.notify_all()
+        return leading
 
     def _wake_lead_thread(self) -> None:
         """With the mutex held: have the writer's own thread lead the next batch."""
