@@ -130,6 +130,16 @@ class FaultyFileLayer(OsFileLayer):
             tracked.size = max(tracked.size, start + length)
         self.sync(handle)
 
+    def truncate(self, handle: int, size: int) -> None:
+        with self._device:
+            self._check()
+            super().truncate(handle, size)
+            tracked = self._files[handle]
+            # Until the next sync a power loss may bring the cut bytes back (as they were: zeros).
+            tracked.size = size
+            tracked.length = min(tracked.length, size)
+            tracked.durable = min(tracked.durable, size)
+
     def sync(self, handle: int) -> None:
         with self._device:
             self._check()

@@ -1,10 +1,10 @@
 """The file operations the WAL writer performs, behind one small interface.
 
 Owns: opening a segment file to write at a given offset (with `O_DSYNC` where asked and
-available), writing at that position, preallocating zero-filled space ahead of it, syncing,
-renaming, unlinking and directory fsync. The default `OsFileLayer` is plain `os`; tests swap in
-`faults.FaultyFileLayer` to lose unsynced writes and fail later I/O. Must never buffer or reorder
-writes: a write returns only when the kernel has all of it.
+available), writing at that position, preallocating zero-filled space ahead of it, truncating,
+syncing, renaming, unlinking and directory fsync. The default `OsFileLayer` is plain `os`; tests
+swap in `faults.FaultyFileLayer` to lose unsynced writes and fail later I/O. Must never buffer or
+reorder writes: a write returns only when the kernel has all of it.
 
 Why preallocate with real zeros: appending grows the file, and on ext4 every durable append then
 also waits for a journal commit of the new size and, every few writes, a new block (measured on
@@ -29,6 +29,8 @@ class FileLayer(Protocol):
     def write(self, handle: int, data: bytes) -> None: ...
 
     def preallocate(self, handle: int, start: int, length: int) -> None: ...
+
+    def truncate(self, handle: int, size: int) -> None: ...
 
     def sync(self, handle: int) -> None: ...
 
@@ -81,6 +83,10 @@ class OsFileLayer:
         """Write `length` zero bytes at `start` (the write position stays put), then sync them."""
         self.write_zeros(handle, start, length)
         self.sync(handle)
+
+    def truncate(self, handle: int, size: int) -> None:
+        """Cut the file to `size` bytes (not durable until the next sync)."""
+        os.ftruncate(handle, size)
 
     @staticmethod
     def write_zeros(handle: int, start: int, length: int) -> None:

@@ -465,8 +465,11 @@ class Wal:
         return self.directory
 
     def size_bytes(self) -> int:
-        """Bytes in the live segments (what recovery would scan)."""
-        return sum(p.stat().st_size for _, p in list_segments(self.directory))
+        """Bytes of records in the live segments: earlier segments whole (rotation cut their
+        preallocated zeros), the current one up to its last record."""
+        return self._writer.size + sum(
+            p.stat().st_size for i, p in list_segments(self.directory) if i != self._writer.index
+        )
 
     @property
     def sequence(self) -> int:

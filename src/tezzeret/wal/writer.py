@@ -34,9 +34,12 @@ from tezzeret.wal.format import EntryType, pack_record
 from tezzeret.wal.reader import segment_name
 
 CrashHook = Callable[[str], None]
-# Zero-filled space made ahead of the log at a time: one write + sync of this size every few
-# thousand small transactions.
-PREALLOCATE_BYTES = 4 << 20
+# Zero-filled space made ahead of the log at a time: as much again as the segment has, from
+# 256 KiB to 4 MiB. A fresh segment (after a checkpoint, say) costs its next commit 0.4 ms, not
+# the 3-4 ms of a 4 MiB write + sync (measured on the development VM); a long-lived one pays
+# that once every few thousand small transactions.
+PREALLOCATE_MIN = 256 << 10
+PREALLOCATE_MAX = 4 << 20
 _FSYNC_MS = metrics.WAL_FSYNC_DURATION_MS
 # Runs in the leader after the first phase is durable and before the second is written.
 Barrier = Callable[[], None]
@@ -353,9 +356,10 @@ class SegmentWriter:
         self.next_sequence = seq
 
     def _preallocate(self, needed: int) -> None:
-        """Zero-fill and sync the segment ahead of the writes (see `fileio`), a chunk at a time,
-        never past the segment limit unless one batch alone needs more."""
-        end = max(needed, min(self._max, self._allocated + PREALLOCATE_BYTES))
+        """Zero-fill and sync the segment ahead of the writes (see `fileio`), a growing chunk at a
+        time, never past the segment limit unless one batch alone needs more."""
+        step = min(PREALLOCATE_MAX, max(PREALLOCATE_MIN, self._allocated))
+        end = max(needed, min(self._max, self._allocated + step))
         self._files.preallocate(self._handle, self._allocated, end - self._allocated)
         self._allocated = end
 
@@ -366,8 +370,10 @@ class SegmentWriter:
         _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
 
     def _rotate(self) -> None:
-        # Everything in the old segment becomes durable before the new one exists, so recovery
-        # never sees a later segment while an earlier one still has unsynced bytes.
+        # The old segment keeps its records, not the zeros preallocated after them, and all of
+        # it becomes durable before the new one exists, so recovery never sees a later segment
+        # while an earlier one still has unsynced bytes.
+        self._files.truncate(self._handle, self.size)
         self._sync()
         self._files.close(self._handle)
         self.index += 1
