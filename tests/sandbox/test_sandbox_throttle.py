@@ -66,12 +66,9 @@ def test_the_cap_limits_a_process_in_the_group_and_lifting_it_frees_it(group: th
 
 def _host_busy_cores(seconds: float = 1.0) -> float:
     """Cores kept busy by everything on this host right now (a shared CI runner may not be idle)."""
-    def busy(t) -> float:  # type: ignore[no-untyped-def]
-        return t.user + t.nice + t.system + t.irq + t.softirq
-
-    before = psutil.cpu_times()
+    before = throttle.host_busy_s()
     time.sleep(seconds)
-    return (busy(psutil.cpu_times()) - busy(before)) / seconds
+    return (throttle.host_busy_s() - before) / seconds
 
 
 async def _until(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]

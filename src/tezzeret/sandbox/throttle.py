@@ -106,6 +106,12 @@ class WorkerCgroup:
                 directory.rmdir()
 
 
+def host_busy_s() -> float:
+    """CPU seconds every process on the host has used since boot (idle and iowait excluded)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def join(procs_files: list[Path]) -> None:
     """Run in a forked child before exec: move this process (and so all it starts) into the group."""
     for path in procs_files:
@@ -145,17 +151,13 @@ class ContentionThrottle:
             self.group.set_quota(None)
         self.group.remove()
 
-    def _host_busy_s(self) -> float:
-        t = psutil.cpu_times()
-        return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_t, last_busy, last_ours = loop.time(), self._host_busy_s(), self.group.usage_s()
+        last_t, last_busy, last_ours = loop.time(), host_busy_s(), self.group.usage_s()
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                now, busy, ours = loop.time(), self._host_busy_s(), self.group.usage_s()
+                now, busy, ours = loop.time(), host_busy_s(), self.group.usage_s()
                 dt = max(1e-3, now - last_t)
                 self.others_cores = max(0.0, (busy - last_busy) - (ours - last_ours)) / dt
                 if self.capped:
@@ -170,7 +172,11 @@ class ContentionThrottle:
                     log.info("sandbox CPU cap %s: other processes use %.2f cores",
                              f"on ({self.quota_cores:g} cores)" if want else "off", self.others_cores)
             except OSError as exc:
+                # Lift the cap on the way out: left on with `capped` False, jobs would be slowed
+                # while their timeouts counted full wall time.
                 log.warning("sandbox CPU throttle stopped: %s", exc)
+                with contextlib.suppress(OSError):
+                    self.group.set_quota(None)
                 self.capped = False
                 return
 
