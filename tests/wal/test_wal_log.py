@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from wal_helpers import ctx, digest, records_bytes, write_txns
+from wal_helpers import commit_series, ctx, digest, records_bytes, write_txns
 
 from tezzeret import metrics
 from tezzeret.leyline import pb
@@ -258,16 +258,8 @@ def test_group_commit_shares_syncs_and_keeps_every_commit(tmp_path: Path, mode: 
     with Wal.open(tmp_path, opts) as wal:
         start = wal.syncs
 
-        def worker(w: int) -> None:
-            for i in range(25):
-                txn = wal.begin(ctx(i))
-                payload = f"{w}-{i}".encode()
-                txn.data(payload)
-                txn.commit()
-                with lock:
-                    committed[txn.txn_id] = [payload]
-
-        threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+        threads = [threading.Thread(target=commit_series, args=(wal, str(w), 25, committed, lock))
+                   for w in range(8)]
         for t in threads:
             t.start()
         for t in threads:
@@ -379,15 +371,6 @@ def test_async_and_thread_committers_share_batches(tmp_path: Path, mode: str) ->
         wal = await Wal.open_async(tmp_path, WalOptions(durability_mode=mode))
         start = wal.syncs
 
-        def thread_worker(w: int) -> None:
-            for i in range(25):
-                txn = wal.begin(ctx(i))
-                payload = f"t{w}-{i}".encode()
-                txn.data(payload)
-                txn.commit()
-                with lock:
-                    committed[txn.txn_id] = [payload]
-
         async def task_worker(w: int) -> None:
             for i in range(25):
                 txn = await wal.begin_async(ctx(i))
@@ -397,7 +380,7 @@ def test_async_and_thread_committers_share_batches(tmp_path: Path, mode: str) ->
                 assert txn.state is TxnState.COMMITTED and record.txn_id == txn.txn_id
                 committed[txn.txn_id] = [payload]
 
-        threads = [asyncio.to_thread(thread_worker, w) for w in range(3)]
+        threads = [asyncio.to_thread(commit_series, wal, f"t{w}", 25, committed, lock) for w in range(3)]
         await asyncio.gather(*threads, *(task_worker(w) for w in range(8)))
         syncs = wal.syncs - start
         await wal.close_async()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from threading import Lock
 
 import pytest
 
@@ -30,6 +31,17 @@ def records_bytes(segment: Path) -> bytes:
 
     data = segment.read_bytes()
     return data[: scan_segment(1, segment).stop]
+
+
+def commit_series(wal: Wal, tag: str, n: int, committed: dict[str, list[bytes]], lock: Lock) -> None:
+    """`n` thread-API commits of one payload each (`tag`-i), recorded in `committed` under `lock`."""
+    for i in range(n):
+        txn = wal.begin(ctx(i))
+        payload = f"{tag}-{i}".encode()
+        txn.data(payload)
+        txn.commit()
+        with lock:
+            committed[txn.txn_id] = [payload]
 
 
 def write_txns(directory: Path, n: int, *, mode: str = "O_DSYNC", **opts: object) -> dict[str, list[bytes]]:
