@@ -23,6 +23,7 @@ from tezzeret.wal import (
 )
 from tezzeret.wal.faults import FaultyFileLayer
 from tezzeret.wal.fileio import OsFileLayer
+from tezzeret.wal.format import HEADER, HEADER_SIZE, EntryType
 from tezzeret.wal.reader import list_segments, scan_segment
 from tezzeret.wal.recovery import analyze
 
@@ -269,6 +270,88 @@ def test_group_commit_shares_syncs_and_keeps_every_commit(tmp_path: Path, mode: 
     assert syncs < 2 * 200, "concurrent commits never shared a sync"
     with Wal.open(tmp_path, opts) as wal:
         assert _committed(wal) == committed
+
+
+class _WriteLog(OsFileLayer):
+    """Records, in order, each write (as the (txn id, entry type) of its records) and each sync,
+    and which COMMITs are durable: under O_DSYNC on the write's return, else at the next sync."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[tuple[bytes, int]]]] = []
+        self.durable_commits: set[str] = set()
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self.dsync = False
+
+    def write(self, handle: int, data: bytes) -> None:
+        super().write(handle, data)
+        records, pos = [], 0
+        while pos < len(data):
+            fields = HEADER.unpack_from(data, pos)
+            assert fields[0] == b"ESPERWAL"
+            records.append((fields[3], fields[7]))
+            pos += HEADER_SIZE + fields[8]
+        with self._lock:
+            self.events.append(("write", records))
+            self._pending += [t.hex() for t, e in records if e == EntryType.COMMIT]
+            if self.dsync:
+                self.sync_done()
+
+    def sync(self, handle: int) -> None:
+        super().sync(handle)
+        with self._lock:
+            self.events.append(("sync", []))
+            self.sync_done()
+
+    def sync_done(self) -> None:
+        self.durable_commits.update(self._pending)
+        self._pending = []
+
+
+def test_commits_share_rounds_without_reaching_the_file_before_their_data_is_durable(
+    tmp_path: Path, mode: str
+) -> None:
+    """The writer puts one cohort's COMMITs and the next cohort's BEGIN/DATA in one write; no
+    COMMIT may be written before a barrier covering its transaction's data, and no commit may
+    return before its COMMIT is durable."""
+    layer = _WriteLog()
+    early: list[str] = []
+    committed: dict[str, list[bytes]] = {}
+    lock = threading.Lock()
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode), file_layer=layer) as wal:
+        layer.dsync = wal.dsync
+        layer.events.clear()
+
+        def check(txn_id: str) -> None:
+            if txn_id not in layer.durable_commits:
+                early.append(txn_id)
+
+        threads = [threading.Thread(target=commit_series, args=(wal, str(w), 25, committed, lock, check))
+                   for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not early, f"{len(early)} commits returned before their COMMIT was durable"
+    durable: set[bytes] = set()  # transactions whose BEGIN/DATA a barrier has covered
+    written: set[bytes] = set()
+    shared_rounds = 0
+    for kind, records in layer.events:
+        if kind == "sync":
+            durable |= written
+            continue
+        for tid, etype in records:
+            if etype == EntryType.COMMIT:
+                assert tid in durable, f"COMMIT of {tid.hex()} written before its data was durable"
+            else:
+                written.add(tid)
+        kinds = {etype for _, etype in records}
+        shared_rounds += EntryType.COMMIT in kinds and EntryType.BEGIN in kinds
+        if wal.dsync:
+            durable |= written
+    assert shared_rounds > 0, "no write carried one cohort's COMMITs and the next cohort's data"
+    with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as again:
+        assert _committed(again) == committed
 
 
 def test_rotation_and_recovery_across_segments(tmp_path: Path, mode: str) -> None:
@@ -640,7 +723,7 @@ def test_a_state_machine_that_raises_poisons_the_log_without_stranding_anyone(tm
                     txn.commit()
                     result = "ok"
                 except (RuntimeError, WalIOError) as exc:
-                    result = type(exc).__name__
+                    result = f"{type(exc).__name__}: {exc}"
                 with lock:
                     outcomes.append(result)
 
@@ -651,5 +734,9 @@ def test_a_state_machine_that_raises_poisons_the_log_without_stranding_anyone(tm
             t.join(30)
         assert not any(t.is_alive() for t in threads), "a committer was left waiting"
     assert len(outcomes) == 40
-    assert "RuntimeError" in outcomes and "WalIOError" in outcomes
+    # Whoever led the write that hit the bug (a committer or the writer's thread) sees it; every
+    # committer after it is told the log is poisoned, and why.
+    failures = [o for o in outcomes if o != "ok"]
+    assert failures and all("journal bug" in o for o in failures), failures
+    assert any(o.startswith("WalIOError") and "restart" in o for o in failures), failures
     assert outcomes.count("ok") >= 5

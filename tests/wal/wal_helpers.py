@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from threading import Lock
 
@@ -33,8 +34,12 @@ def records_bytes(segment: Path) -> bytes:
     return data[: scan_segment(1, segment).stop]
 
 
-def commit_series(wal: Wal, tag: str, n: int, committed: dict[str, list[bytes]], lock: Lock) -> None:
-    """`n` thread-API commits of one payload each (`tag`-i), recorded in `committed` under `lock`."""
+def commit_series(
+    wal: Wal, tag: str, n: int, committed: dict[str, list[bytes]], lock: Lock,
+    on_commit: Callable[[str], None] | None = None,
+) -> None:
+    """`n` thread-API commits of one payload each (`tag`-i), recorded in `committed` under `lock`;
+    `on_commit(txn_id)` runs there too, the moment each commit returns."""
     for i in range(n):
         txn = wal.begin(ctx(i))
         payload = f"{tag}-{i}".encode()
@@ -42,6 +47,8 @@ def commit_series(wal: Wal, tag: str, n: int, committed: dict[str, list[bytes]],
         txn.commit()
         with lock:
             committed[txn.txn_id] = [payload]
+            if on_commit is not None:
+                on_commit(txn.txn_id)
 
 
 def write_txns(directory: Path, n: int, *, mode: str = "O_DSYNC", **opts: object) -> dict[str, list[bytes]]:

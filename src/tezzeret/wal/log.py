@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from tezzeret.wal.errors import (
     WalUnsafeMount,
 )
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
+from tezzeret.wal.ids import TxnIds
 from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
 from tezzeret.wal.merkle import merkle_root
 from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
@@ -138,7 +138,7 @@ class Transaction:
 
     def __init__(self, wal: Wal, context: bytes, epoch: int) -> None:
         self._wal = wal
-        self.txn_id_bytes = uuid.uuid4().bytes
+        self.txn_id_bytes = wal._ids.next()
         self.context_bytes = context
         self.epoch = epoch
         self.state = TxnState.OPEN
@@ -324,6 +324,7 @@ class Wal:
         self._crash_hook = crash_hook
         self._lock = threading.Lock()
         self._open_txns: dict[bytes, Transaction] = {}
+        self._ids = TxnIds()
         self._sm: WalStateMachine | None = None
         self._live_commits = 0
         self._closed = False
@@ -588,7 +589,7 @@ class Wal:
         with writer.exclusive():
             snapshot = self._sm.snapshot()
             index = writer.index + 1
-            ckpt = uuid.uuid4().bytes
+            ckpt = self._ids.next()
             ctx = codec.encode(pb.ExecutionContext(
                 schema_version=codec.SCHEMA_VERSION, operation=CHECKPOINT_OPERATION
             ))

@@ -1,19 +1,24 @@
 """The segment writer: sequence numbers, offsets, rotation, barriers and group commit.
 
-Owns: the one open segment file. Callers hand it lists of records to append; one caller at a
-time becomes the leader, takes everything queued and writes it. A queued item is one or two
-phases: `records`, then (for a commit) `then`, which may reach the file only after `records` is
-durable. The leader writes every item's first phase with one `write` (durable on return under
-`O_DSYNC`, else followed by one `fdatasync`), then, if any item has a second phase, every COMMIT
-with a second write and barrier. Everyone whose records were in the batch returns together, which
-is group commit: many commits, two barriers, and no commit returns before its record is durable or
-reaches the file before its data is. Records go into space zero-filled and synced ahead of them
-(`_preallocate`, see `fileio`), so a durable write overwrites blocks that exist instead of growing
-the file. A commit is one trip through the writer, not two: each trip
-costs a lock hand-off and a thread wake-up, and on two cores those, not the disk, were what bounded
-eight committing threads. After a failed write or sync the writer is poisoned: the page cache can
-no longer be trusted, so the process must restart and recover. Must never decide what records
-mean; the `on_written` callback (run under the writer lock, in log order) does that.
+Owns: the one open segment file. Callers hand it lists of records to append; one leader at a
+time takes everything queued and writes it in a round: one `write` (durable on return under
+`O_DSYNC`, else followed by one `fdatasync`). A queued item is one or two phases: `records`, then
+(for a commit) `then`, which may reach the file only after `records` is durable. So a commit
+spans two rounds: its BEGIN/DATA go out in one, its COMMIT leads the next, beside the BEGIN/DATA
+of the commits queued meanwhile. Each barrier thus serves two cohorts of committers, and no
+COMMIT reaches the file before its data is durable nor returns before it is durable itself.
+Records go into space zero-filled and synced ahead of them (`_preallocate`, see `fileio`), so a
+durable write overwrites blocks that exist instead of growing the file.
+
+Who leads: a thread that finds nobody leading leads until its own item is written (a lone
+committer never waits on another thread); after that, and for coroutines (the loop must not
+block), the writer's own thread leads for as long as work is queued. Handing the role from
+committer to committer instead cost a thread wake-up per round, and on two cores wake-ups and GIL
+hand-offs, not the disk, bound eight committing threads (measured; see the WAL README).
+
+After a failed write or sync the writer is poisoned: the page cache can no longer be trusted, so
+the process must restart and recover. Must never decide what records mean; the `on_written`
+callback (run under the writer lock, in log order) does that.
 """
 
 from __future__ import annotations
@@ -48,10 +53,9 @@ Barrier = Callable[[], None]
 @dataclass(slots=True, eq=False)
 class _Item:
     """One caller's queued append. A thread caller's `wake` is a lock held from creation;
-    releasing it wakes exactly that caller, either because its records are written (`written`)
-    or to lead the next batch (`lead`). An asyncio caller's `wake` is a future, resolved from the
-    leader's thread; such a caller never leads (the loop must not block), the writer's own
-    thread does."""
+    releasing it wakes exactly that caller, once its records are written (`written`) or the
+    writer has failed. An asyncio caller's `wake` is a future, resolved from the leader's
+    thread."""
 
     records: list[PendingRecord]
     durable: bool
@@ -59,7 +63,6 @@ class _Item:
     between: Barrier | None
     wake: Any
     written: bool = False
-    lead: bool = False
     loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -124,7 +127,7 @@ class SegmentWriter:
         self._window = group_window_s
         self._in_flight = in_flight
         self._gathering = False
-        # Size of the last batch: how much company the next leader can expect.
+        # Size of the last round: how much company the next leader can expect.
         self._recent = 1
         self._on_written = on_written
         self._hook = crash_hook
@@ -132,17 +135,19 @@ class SegmentWriter:
         # Only `exclusive` and `close` wait on this; appenders wait on their own item's lock.
         self._cond = threading.Condition(self._mutex)
         self._queue: list[_Item] = []
+        # Commits whose first phase is durable: their COMMITs lead the next round's write.
+        self._carry: list[_Item] = []
         # True while someone leads (or holds `exclusive`); the queue then waits for a hand-off.
         self._busy = False
-        # Callers of `exclusive`/`close` waiting: leaders then drop the role instead of passing it
-        # on, or a steady stream of commits would keep a checkpoint waiting forever.
+        # Callers of `exclusive`/`close` waiting: leaders then finish the commits under way and
+        # drop the role, or a steady stream of commits would keep a checkpoint waiting forever.
         self._waiting_exclusive = 0
         self._failed: WalIOError | None = None
         self._closed = False
         self.syncs = 0
-        # Leads batches for asyncio callers; started on the first one. Released once per turn it
-        # is handed the leader role; a plain lock suffices as only one role exists to hand over,
-        # and it costs less per turn than a Semaphore (a Condition in Python).
+        # The writer's own thread; started the first time it is handed the role. Released once
+        # per hand-off; a plain lock suffices as only one role exists to hand over, and it costs
+        # less per turn than a Semaphore (a Condition in Python).
         self._lead_thread: threading.Thread | None = None
         self._lead_wanted = threading.Lock()
         self._lead_wanted.acquire()
@@ -177,16 +182,11 @@ class SegmentWriter:
         item = _Item(records, durable or then is not None, then, between, wake)
         with self._mutex:
             leading = self._enqueue(item)
-        if not leading:
-            wake.acquire()  # released by a leader: written, failed, or our turn to lead
-            if item.written:
-                return
-            if not item.lead:
-                self._check()
-                raise WalStateError(f"the WAL in {self.directory} stopped before this write")
-        self._lead()
+        if not leading or self._lead(item):
+            wake.acquire()  # released by the leader once written, or to raise
         if not item.written:
             self._check()
+            raise WalStateError(f"the WAL in {self.directory} stopped before this write")
 
     async def append_async(
         self,
@@ -196,9 +196,9 @@ class SegmentWriter:
         then: list[PendingRecord] | None = None,
         between: Barrier | None = None,
     ) -> None:
-        """`append` for a coroutine: queue the records and await their batch without a thread
-        per call. The loop only queues and is woken once per batch; the writer's thread (or a
-        thread caller that leads meanwhile) does the writing. Queued work is written even if the
+        """`append` for a coroutine: queue the records and await their round without a thread
+        per call. The loop only queues and is woken once per round; the writer's thread (or a
+        thread caller leading meanwhile) does the writing. Queued work is written even if the
         awaiting task is cancelled."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -222,7 +222,7 @@ class SegmentWriter:
         return leading
 
     def _wake_lead_thread(self) -> None:
-        """With the mutex held: have the writer's own thread lead the next batch."""
+        """With the mutex held: have the writer's own thread lead from here on."""
         if self._lead_thread is None:
             self._lead_thread = threading.Thread(
                 target=self._lead_loop, name=f"wal-writer:{self.directory.name}", daemon=True
@@ -237,98 +237,118 @@ class SegmentWriter:
                 if self._closed and not self._queue:
                     return
             try:
-                self._lead()
+                self._lead(None)
             except BaseException:  # noqa: BLE001 - the failure is in `_failed`; callers raise it
                 pass
 
-    def _lead(self) -> None:
-        """Write one batch (everything queued now), then hand the leader role to the first caller
-        queued meanwhile, or give it up. Wakes only the callers it must."""
+    def _lead(self, own: _Item | None) -> bool:
+        """Write rounds: a thread caller that found nobody leading until its own item is written
+        (so a lone committer never waits on another thread), the writer's thread while any work
+        is left. Then hand the role to the writer's thread, or give it up. True when `own` is
+        still queued (a checkpoint got the role first): its caller waits for a later leader."""
+        while True:
+            try:
+                self._round()
+            except BaseException:
+                with self._mutex:  # the writer is poisoned now: drop the role for good
+                    self._hand_off()
+                raise
+            with self._mutex:
+                stop = self._failed is not None or self._closed
+                more = bool(self._carry) or bool(self._queue and not self._waiting_exclusive)
+                if not stop and more and (own is None or not own.written):
+                    continue
+                if own is not None and more and not stop:
+                    self._wake_lead_thread()  # the role moves on; `busy` stays set
+                else:
+                    self._hand_off()
+                return own is not None and any(item is own for item in self._queue)
+
+    def _round(self) -> None:
+        """One write: the COMMITs of the items whose first phase the last round made durable,
+        then the first phase of everything queued since. A commit spans two rounds, so each
+        barrier serves two cohorts of committers: half the barriers per commit of writing each
+        cohort's two phases back to back, with the same order on disk (no COMMIT is written
+        before its data is durable, none returns before its own record is)."""
         with self._cond:
-            if self._window > 0:
+            if self._window > 0 and not self._waiting_exclusive:
                 # Commit delay (PostgreSQL's commit_delay/commit_siblings): while more callers
                 # are expected than have queued, wait up to the window so they share this
-                # batch's barriers. Expected: the open transactions, or as many as the last batch
+                # round's barrier. Expected: the open transactions, or as many as the last round
                 # held (the committers it woke are still starting their next transaction). A
                 # lone writer never waits.
                 deadline = time.monotonic() + self._window
                 self._gathering = True
-                while max(self._in_flight(), self._recent) > len(self._queue):
+                while max(self._in_flight(), self._recent) > len(self._queue) + len(self._carry):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
                 self._gathering = False
-            batch, self._queue = self._queue, []
-            self._recent = len(batch)
+            carry, self._carry = self._carry, []
+            fresh: list[_Item] = []
+            if not self._waiting_exclusive:  # a checkpoint waits: finish the commits under way
+                fresh, self._queue = self._queue, []
+            self._recent = len(carry) + len(fresh)
         error: BaseException | None = None
         try:
-            written = self._write_batch(batch)
-        except BaseException as exc:  # noqa: BLE001 - whatever it was, the batch's fate is unknown
+            written = self._write_round(carry, fresh)
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, the round's fate is unknown
             error = exc
+        done: list[_Item] = []
         with self._mutex:
             if error is None:
-                for item in batch:
+                for item in carry:
                     item.written = True
+                done += carry
+                for item in fresh:
+                    if item.then:
+                        self._carry.append(item)
+                    else:
+                        item.written = True
+                        done.append(item)
                 try:
                     self._on_written(written)
                 except BaseException as exc:  # noqa: BLE001 - durable, but the state machine missed it
                     error = exc
             if error is not None:
                 self._failed = WalIOError(f"write, sync or hand-off failed: {error}")
-                batch += self._queue  # nobody may write after a failure: wake them to raise
-                self._queue = []
-            # Whatever happened, every caller in the batch is woken and the role moves on.
-            self._hand_off()
-        _wake_all(batch)
+                # Nobody may write after a failure: wake everyone to raise.
+                done = carry + fresh + self._queue
+                self._carry, self._queue = [], []
+        _wake_all(done)
         if error is not None and not isinstance(error, OSError):
             raise error
 
     def _hand_off(self) -> None:
         """With the mutex held, as leader or `exclusive` holder: pass the role on or drop it."""
-        if self._queue and self._failed is None and not self._closed and not self._waiting_exclusive:
-            nxt = self._queue[0]
-            if nxt.loop is not None:
-                self._wake_lead_thread()
-                return
-            nxt.lead = True
-            nxt.wake.release()
-            return
         if self._failed is not None or self._closed:
             _wake_all(self._queue)  # they raise
             self._queue = []
+        elif self._queue and not self._waiting_exclusive:
+            self._wake_lead_thread()
+            return
         # Anyone still queued is led by the `exclusive` holder's hand-off, or by the next caller.
         self._busy = False
         self._cond.notify_all()
 
-    def _write_batch(self, batch: list[_Item]) -> list[PendingRecord]:
-        first = [r for item in batch for r in item.records]
-        second = [r for item in batch if item.then for r in item.then]
-        total = sum(256 + len(r.payload) for r in first) + sum(256 + len(r.payload) for r in second)
+    def _write_round(self, carry: list[_Item], fresh: list[_Item]) -> list[PendingRecord]:
+        records = [r for item in carry for r in item.then or ()]
+        records += [r for item in fresh for r in item.records]
+        total = sum(256 + len(r.payload) for r in records)
         if total and self.size > 0 and self.size + total > self._max:
             self._rotate()
         if self.size + total > self._allocated:
             self._preallocate(self.size + total)
-        if second:
-            if first:
-                self._write(first)
-                if not self._dsync:
-                    self._sync()
-            for item in batch:
-                if item.between is not None:
-                    item.between()
-            self._write(second)
-            if self._hook is not None:
-                self._hook("after_commit_before_sync")
-            if not self._dsync:
-                self._sync()
-            return first + second
-        self._write(first)
-        if any(r.entry_type == EntryType.COMMIT for r in first) and self._hook is not None:
+        for item in carry:
+            if item.between is not None:
+                item.between()
+        self._write(records)
+        if self._hook is not None and any(r.entry_type == EntryType.COMMIT for r in records):
             self._hook("after_commit_before_sync")
-        if not self._dsync and any(item.durable for item in batch):
+        if not self._dsync and (carry or any(item.durable for item in fresh)):
             self._sync()
-        return first
+        return records
 
     def _write(self, records: list[PendingRecord]) -> None:
         """Pack `records` at the end of the segment and write them with one `write`."""
@@ -357,7 +377,7 @@ class SegmentWriter:
 
     def _preallocate(self, needed: int) -> None:
         """Zero-fill and sync the segment ahead of the writes (see `fileio`), a growing chunk at a
-        time, never past the segment limit unless one batch alone needs more."""
+        time, never past the segment limit unless one round alone needs more."""
         step = min(PREALLOCATE_MAX, max(PREALLOCATE_MIN, self._allocated))
         end = max(needed, min(self._max, self._allocated + step))
         self._files.preallocate(self._handle, self._allocated, end - self._allocated)
