@@ -108,7 +108,10 @@ def raw_slice(fd: int, seconds: float, phase: Phase) -> None:
 
 
 def _ctx() -> pb.ExecutionContext:
-    return pb.ExecutionContext(model_hash="m" * 64, toolchain_version="bench", operation="BENCH")
+    # Stamped with the schema version as the forge's and the journal's contexts are; one without
+    # it costs the WAL a copy of the message to stamp it.
+    return pb.ExecutionContext(schema_version=codec.SCHEMA_VERSION, model_hash="m" * 64,
+                               toolchain_version="bench", operation="BENCH")
 
 
 def wal_slice(wal: Wal, writers: int, seconds: float, phase: Phase) -> None:

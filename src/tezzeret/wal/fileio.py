@@ -74,10 +74,12 @@ class OsFileLayer:
         return bool(fcntl.fcntl(handle, fcntl.F_GETFL) & os.O_DSYNC)
 
     def write(self, handle: int, data: bytes) -> None:
-        view = memoryview(data)
+        n = os.write(handle, data)
+        if n == len(data):  # regular files write whole, short of a full disk or a signal
+            return
+        view = memoryview(data)[n:]
         while view:
-            n = os.write(handle, view)
-            view = view[n:]
+            view = view[os.write(handle, view):]
 
     def preallocate(self, handle: int, start: int, length: int) -> None:
         """Write `length` zero bytes at `start` (the write position stays put), then sync them."""

@@ -40,7 +40,7 @@ from tezzeret.wal.errors import (
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
 from tezzeret.wal.ids import TxnIds
 from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
-from tezzeret.wal.merkle import merkle_root
+from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
 from tezzeret.wal.recovery import (
     CHECKPOINT_OPERATION,
@@ -145,6 +145,8 @@ class Transaction:
         self.records: list[PendingRecord] = [self._record(EntryType.BEGIN, context)]
         # How many of `records` are on disk; advanced by the writer under its lock.
         self.written = 0
+        # Payload bytes queued since the last write this transaction asked for (spill at 1 MiB).
+        self._unwritten_bytes = len(context)
         self._kinds: list[str] = []
 
     @property
@@ -176,16 +178,22 @@ class Transaction:
         self._require_open("add data to")
         if kind not in ("artifact", "compilation"):
             raise WalStateError(f"DATA kind must be 'artifact' or 'compilation', not {kind!r}")
-        self.records.append(self._record(EntryType.DATA, bytes(payload)))
+        record = self._record(EntryType.DATA, bytes(payload))
+        self.records.append(record)
         self._kinds.append(kind)
-        if sum(len(r.payload) for r in self.records[self.written :]) < _SPILL_BYTES:
+        self._unwritten_bytes += len(record.payload)
+        if self._unwritten_bytes < _SPILL_BYTES:
             return []
         self._fire_data_hooks()
         return self.records[self.written :]
 
     def _fire_data_hooks(self) -> None:
-        for kind in dict.fromkeys(self._kinds):
-            self._wal._hook(f"during_{kind}_write")
+        """Run the crash hooks for the kinds of DATA about to be written; a write is coming, so
+        the spill count starts again."""
+        self._unwritten_bytes = 0
+        if self._wal._crash_hook is not None:
+            for kind in dict.fromkeys(self._kinds):
+                self._wal._hook(f"during_{kind}_write")
         self._kinds.clear()
 
     def flush(self) -> None:
@@ -210,13 +218,13 @@ class Transaction:
     def _commit_records(self) -> tuple[list[PendingRecord], list[PendingRecord]]:
         """What is still unwritten (barrier 1 makes BEGIN and every DATA durable), and the COMMIT."""
         self._fire_data_hooks()
-        root = merkle_root(
-            self.context_bytes, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
+        # records[0] is the BEGIN: its digest is the context's.
+        root = merkle_root_from_hash(
+            self.records[0].sha256, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
         )
         return self.records[self.written :], [self._record(EntryType.COMMIT, root.encode())]
 
     def _committed(self, commit: PendingRecord) -> CommitRecord:
-        _COMMITTED.inc()
         return CommitRecord(self.txn_id, commit.payload.decode(), len(self.records) - 1)
 
     def abort(self) -> None:
@@ -537,26 +545,34 @@ class Wal:
             self._open_txns.pop(txn.txn_id_bytes, None)
 
     def _on_written(self, records: list[PendingRecord]) -> None:
-        """Runs in the leader, under the writer lock, in log order, before any waiter returns."""
-        for record in records:
-            txn = record.owner
-            if txn is None:
-                continue
-            etype = record.entry_type
-            if etype in (EntryType.BEGIN, EntryType.DATA):
-                txn.written += 1
-            elif etype == EntryType.COMMIT:
-                txn.state = TxnState.COMMITTED
-                self._forget(txn)
-                self._live_commits += 1
-                if self._sm is not None:
-                    self._sm.apply(CommittedTransaction(
-                        txn.txn_id, txn.context_bytes,
-                        [r.payload for r in txn.records if r.entry_type == EntryType.DATA],
-                        record.payload.decode(), txn.epoch, segment_name(self._writer.index),
-                    ))
-            else:
-                self._forget(txn)
+        """Runs in the leader, under the writer lock, in log order, before any waiter returns.
+        Counts the round's commits once (a metric update takes a lock; once a commit added
+        measurable time to every one)."""
+        commits = 0
+        try:
+            for record in records:
+                txn = record.owner
+                if txn is None:
+                    continue
+                etype = record.entry_type
+                if etype in (EntryType.BEGIN, EntryType.DATA):
+                    txn.written += 1
+                elif etype == EntryType.COMMIT:
+                    txn.state = TxnState.COMMITTED
+                    self._forget(txn)
+                    self._live_commits += 1
+                    commits += 1
+                    if self._sm is not None:
+                        self._sm.apply(CommittedTransaction(
+                            txn.txn_id, txn.context_bytes,
+                            [r.payload for r in txn.records if r.entry_type == EntryType.DATA],
+                            record.payload.decode(), txn.epoch, segment_name(self._writer.index),
+                        ))
+                else:
+                    self._forget(txn)
+        finally:
+            if commits:
+                _COMMITTED.inc(commits)
 
     # -- state machine and checkpoints --------------------------------------------------------
     def recovered_transactions(self) -> list[CommittedTransaction]:

@@ -212,11 +212,14 @@ class SegmentWriter:
             raise WalStateError(f"the WAL in {self.directory} stopped before this write")
 
     def _enqueue(self, item: _Item) -> bool:
-        """With the mutex held: queue `item`; True when nobody leads, so its caller's side must."""
+        """With the mutex held: queue `item`; True when nobody leads, so its caller's side must.
+        Never while a checkpoint (or close) waits for the role: a caller arriving just as a
+        leader let go would take it first, again and again, and starve the checkpoint."""
         self._check()
         self._queue.append(item)
-        leading = not self._busy
-        self._busy = True
+        leading = not self._busy and not self._waiting_exclusive
+        if leading:
+            self._busy = True
         if self._gathering:
             self._cond.notify_all()
         return leading
@@ -287,7 +290,9 @@ class SegmentWriter:
                 self._gathering = False
             carry, self._carry = self._carry, []
             fresh: list[_Item] = []
-            if not self._waiting_exclusive:  # a checkpoint waits: finish the commits under way
+            # A checkpoint (or close) waiting: take what is queued once more, but only while no
+            # commit is half-way, so the role comes free within two rounds however busy the log.
+            if not (self._waiting_exclusive and carry):
                 fresh, self._queue = self._queue, []
             self._recent = len(carry) + len(fresh)
         error: BaseException | None = None
