@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import random
 import threading
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from tezzeret.wal import (
 )
 from tezzeret.wal.faults import FaultyFileLayer
 from tezzeret.wal.fileio import OsFileLayer
-from tezzeret.wal.format import HEADER, HEADER_SIZE, EntryType
-from tezzeret.wal.reader import list_segments, scan_segment
-from tezzeret.wal.recovery import analyze
+from tezzeret.wal import recovery as recovery_module
+from tezzeret.wal.format import HEADER, HEADER_SIZE, EntryType, pack_record
+from tezzeret.wal.merkle import merkle_root
+from tezzeret.wal.reader import list_segments, scan_segment, segment_name
+from tezzeret.wal.recovery import CommittedTransaction, analyze
 
 
 def _committed(wal: Wal) -> dict[str, list[bytes]]:
@@ -352,6 +356,85 @@ def test_commits_share_rounds_without_reaching_the_file_before_their_data_is_dur
     assert shared_rounds > 0, "no write carried one cohort's COMMITs and the next cohort's data"
     with Wal.open(tmp_path, WalOptions(durability_mode=mode)) as again:
         assert _committed(again) == committed
+
+
+def _write_events(directory: Path, events: list[tuple[bytes, EntryType, bytes]], split: int) -> None:
+    """Records for `events` (txn id, type, payload) as segments 1 and 2, split at `split`."""
+    directory.mkdir()
+    seq = 1
+    for index, part in ((1, events[:split]), (2, events[split:])):
+        out = bytearray()
+        for tid, etype, payload in part:
+            out += pack_record(txn_id=tid, sequence=seq, epoch=seq % 3, timestamp_ns=seq,
+                               entry_type=etype, payload=payload,
+                               payload_sha256=hashlib.sha256(payload).digest(), offset=len(out))
+            seq += 1
+        (directory / segment_name(index)).write_bytes(bytes(out))
+
+
+def _random_events(rng: random.Random) -> list[tuple[bytes, EntryType, bytes]]:
+    """Interleaved transactions that commit (with one DATA or several, a right root or a wrong
+    one), abort or stay open, plus duplicate BEGINs and records of unknown or ended ones."""
+    events: list[tuple[bytes, EntryType, bytes]] = []
+    live: dict[bytes, tuple[bytes, list[bytes]]] = {}
+    ended: list[bytes] = []
+    for _ in range(rng.randint(1, 80)):
+        roll = rng.random()
+        if roll < 0.3 or not live:
+            tid, ctx_bytes = rng.randbytes(16), rng.randbytes(rng.randint(0, 40))
+            live[tid] = (ctx_bytes, [])
+            events.append((tid, EntryType.BEGIN, ctx_bytes))
+        elif roll < 0.6:
+            tid = rng.choice(list(live))
+            payload = rng.randbytes(rng.randint(0, 60))
+            live[tid][1].append(hashlib.sha256(payload).digest())
+            events.append((tid, EntryType.DATA, payload))
+        elif roll < 0.85:
+            tid = rng.choice(list(live))
+            ctx_bytes, hashes = live.pop(tid)
+            root = merkle_root(ctx_bytes, hashes)
+            if rng.random() < 0.15:
+                root = "0" * 64
+            events.append((tid, EntryType.COMMIT, root.encode()))
+            ended.append(tid)
+        elif roll < 0.93:
+            tid = rng.choice(list(live))
+            live.pop(tid)
+            events.append((tid, EntryType.ABORT, b""))
+            ended.append(tid)
+        else:
+            tid = rng.choice(ended + list(live) + [rng.randbytes(16)])
+            events.append((tid, rng.choice(list(EntryType)), b"stray"))
+    return events
+
+
+def test_c_and_python_grouping_recover_the_same_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if recovery_module._group_c is None:
+        pytest.skip("the C extension is not built")
+    rng = random.Random(5)
+    seen: set[str] = set()
+    for case in range(150):
+        events = _random_events(rng)
+        directory = tmp_path / str(case)
+        _write_events(directory, events, rng.randint(0, len(events)))
+        fast = analyze(directory)
+        with monkeypatch.context() as patch:
+            patch.setattr(recovery_module, "_group_c", None)
+            slow = analyze(directory)
+        assert fast.committed == slow.committed
+        assert all(type(t) is CommittedTransaction for t in fast.committed)
+        assert (fast.open, fast.previously_aborted, fast.lost, fast.last_sequence) == (
+            slow.open, slow.previously_aborted, slow.lost, slow.last_sequence)
+        assert fast.problems == slow.problems
+        seen |= {p.kind for p in fast.problems}
+        seen |= {f"{len(t.payloads)} DATA" for t in fast.committed if len(t.payloads) < 3}
+        seen |= {"aborted"} if fast.previously_aborted else set()
+        seen |= {"open"} if fast.open else set()
+    # Every path of both loops was taken.
+    assert {"merkle_mismatch", "orphan", "duplicate", "0 DATA", "1 DATA", "2 DATA", "aborted",
+            "open"} <= seen, seen
 
 
 def test_rotation_and_recovery_across_segments(tmp_path: Path, mode: str) -> None:

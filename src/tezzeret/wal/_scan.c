@@ -1,7 +1,7 @@
-/* The record scan of `format.scan_records`, in C.
+/* The record scan of `format.scan_records`, and recovery's grouping of records, in C.
 
-Owns: one function, `scan(buf, record_type, limit)`, that walks records back to back from offset
-0 and returns `(records, stop)`: every record up to the first one that fails a check, as
+Owns: `scan(buf, record_type, limit)` (below) and `group` (recovery's hot loop, documented at it).
+`scan` walks records back to back from offset 0 and returns `(records, stop)`: every record up to the first one that fails a check, as
 `record_type` tuples with the same nine fields the Python loop builds, and the offset it stopped
 at. The checks are exactly the Python loop's: magic, version, endian marker, next offset, entry
 type, header CRC-32C (computed with the CRC field zeroed) and payload SHA-256. It never says *why*
@@ -137,6 +137,145 @@ fail:
     return NULL;
 }
 
+/* group(records, start, txns, committed, committed_type, segment, checkpoint_tid, marks)
+   -> (stop, aborted): recovery's grouping of records into transactions (`recovery._group`), for
+   the records it can decide alone: a BEGIN not seen before, a DATA or ABORT of an open
+   transaction, a COMMIT of one with exactly one DATA whose Merkle root matches. At anything else
+   (a duplicate BEGIN, an orphan, a root that does not match, a COMMIT over several DATA) it
+   returns that record's index, for the Python loop to handle and name; the state (`txns`: txn id
+   -> [BEGIN, [DATA...], end mark]) is the Python loop's own, so either can take over at any
+   record. `marks` is ("committed", "aborted"): the end marks, shared with the Python side.
+   Why C: after the scan, this loop was the other half of recovery time (about 0.9 microseconds a
+   record in Python). */
+static const char hexdigits[] = "0123456789abcdef";
+
+static PyObject *group(PyObject *self, PyObject *args) {
+    PyObject *records, *txns, *committed, *segment, *checkpoint_tid, *marks;
+    PyTypeObject *ct_type;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!OOO!", &PyList_Type, &records, &i, &PyDict_Type, &txns,
+                          &PyList_Type, &committed, &PyType_Type, &ct_type, &segment,
+                          &checkpoint_tid, &PyTuple_Type, &marks))
+        return NULL;
+    if (PyTuple_GET_SIZE(marks) != 2) {
+        PyErr_SetString(PyExc_ValueError, "marks is (committed, aborted)");
+        return NULL;
+    }
+    PyObject *mark_committed = PyTuple_GET_ITEM(marks, 0), *mark_aborted = PyTuple_GET_ITEM(marks, 1);
+    long aborted = 0;
+    const Py_ssize_t n = PyList_GET_SIZE(records);
+    for (; i < n; i++) {
+        PyObject *rec = PyList_GET_ITEM(records, i);
+        if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 9) {
+            PyErr_SetString(PyExc_TypeError, "records must be Record tuples");
+            return NULL;
+        }
+        long etype = PyLong_AsLong(PyTuple_GET_ITEM(rec, 5));
+        if (etype == -1 && PyErr_Occurred()) return NULL;
+        PyObject *tid = PyTuple_GET_ITEM(rec, 1);
+        if (etype == 1) {
+            int seen = PyDict_Contains(txns, tid);
+            if (seen < 0) return NULL;
+            if (seen) break;
+            PyObject *data = PyList_New(0);
+            PyObject *acc = data ? PyList_New(3) : NULL;
+            if (acc == NULL) { Py_XDECREF(data); return NULL; }
+            Py_INCREF(rec);
+            PyList_SET_ITEM(acc, 0, rec);
+            PyList_SET_ITEM(acc, 1, data);
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(acc, 2, Py_None);
+            int bad = PyDict_SetItem(txns, tid, acc);
+            Py_DECREF(acc);
+            if (bad < 0) return NULL;
+            continue;
+        }
+        PyObject *acc = PyDict_GetItemWithError(txns, tid); /* borrowed */
+        if (acc == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            break; /* an orphan */
+        }
+        if (PyList_GET_ITEM(acc, 2) != Py_None) break; /* already ended: an orphan */
+        PyObject *data = PyList_GET_ITEM(acc, 1);
+        if (etype == 2) {
+            if (PyList_Append(data, rec) < 0) return NULL;
+            continue;
+        }
+        if (etype == 4) {
+            Py_INCREF(mark_aborted);
+            PyList_SetItem(acc, 2, mark_aborted);
+            aborted++;
+            continue;
+        }
+        /* COMMIT: root = sha256(DATA digest || BEGIN digest), as merkle_root_from_hash does for
+           one segment; the payload must be its hex. */
+        if (PyList_GET_SIZE(data) != 1) break;
+        PyObject *begin = PyList_GET_ITEM(acc, 0);
+        PyObject *one = PyList_GET_ITEM(data, 0);
+        PyObject *data_sha = PyTuple_GET_ITEM(one, 7), *begin_sha = PyTuple_GET_ITEM(begin, 7);
+        PyObject *payload = PyTuple_GET_ITEM(rec, 8);
+        if (!PyBytes_Check(data_sha) || !PyBytes_Check(begin_sha) || !PyBytes_Check(payload)
+            || PyBytes_GET_SIZE(data_sha) != 32 || PyBytes_GET_SIZE(begin_sha) != 32)
+            break;
+        unsigned char joined[64], digest[SHA256_DIGEST_LENGTH];
+        char hex[64];
+        memcpy(joined, PyBytes_AS_STRING(data_sha), 32);
+        memcpy(joined + 32, PyBytes_AS_STRING(begin_sha), 32);
+        SHA256(joined, 64, digest);
+        for (int k = 0; k < 32; k++) {
+            hex[2 * k] = hexdigits[digest[k] >> 4];
+            hex[2 * k + 1] = hexdigits[digest[k] & 15];
+        }
+        if (PyBytes_GET_SIZE(payload) != 64 || memcmp(PyBytes_AS_STRING(payload), hex, 64) != 0)
+            break; /* a Merkle mismatch: Python names it */
+        if (!PyBytes_Check(tid)) break;
+        char tid_hex[32];
+        const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(tid);
+        Py_ssize_t tid_len = PyBytes_GET_SIZE(tid);
+        if (tid_len != 16) break;
+        for (int k = 0; k < 16; k++) {
+            tid_hex[2 * k] = hexdigits[t[k] >> 4];
+            tid_hex[2 * k + 1] = hexdigits[t[k] & 15];
+        }
+        int is_checkpoint = 0;
+        if (checkpoint_tid != Py_None) {
+            is_checkpoint = PyObject_RichCompareBool(tid, checkpoint_tid, Py_EQ);
+            if (is_checkpoint < 0) return NULL;
+        }
+        PyObject *payloads = PyList_New(1);
+        if (payloads == NULL) return NULL;
+        PyObject *data_payload = PyTuple_GET_ITEM(one, 8);
+        Py_INCREF(data_payload);
+        PyList_SET_ITEM(payloads, 0, data_payload);
+        PyObject *ct = ct_type->tp_alloc(ct_type, 8);
+        if (ct == NULL) { Py_DECREF(payloads); return NULL; }
+        PyObject *items[8] = {
+            PyUnicode_FromStringAndSize(tid_hex, 32),
+            PyTuple_GET_ITEM(begin, 8),
+            payloads,
+            PyUnicode_FromStringAndSize(hex, 64),
+            PyTuple_GET_ITEM(begin, 3),
+            segment,
+            PyTuple_GET_ITEM(rec, 0),
+            PyBool_FromLong(is_checkpoint),
+        };
+        Py_INCREF(items[1]);
+        Py_INCREF(items[4]);
+        Py_INCREF(items[5]);
+        Py_INCREF(items[6]);
+        int bad = 0;
+        for (int k = 0; k < 8; k++) {
+            if (items[k] == NULL) bad = 1;
+            PyTuple_SET_ITEM(ct, k, items[k]);
+        }
+        if (bad || PyList_Append(committed, ct) < 0) { Py_DECREF(ct); return NULL; }
+        Py_DECREF(ct);
+        Py_INCREF(mark_committed);
+        PyList_SetItem(acc, 2, mark_committed);
+    }
+    return Py_BuildValue("(nl)", i, aborted);
+}
+
 static PyObject *hardware_crc(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(use_hw_crc);
 }
@@ -160,6 +299,9 @@ static PyMethodDef methods[] = {
     {"header_crc", crc32c_header, METH_VARARGS,
      "header_crc(header) -> CRC-32C of 256 header bytes with the CRC field zeroed."},
     {"hardware_crc", hardware_crc, METH_NOARGS, "True when the CRC uses the CPU's instruction."},
+    {"group", group, METH_VARARGS,
+     "group(records, start, txns, committed, committed_type, segment, checkpoint_tid, marks)"
+     " -> (stop, aborted): group records into transactions until one needs the Python loop."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,7 +4,9 @@ Owns: choosing the base (the newest segment that starts with a committed checkpo
 every record after it (header magic/version/endian/CRC-32C, payload SHA-256), telling a torn tail
 (truncated) from corruption before the tail (the damaged rest is moved to `quarantine/` and the
 state is restored from the checkpoint plus the valid records before the damage, naming the
-transactions lost), checking each COMMIT's Merkle root, and listing open transactions. `analyze`
+transactions lost), checking each COMMIT's Merkle root, and listing open transactions. The
+scan and the grouping of records into transactions run in C where `_scan` was built (`_group`
+takes over at any record the C side leaves to it, and is the whole loop where it was not). `analyze`
 only reads; `repair` changes files. Must never write records (the WAL aborts open transactions
 through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tezzeret.leyline import codec, pb
-from tezzeret.wal.format import EntryType, Record
+from tezzeret.wal.format import EntryType, Record, _scan
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import (
     TMP_SUFFIX,
@@ -175,6 +177,72 @@ def _checkpoint_complete(scan: SegmentScan) -> bool:
     return False
 
 
+_MARKS = ("committed", "aborted")  # end marks of a transaction in `txns`, shared with C
+_group_c = getattr(_scan, "group", None)
+
+
+def _group(
+    records: list[Record], start: int, end: int, name: str, checkpoint_tid: bytes | None,
+    txns: dict[bytes, list], committed: list[CommittedTransaction], lost: list[str],  # type: ignore[type-arg]
+    problems: list[Problem],
+) -> int:
+    """Group `records[start:end]` into transactions (`txns`: tid -> [BEGIN, [DATA...], end
+    mark]); returns how many ABORTs it met. The whole of recovery's grouping where the C
+    extension is not built, else only the records `_scan.group` leaves to it. Plain lists, int
+    compares and tuple indexing (a Record's fields by position: 1 txn_id, 3 epoch, 5 entry_type,
+    7 payload_sha256, 8 payload; faster than attribute access), no per-record objects."""
+    begin_t, data_t, commit_t = int(EntryType.BEGIN), int(EntryType.DATA), int(EntryType.COMMIT)
+    new = tuple.__new__  # skips the NamedTuple's Python-level __new__
+    append_committed = committed.append
+    sha256 = hashlib.sha256
+    aborted = 0
+    for index in range(start, end):
+        record = records[index]
+        etype = record[5]
+        tid = record[1]
+        if etype == begin_t:
+            if tid in txns:
+                problems.append(Problem("duplicate", name, record.offset, tid.hex(),
+                                        "a second BEGIN for one transaction"))
+                continue
+            txns[tid] = [record, [], None]
+            continue
+        acc = txns.get(tid)
+        if acc is None or acc[2] is not None:
+            problems.append(Problem(
+                "orphan", name, record.offset, tid.hex(),
+                f"{EntryType(etype).name} record with no open transaction (BEGIN missing or "
+                "already ended)",
+            ))
+            continue
+        if etype == data_t:
+            acc[1].append(record)
+        elif etype == commit_t:
+            begin = acc[0]
+            data = acc[1]
+            if len(data) == 1:  # merkle_root_from_hash's common case, inlined
+                root = sha256(data[0][7] + begin[7]).hexdigest()
+                payloads = [data[0][8]]
+            else:
+                root = merkle_root_from_hash(begin[7], [d[7] for d in data])
+                payloads = [d[8] for d in data]
+            if record[8] == root.encode():
+                acc[2] = _MARKS[0]
+                append_committed(new(CommittedTransaction, (
+                    tid.hex(), begin[8], payloads, root, begin[3],
+                    name, record[0], tid == checkpoint_tid,
+                )))
+            else:
+                acc[2] = "lost"
+                lost.append(tid.hex())
+                problems.append(Problem("merkle_mismatch", name, record.offset, tid.hex(),
+                                        "COMMIT's Merkle root does not match its BEGIN and DATA"))
+        else:
+            acc[2] = _MARKS[1]
+            aborted += 1
+    return aborted
+
+
 def analyze(directory: Path) -> Analysis:
     """Scan and validate the WAL in `directory` without changing it."""
     # Recovery allocates hundreds of thousands of small objects and no cycles; the cyclic GC
@@ -244,66 +312,31 @@ def _analyze(directory: Path) -> Analysis:
     else:
         kept = scans
 
-    # The hot loop of recovery: plain lists, int compares and tuple indexing (a Record's fields
-    # by position: 1 txn_id, 5 entry_type, 7 payload_sha256, 8 payload; faster than attribute
-    # access), no per-record objects.
-    begin_t, data_t, commit_t = int(EntryType.BEGIN), int(EntryType.DATA), int(EntryType.COMMIT)
     txns: dict[bytes, list] = {}  # type: ignore[type-arg]  # tid -> [BEGIN, [DATA...], end]
     committed: list[CommittedTransaction] = []
     lost: list[str] = []
     previously_aborted = 0
     last_sequence = 0
     checkpoint_tid = scans[0].records[0].txn_id if base_checkpoint else None
-    new = tuple.__new__  # skips the NamedTuple's Python-level __new__
-    append_committed = committed.append
-    sha256 = hashlib.sha256
     for scan in kept:
         name = scan.path.name
-        for record in scan.records:
-            etype = record[5]
-            tid = record[1]
-            if etype == begin_t:
-                if tid in txns:
-                    problems.append(Problem("duplicate", name, record.offset, tid.hex(),
-                                            "a second BEGIN for one transaction"))
-                    continue
-                txns[tid] = [record, [], None]
-                continue
-            acc = txns.get(tid)
-            if acc is None or acc[2] is not None:
-                problems.append(Problem(
-                    "orphan", name, record.offset, tid.hex(),
-                    f"{EntryType(etype).name} record with no open transaction (BEGIN missing or "
-                    "already ended)",
-                ))
-                continue
-            if etype == data_t:
-                acc[1].append(record)
-            elif etype == commit_t:
-                begin = acc[0]
-                data = acc[1]
-                if len(data) == 1:  # merkle_root_from_hash's common case, inlined
-                    root = sha256(data[0][7] + begin[7]).hexdigest()
-                    payloads = [data[0][8]]
-                else:
-                    root = merkle_root_from_hash(begin[7], [d[7] for d in data])
-                    payloads = [d[8] for d in data]
-                if record[8] == root.encode():
-                    acc[2] = "committed"
-                    append_committed(new(CommittedTransaction, (
-                        tid.hex(), begin[8], payloads, root, begin[3],
-                        name, record[0], tid == checkpoint_tid,
-                    )))
-                else:
-                    acc[2] = "lost"
-                    lost.append(tid.hex())
-                    problems.append(Problem("merkle_mismatch", name, record.offset, tid.hex(),
-                                            "COMMIT's Merkle root does not match its BEGIN and DATA"))
-            else:
-                acc[2] = "aborted"
-                previously_aborted += 1
-        if scan.records and scan.records[-1].sequence > last_sequence:
-            last_sequence = scan.records[-1].sequence
+        records = scan.records
+        if _group_c is None:
+            previously_aborted += _group(records, 0, len(records), name, checkpoint_tid, txns,
+                                         committed, lost, problems)
+        else:
+            # C takes every record it can decide alone; the rest, one at a time, here.
+            i = 0
+            while i < len(records):
+                i, aborted = _group_c(records, i, txns, committed, CommittedTransaction, name,
+                                      checkpoint_tid, _MARKS)
+                previously_aborted += aborted
+                if i < len(records):
+                    previously_aborted += _group(records, i, i + 1, name, checkpoint_tid, txns,
+                                                 committed, lost, problems)
+                    i += 1
+        if records and records[-1].sequence > last_sequence:
+            last_sequence = records[-1].sequence
     open_txns = [
         OpenTransaction(tid.hex(), acc[0].payload, [d.payload for d in acc[1]], acc[0].epoch)
         for tid, acc in txns.items() if acc[2] is None
