@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -435,6 +436,28 @@ def test_c_and_python_grouping_recover_the_same_transactions(
     # Every path of both loops was taken.
     assert {"merkle_mismatch", "orphan", "duplicate", "0 DATA", "1 DATA", "2 DATA", "aborted",
             "open"} <= seen, seen
+
+
+def test_transaction_ids_are_unique_uuids_across_threads_and_opens(tmp_path: Path) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+    for _ in range(2):  # a reopen draws a new random part, so ids never repeat across opens
+        with Wal.open(tmp_path) as wal:
+
+            def take() -> None:
+                mine = [wal.begin(ctx(0)).txn_id for _ in range(500)]
+                with lock:
+                    ids.extend(mine)
+
+            threads = [threading.Thread(target=take) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    assert len(set(ids)) == len(ids) == 4000
+    parsed = [uuid.UUID(hex=i) for i in ids]
+    assert {(u.version, u.variant) for u in parsed} == {(8, uuid.RFC_4122)}
+    assert len({u.bytes[:8] for u in parsed}) == 2
 
 
 def test_rotation_and_recovery_across_segments(tmp_path: Path, mode: str) -> None:

@@ -23,7 +23,8 @@ class TxnIds:
 
     def __init__(self) -> None:
         # Two opens of one log share ids only if their 60 random bits match: odds 2^-60 a pair.
-        self._prefix = (int.from_bytes(os.urandom(16), "big") & _RANDOM_MASK) | _VERSION_8 | _VARIANT
+        drawn = int.from_bytes(os.urandom(16), "big") & _RANDOM_MASK
+        self._prefix = drawn | _VERSION_8 | _VARIANT
         self._counter = itertools.count()
 
     def next(self) -> bytes:

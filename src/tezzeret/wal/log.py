@@ -38,8 +38,8 @@ from tezzeret.wal.errors import (
     WalUnsafeMount,
 )
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
-from tezzeret.wal.ids import TxnIds
 from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
+from tezzeret.wal.ids import TxnIds
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
 from tezzeret.wal.recovery import (
@@ -546,8 +546,8 @@ class Wal:
 
     def _on_written(self, records: list[PendingRecord]) -> None:
         """Runs in the leader, under the writer lock, in log order, before any waiter returns.
-        Counts the round's commits once (a metric update takes a lock; once a commit added
-        measurable time to every one)."""
+        Counts the round's commits in one metric update, not one each: every update takes a
+        lock."""
         commits = 0
         try:
             for record in records:

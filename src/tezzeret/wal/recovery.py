@@ -6,8 +6,8 @@ every record after it (header magic/version/endian/CRC-32C, payload SHA-256), te
 state is restored from the checkpoint plus the valid records before the damage, naming the
 transactions lost), checking each COMMIT's Merkle root, and listing open transactions. The
 scan and the grouping of records into transactions run in C where `_scan` was built (`_group`
-takes over at any record the C side leaves to it, and is the whole loop where it was not). `analyze`
-only reads; `repair` changes files. Must never write records (the WAL aborts open transactions
+takes over at any record the C side leaves to it, and is the whole loop where it was not).
+`analyze` only reads; `repair` changes files. Must never write records (the WAL aborts open transactions
 through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
 """
 

@@ -270,9 +270,9 @@ class SegmentWriter:
     def _round(self) -> None:
         """One write: the COMMITs of the items whose first phase the last round made durable,
         then the first phase of everything queued since. A commit spans two rounds, so each
-        barrier serves two cohorts of committers: half the barriers per commit of writing each
-        cohort's two phases back to back, with the same order on disk (no COMMIT is written
-        before its data is durable, none returns before its own record is)."""
+        barrier serves two cohorts of committers: about one barrier per cohort instead of two,
+        with the same order on disk (no COMMIT is written before its data is durable, and none
+        returns before its own record is)."""
         with self._cond:
             if self._window > 0 and not self._waiting_exclusive:
                 # Commit delay (PostgreSQL's commit_delay/commit_siblings): while more callers
