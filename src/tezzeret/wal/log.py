@@ -142,6 +142,7 @@ class Transaction:
         self.context_bytes = context
         self.epoch = epoch
         self.state = TxnState.OPEN
+        # The BEGIN, then each DATA; the COMMIT or ABORT is written but never kept here.
         self.records: list[PendingRecord] = [self._record(EntryType.BEGIN, context)]
         # How many of `records` are on disk; advanced by the writer under its lock.
         self.written = 0
@@ -218,10 +219,8 @@ class Transaction:
     def _commit_records(self) -> tuple[list[PendingRecord], list[PendingRecord]]:
         """What is still unwritten (barrier 1 makes BEGIN and every DATA durable), and the COMMIT."""
         self._fire_data_hooks()
-        # records[0] is the BEGIN: its digest is the context's.
-        root = merkle_root_from_hash(
-            self.records[0].sha256, [r.sha256 for r in self.records if r.entry_type == EntryType.DATA]
-        )
+        begin, *data = self.records  # the BEGIN's digest is the context's
+        root = merkle_root_from_hash(begin.sha256, [r.sha256 for r in data])
         return self.records[self.written :], [self._record(EntryType.COMMIT, root.encode())]
 
     def _committed(self, commit: PendingRecord) -> CommitRecord:
@@ -565,7 +564,7 @@ class Wal:
                     if self._sm is not None:
                         self._sm.apply(CommittedTransaction(
                             txn.txn_id, txn.context_bytes,
-                            [r.payload for r in txn.records if r.entry_type == EntryType.DATA],
+                            [r.payload for r in txn.records[1:]],
                             record.payload.decode(), txn.epoch, segment_name(self._writer.index),
                         ))
                 else:

@@ -177,7 +177,6 @@ def _checkpoint_complete(scan: SegmentScan) -> bool:
     return False
 
 
-_MARKS = ("committed", "aborted")  # end marks of a transaction in `txns`, shared with C
 _group_c = getattr(_scan, "group", None)
 
 
@@ -227,7 +226,7 @@ def _group(
                 root = merkle_root_from_hash(begin[7], [d[7] for d in data])
                 payloads = [d[8] for d in data]
             if record[8] == root.encode():
-                acc[2] = _MARKS[0]
+                acc[2] = "committed"
                 append_committed(new(CommittedTransaction, (
                     tid.hex(), begin[8], payloads, root, begin[3],
                     name, record[0], tid == checkpoint_tid,
@@ -238,7 +237,7 @@ def _group(
                 problems.append(Problem("merkle_mismatch", name, record.offset, tid.hex(),
                                         "COMMIT's Merkle root does not match its BEGIN and DATA"))
         else:
-            acc[2] = _MARKS[1]
+            acc[2] = "aborted"
             aborted += 1
     return aborted
 
@@ -329,7 +328,7 @@ def _analyze(directory: Path) -> Analysis:
             i = 0
             while i < len(records):
                 i, aborted = _group_c(records, i, txns, committed, CommittedTransaction, name,
-                                      checkpoint_tid, _MARKS)
+                                      checkpoint_tid)
                 previously_aborted += aborted
                 if i < len(records):
                     previously_aborted += _group(records, i, i + 1, name, checkpoint_tid, txns,
