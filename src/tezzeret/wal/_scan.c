@@ -1,6 +1,8 @@
-/* The record scan of `format.scan_records`, and recovery's grouping of records, in C.
+/* The record scan of `format.scan_records`, recovery's grouping of records, and the writer's
+packing of records (`format.pack_records`), in C.
 
-Owns: `scan(buf, record_type, limit)` (below) and `group` (recovery's hot loop, documented at it).
+Owns: `scan(buf, record_type, limit)` (below), `group` (recovery's hot loop) and `pack` (the
+writer's), each documented at it.
 `scan` walks records back to back from offset 0 and returns `(records, stop)`: every record up to the first one that fails a check, as
 `record_type` tuples with the same nine fields the Python loop builds, and the offset it stopped
 at. The checks are exactly the Python loop's: magic, version, endian marker, next offset, entry
@@ -272,6 +274,94 @@ static PyObject *group(PyObject *self, PyObject *args) {
     return Py_BuildValue("(nl)", i, aborted);
 }
 
+/* pack(records, sequence, offset, timestamp_ns) -> bytes: the records (objects with `txn_id`,
+   `entry_type`, `payload`, `sha256` and `epoch`, as the writer's `PendingRecord`) as one buffer
+   of header + payload each, the first at `offset` of its segment with sequence number `sequence`,
+   exactly as `format.pack_record` packs them one by one. Unlike `struct`'s "16s" and "32s", it
+   refuses a transaction id that is not 16 bytes or a digest that is not 32.
+   Why C: the writer packs every record of a round before its one write, with the GIL held and
+   the disk idle; in Python that was about 3.7 microseconds a record (a struct pack, three slices
+   and a CRC call), the largest share of the writer's own time between two writes. */
+static PyObject *attr_txn_id, *attr_entry_type, *attr_payload, *attr_sha256, *attr_epoch;
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+static PyObject *pack(PyObject *self, PyObject *args) {
+    PyObject *records;
+    unsigned long long sequence, offset, timestamp;
+    if (!PyArg_ParseTuple(args, "OKKK", &records, &sequence, &offset, &timestamp)) return NULL;
+    PyObject *seq = PySequence_Fast(records, "records must be a sequence");
+    if (seq == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    /* Per record: txn_id, payload, sha256 (new references), entry type and epoch. */
+    PyObject **fields = PyMem_Calloc(n ? (size_t)n * 3 : 1, sizeof(PyObject *));
+    unsigned long long *numbers = PyMem_Calloc(n ? (size_t)n * 2 : 1, sizeof(unsigned long long));
+    PyObject *out = NULL;
+    if (fields == NULL || numbers == NULL) { PyErr_NoMemory(); goto done; }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = items[i];
+        PyObject **f = fields + 3 * i;
+        if ((f[0] = PyObject_GetAttr(r, attr_txn_id)) == NULL
+            || (f[1] = PyObject_GetAttr(r, attr_payload)) == NULL
+            || (f[2] = PyObject_GetAttr(r, attr_sha256)) == NULL)
+            goto done;
+        if (!PyBytes_Check(f[0]) || PyBytes_GET_SIZE(f[0]) != 16 || !PyBytes_Check(f[1])
+            || !PyBytes_Check(f[2]) || PyBytes_GET_SIZE(f[2]) != 32) {
+            PyErr_Format(PyExc_ValueError,
+                         "record %zd: txn_id must be 16 bytes, payload bytes, sha256 32 bytes", i);
+            goto done;
+        }
+        PyObject *etype = PyObject_GetAttr(r, attr_entry_type);
+        if (etype == NULL) goto done;
+        numbers[2 * i] = PyLong_AsUnsignedLongLong(etype);
+        Py_DECREF(etype);
+        PyObject *epoch = PyObject_GetAttr(r, attr_epoch);
+        if (epoch == NULL) goto done;
+        numbers[2 * i + 1] = PyLong_AsUnsignedLongLong(epoch);
+        Py_DECREF(epoch);
+        if (PyErr_Occurred()) goto done;
+        if (numbers[2 * i] < 1 || numbers[2 * i] > 4) {
+            PyErr_Format(PyExc_ValueError, "record %zd: entry type %llu is not 1-4", i, numbers[2 * i]);
+            goto done;
+        }
+        total += HEADER_SIZE + PyBytes_GET_SIZE(f[1]);
+    }
+    out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) goto done;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject **f = fields + 3 * i;
+        const uint64_t size = (uint64_t)PyBytes_GET_SIZE(f[1]);
+        memcpy(p, "ESPERWAL", 8);
+        put32(p + 8, 2);
+        put32(p + 12, 0x12345678u);
+        memcpy(p + 16, PyBytes_AS_STRING(f[0]), 16);
+        put64(p + 32, sequence + (uint64_t)i);
+        put64(p + 40, numbers[2 * i + 1]);
+        put64(p + 48, timestamp);
+        put32(p + 56, (uint32_t)numbers[2 * i]);
+        put64(p + 60, size);
+        memcpy(p + 68, PyBytes_AS_STRING(f[2]), 32);
+        offset += HEADER_SIZE + size;
+        put64(p + 100, offset);
+        memset(p + CRC_OFFSET, 0, HEADER_SIZE - CRC_OFFSET);
+        put32(p + CRC_OFFSET, header_crc(p));
+        memcpy(p + HEADER_SIZE, PyBytes_AS_STRING(f[1]), (size_t)size);
+        p += HEADER_SIZE + size;
+    }
+done:
+    if (fields != NULL)
+        for (Py_ssize_t i = 0; i < 3 * n; i++) Py_XDECREF(fields[i]);
+    PyMem_Free(fields);
+    PyMem_Free(numbers);
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) { Py_XDECREF(out); return NULL; }
+    return out;
+}
+
 static PyObject *hardware_crc(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(use_hw_crc);
 }
@@ -298,6 +388,8 @@ static PyMethodDef methods[] = {
     {"group", group, METH_VARARGS,
      "group(records, start, txns, committed, committed_type, segment, checkpoint_tid)"
      " -> (stop, aborted): group records into transactions until one needs the Python loop."},
+    {"pack", pack, METH_VARARGS,
+     "pack(records, sequence, offset, timestamp_ns) -> bytes: records packed back to back."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -312,5 +404,12 @@ PyMODINIT_FUNC PyInit__scan(void) {
     mark_committed = PyUnicode_InternFromString("committed");
     mark_aborted = PyUnicode_InternFromString("aborted");
     if (mark_committed == NULL || mark_aborted == NULL) return NULL;
+    attr_txn_id = PyUnicode_InternFromString("txn_id");
+    attr_entry_type = PyUnicode_InternFromString("entry_type");
+    attr_payload = PyUnicode_InternFromString("payload");
+    attr_sha256 = PyUnicode_InternFromString("sha256");
+    attr_epoch = PyUnicode_InternFromString("epoch");
+    if (!attr_txn_id || !attr_entry_type || !attr_payload || !attr_sha256 || !attr_epoch)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -4,8 +4,8 @@ Owns: packing and validating one record (`<8sII16sQQQIQ32sQI144s`: magic, versio
 transaction id, sequence, epoch, timestamp_ns, entry type, payload size, payload SHA-256, next
 offset, header CRC-32C, reserved). The CRC is CRC-32C (Castagnoli, via `google_crc32c`, hardware
 accelerated) over the 256 header bytes with the CRC field zeroed; the payload is covered by its
-SHA-256. `scan_records`, the loop recovery time is made of, runs in C (`_scan.c`) where that
-extension is built. Must never do I/O or decide what a bad record means for recovery (that is
+SHA-256. `scan_records`, the loop recovery time is made of, and `pack_records`, which the writer
+runs between two writes, run in C (`_scan.c`) where that extension is built. Must never do I/O or decide what a bad record means for recovery (that is
 `recovery`).
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import google_crc32c
 
@@ -98,6 +99,12 @@ def pack_record(
     offset: int,
 ) -> bytes:
     """Header + payload bytes for a record that will start at `offset` of its segment."""
+    if len(txn_id) != 16 or len(payload_sha256) != 32:
+        # struct would pad or cut them silently, and the record would name another transaction
+        raise ValueError(
+            f"txn_id must be 16 bytes and payload_sha256 32, not {len(txn_id)} and "
+            f"{len(payload_sha256)}"
+        )
     size = len(payload)
     unsigned = HEADER.pack(
         MAGIC,
@@ -116,6 +123,36 @@ def pack_record(
     )
     crc = crc32c(unsigned)
     return unsigned[:CRC_OFFSET] + struct.pack("<I", crc) + unsigned[CRC_OFFSET + 4 :] + payload
+
+
+class Packable(Protocol):
+    """What `pack_records` reads of a record to write (the writer's `PendingRecord`)."""
+
+    txn_id: bytes
+    entry_type: int
+    payload: bytes
+    sha256: bytes
+    epoch: int
+
+
+def pack_records(
+    records: Sequence[Packable], *, sequence: int, offset: int, timestamp_ns: int
+) -> bytes:
+    """`records` packed back to back as one buffer: the first starts at `offset` of its segment
+    with sequence number `sequence`, each next one follows it. In C (`_scan.pack`) where the
+    extension was built: the writer packs a whole round this way while the disk waits."""
+    if _scan is not None:
+        return _scan.pack(records, sequence, offset, timestamp_ns)
+    parts = []
+    for r in records:
+        parts.append(pack_record(
+            txn_id=r.txn_id, sequence=sequence, epoch=r.epoch, timestamp_ns=timestamp_ns,
+            entry_type=EntryType(r.entry_type), payload=r.payload, payload_sha256=r.sha256,
+            offset=offset,
+        ))
+        sequence += 1
+        offset += HEADER_SIZE + len(r.payload)
+    return b"".join(parts)
 
 
 def _check_header(buf: bytes, offset: int) -> tuple:  # type: ignore[type-arg]

@@ -38,7 +38,7 @@ from tezzeret.wal.errors import (
     WalUnsafeMount,
 )
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
-from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_record
+from tezzeret.wal.format import EntryType, pack_records
 from tezzeret.wal.ids import TxnIds
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
@@ -68,6 +68,7 @@ CRASH_POINTS = (
 )
 _SPILL_BYTES = 1 << 20
 _COMMITTED = metrics.WAL_TRANSACTIONS.labels(status="committed")
+_COMMIT, _ABORT = EntryType.COMMIT, EntryType.ABORT  # records carry these members: compared by identity
 _LOCK_NAME = "LOCK"
 
 
@@ -210,7 +211,7 @@ class Transaction:
         self.state = TxnState.COMMITTING
         try:
             records, then = self._commit_records()
-            self._wal._writer.append(records, durable=True, then=then, between=self._wal._commit_hooks)
+            self._wal._writer.append(records, durable=True, then=then, between=self._wal._between)
         except BaseException:
             self.state = TxnState.FAILED
             raise
@@ -263,7 +264,7 @@ class Transaction:
         try:
             records, then = self._commit_records()
             await self._wal._writer.append_async(records, durable=True, then=then,
-                                                 between=self._wal._commit_hooks)
+                                                 between=self._wal._between)
         except BaseException:
             self.state = TxnState.FAILED
             raise
@@ -329,6 +330,9 @@ class Wal:
         self.options = options
         self._files: FileLayer = file_layer or OsFileLayer()
         self._crash_hook = crash_hook
+        # What the writer runs between a commit's two barriers: only the crash hooks, so nothing
+        # at all without them (a call per commit on the writer's critical path).
+        self._between = self._commit_hooks if crash_hook is not None else None
         self._lock = threading.Lock()
         self._open_txns: dict[bytes, Transaction] = {}
         self._ids = TxnIds()
@@ -545,8 +549,10 @@ class Wal:
 
     def _on_written(self, records: list[PendingRecord]) -> None:
         """Runs in the leader, under the writer lock, in log order, before any waiter returns.
-        Counts the round's commits in one metric update, not one each: every update takes a
-        lock."""
+        It sits between a round's barrier and the wake-up of its committers, so it does little:
+        one metric update and one pass under `_lock` for the round, not one per commit (each
+        takes a lock)."""
+        ended: list[bytes] = []
         commits = 0
         try:
             for record in records:
@@ -554,12 +560,9 @@ class Wal:
                 if txn is None:
                     continue
                 etype = record.entry_type
-                if etype in (EntryType.BEGIN, EntryType.DATA):
-                    txn.written += 1
-                elif etype == EntryType.COMMIT:
+                if etype is _COMMIT:
                     txn.state = TxnState.COMMITTED
-                    self._forget(txn)
-                    self._live_commits += 1
+                    ended.append(txn.txn_id_bytes)
                     commits += 1
                     if self._sm is not None:
                         self._sm.apply(CommittedTransaction(
@@ -567,10 +570,17 @@ class Wal:
                             [r.payload for r in txn.records[1:]],
                             record.payload.decode(), txn.epoch, segment_name(self._writer.index),
                         ))
-                else:
-                    self._forget(txn)
+                elif etype is _ABORT:
+                    ended.append(txn.txn_id_bytes)
+                else:  # a BEGIN or DATA
+                    txn.written += 1
         finally:
+            if ended:
+                with self._lock:
+                    for tid in ended:
+                        self._open_txns.pop(tid, None)
             if commits:
+                self._live_commits += commits
                 _COMMITTED.inc(commits)
 
     # -- state machine and checkpoints --------------------------------------------------------
@@ -616,23 +626,15 @@ class Wal:
                 still_open = [t for t in self._open_txns.values() if t.written]
             for txn in still_open:
                 records.extend(txn.records[: txn.written])
-            parts = []
-            offset = 0
             seq = writer.next_sequence
-            now = time.time_ns()
-            for r in records:
-                parts.append(pack_record(
-                    txn_id=r.txn_id, sequence=seq, epoch=r.epoch, timestamp_ns=now,
-                    entry_type=r.entry_type, payload=r.payload, payload_sha256=r.sha256,
-                    offset=offset,
-                ))
-                seq += 1
-                offset += HEADER_SIZE + len(r.payload)
+            data = pack_records(records, sequence=seq, offset=0, timestamp_ns=time.time_ns())
+            seq += len(records)
+            offset = len(data)
             final = self.directory / segment_name(index)
             tmp = final.with_name(final.name + TMP_SUFFIX)
             try:
                 handle = files.open_at(tmp, dsync=False, create=True)
-                files.write(handle, b"".join(parts))
+                files.write(handle, data)
                 files.sync(handle)
                 files.close(handle)
                 files.rename(tmp, final)

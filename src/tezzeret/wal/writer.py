@@ -35,7 +35,7 @@ from typing import Any
 from tezzeret import metrics
 from tezzeret.wal.errors import WalIOError, WalStateError
 from tezzeret.wal.fileio import FileLayer
-from tezzeret.wal.format import EntryType, pack_record
+from tezzeret.wal.format import EntryType, pack_records
 from tezzeret.wal.reader import segment_name
 
 CrashHook = Callable[[str], None]
@@ -145,6 +145,8 @@ class SegmentWriter:
         self._failed: WalIOError | None = None
         self._closed = False
         self.syncs = 0
+        # Durations of the barriers of the round under way, for `tezzeret_wal_fsync_duration_ms`.
+        self._barrier_ms: list[float] = []
         # The writer's own thread; started the first time it is handed the role. Released once
         # per hand-off; a plain lock suffices as only one role exists to hand over, and it costs
         # less per turn than a Semaphore (a Condition in Python).
@@ -322,6 +324,7 @@ class SegmentWriter:
                 done = carry + fresh + self._queue
                 self._carry, self._queue = [], []
         _wake_all(done)
+        self._observe_barriers()  # once the waiters are on their way, not before
         if error is not None and not isinstance(error, OSError):
             raise error
 
@@ -340,45 +343,34 @@ class SegmentWriter:
     def _write_round(self, carry: list[_Item], fresh: list[_Item]) -> list[PendingRecord]:
         records = [r for item in carry for r in item.then or ()]
         records += [r for item in fresh for r in item.records]
-        total = sum(256 + len(r.payload) for r in records)
-        if total and self.size > 0 and self.size + total > self._max:
+        data = self._pack(records)
+        if data and self.size > 0 and self.size + len(data) > self._max:
             self._rotate()
-        if self.size + total > self._allocated:
-            self._preallocate(self.size + total)
+            data = self._pack(records)  # its offsets start again at 0
+        if self.size + len(data) > self._allocated:
+            self._preallocate(self.size + len(data))
         for item in carry:
             if item.between is not None:
                 item.between()
-        self._write(records)
+        if data:
+            start = time.perf_counter()
+            self._files.write(self._handle, data)
+            if self._dsync:
+                # Under O_DSYNC the write is the barrier: it returns once the data is durable.
+                self.syncs += 1
+                self._barrier_ms.append((time.perf_counter() - start) * 1000)
+            self.size += len(data)
+            self.next_sequence += len(records)
         if self._hook is not None and any(r.entry_type == EntryType.COMMIT for r in records):
             self._hook("after_commit_before_sync")
         if not self._dsync and (carry or any(item.durable for item in fresh)):
             self._sync()
         return records
 
-    def _write(self, records: list[PendingRecord]) -> None:
-        """Pack `records` at the end of the segment and write them with one `write`."""
-        if not records:
-            return
-        offset = self.size
-        now = time.time_ns()
-        seq = self.next_sequence
-        parts = []
-        for r in records:
-            parts.append(pack_record(
-                txn_id=r.txn_id, sequence=seq, epoch=r.epoch, timestamp_ns=now,
-                entry_type=r.entry_type, payload=r.payload, payload_sha256=r.sha256,
-                offset=offset,
-            ))
-            seq += 1
-            offset += 256 + len(r.payload)
-        start = time.perf_counter()
-        self._files.write(self._handle, b"".join(parts))
-        if self._dsync:
-            # Under O_DSYNC the write is the barrier: it returns once the data is durable.
-            self.syncs += 1
-            _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
-        self.size = offset
-        self.next_sequence = seq
+    def _pack(self, records: list[PendingRecord]) -> bytes:
+        """`records` as they will lie at the end of the segment."""
+        return pack_records(records, sequence=self.next_sequence, offset=self.size,
+                            timestamp_ns=time.time_ns()) if records else b""
 
     def _preallocate(self, needed: int) -> None:
         """Zero-fill and sync the segment ahead of the writes (see `fileio`), a growing chunk at a
@@ -388,11 +380,16 @@ class SegmentWriter:
         self._files.preallocate(self._handle, self._allocated, end - self._allocated)
         self._allocated = end
 
+    def _observe_barriers(self) -> None:
+        barriers, self._barrier_ms = self._barrier_ms, []
+        for ms in barriers:
+            _FSYNC_MS.observe(ms)
+
     def _sync(self) -> None:
         start = time.perf_counter()
         self._files.sync(self._handle)
         self.syncs += 1
-        _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
+        self._barrier_ms.append((time.perf_counter() - start) * 1000)
 
     def _rotate(self) -> None:
         # The old segment keeps its records, not the zeros preallocated after them, and all of
@@ -450,6 +447,7 @@ class SegmentWriter:
             if self._failed is None:
                 try:
                     self._sync()
+                    self._observe_barriers()
                 except OSError:
                     pass
             try:
