@@ -5,8 +5,8 @@ transaction id, sequence, epoch, timestamp_ns, entry type, payload size, payload
 offset, header CRC-32C, reserved). The CRC is CRC-32C (Castagnoli, via `google_crc32c`, hardware
 accelerated) over the 256 header bytes with the CRC field zeroed; the payload is covered by its
 SHA-256. `scan_records`, the loop recovery time is made of, and `pack_records`, which the writer
-runs between two writes, run in C (`_scan.c`) where that extension is built. Must never do I/O or decide what a bad record means for recovery (that is
-`recovery`).
+runs between two writes, run in C (`_scan.c`) where that extension is built. Must never do I/O
+or decide what a bad record means for recovery (that is `recovery`).
 """
 
 from __future__ import annotations
