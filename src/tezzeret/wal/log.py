@@ -68,7 +68,8 @@ CRASH_POINTS = (
 )
 _SPILL_BYTES = 1 << 20
 _COMMITTED = metrics.WAL_TRANSACTIONS.labels(status="committed")
-_COMMIT, _ABORT = EntryType.COMMIT, EntryType.ABORT  # records carry these members: compared by identity
+# Records carry these very members, so `_on_written` compares them by identity.
+_COMMIT, _ABORT = EntryType.COMMIT, EntryType.ABORT
 _LOCK_NAME = "LOCK"
 
 
