@@ -2,10 +2,9 @@
 packing of records (`format.pack_records`), in C.
 
 Owns: `scan(buf, record_type, limit)` (below), `group` (recovery's hot loop) and `pack` (the
-writer's), each documented at it.
-`scan` walks records back to back from offset 0 and returns `(records, stop)`: every record up to the first one that fails a check, as
-`record_type` tuples with the same nine fields the Python loop builds, and the offset it stopped
-at. The checks are exactly the Python loop's: magic, version, endian marker, next offset, entry
+writer's), each documented at it. `scan` walks records back to back from offset 0 and returns
+`(records, stop)`: every record up to the first one that fails a check, as `record_type` tuples
+with the same nine fields the Python loop builds, and the offset it stopped at. The checks are exactly the Python loop's: magic, version, endian marker, next offset, entry
 type, header CRC-32C (computed with the CRC field zeroed) and payload SHA-256. It never says *why*
 a record is invalid: the caller re-parses the record at `stop` in Python to name the problem, so
 the error messages live in one place.

@@ -244,7 +244,7 @@ class Transaction:
         metrics.WAL_TRANSACTIONS.labels(status="aborted").inc()
         if self.written:
             return [self._record(EntryType.ABORT, b"")]
-        self._wal._forget(self)
+        self._wal._forget(self.txn_id_bytes)
         return []
 
     # The async forms queue their writes on the writer and await the batch (see
@@ -544,15 +544,17 @@ class Wal:
     def _open_count(self) -> int:
         return len(self._open_txns)
 
-    def _forget(self, txn: Transaction) -> None:
+    def _forget(self, *txn_ids: bytes) -> None:
+        """Drop ended transactions from the open ones (one lock hold for any number)."""
         with self._lock:
-            self._open_txns.pop(txn.txn_id_bytes, None)
+            for txn_id in txn_ids:
+                self._open_txns.pop(txn_id, None)
 
     def _on_written(self, records: list[PendingRecord]) -> None:
         """Runs in the leader, under the writer lock, in log order, before any waiter returns.
         It sits between a round's barrier and the wake-up of its committers, so it does little:
-        one metric update and one pass under `_lock` for the round, not one per commit (each
-        takes a lock)."""
+        one metric update and one `_forget` for the round, not one per commit (each takes a
+        lock)."""
         ended: list[bytes] = []
         commits = 0
         try:
@@ -577,9 +579,7 @@ class Wal:
                     txn.written += 1
         finally:
             if ended:
-                with self._lock:
-                    for tid in ended:
-                        self._open_txns.pop(tid, None)
+                self._forget(*ended)
             if commits:
                 self._live_commits += commits
                 _COMMITTED.inc(commits)

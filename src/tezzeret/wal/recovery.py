@@ -7,8 +7,8 @@ state is restored from the checkpoint plus the valid records before the damage, 
 transactions lost), checking each COMMIT's Merkle root, and listing open transactions. The
 scan and the grouping of records into transactions run in C where `_scan` was built (`_group`
 takes over at any record the C side leaves to it, and is the whole loop where it was not).
-`analyze` only reads; `repair` changes files. Must never write records (the WAL aborts open transactions
-through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
+`analyze` only reads; `repair` changes files. Must never write records (the WAL aborts open
+transactions through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
 """
 
 from __future__ import annotations

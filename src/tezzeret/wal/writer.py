@@ -145,8 +145,6 @@ class SegmentWriter:
         self._failed: WalIOError | None = None
         self._closed = False
         self.syncs = 0
-        # Durations of the barriers of the round under way, for `tezzeret_wal_fsync_duration_ms`.
-        self._barrier_ms: list[float] = []
         # The writer's own thread; started the first time it is handed the role. Released once
         # per hand-off; a plain lock suffices as only one role exists to hand over, and it costs
         # less per turn than a Semaphore (a Condition in Python).
@@ -324,7 +322,6 @@ class SegmentWriter:
                 done = carry + fresh + self._queue
                 self._carry, self._queue = [], []
         _wake_all(done)
-        self._observe_barriers()  # once the waiters are on their way, not before
         if error is not None and not isinstance(error, OSError):
             raise error
 
@@ -358,7 +355,7 @@ class SegmentWriter:
             if self._dsync:
                 # Under O_DSYNC the write is the barrier: it returns once the data is durable.
                 self.syncs += 1
-                self._barrier_ms.append((time.perf_counter() - start) * 1000)
+                _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
             self.size += len(data)
             self.next_sequence += len(records)
         if self._hook is not None and any(r.entry_type == EntryType.COMMIT for r in records):
@@ -370,7 +367,7 @@ class SegmentWriter:
     def _pack(self, records: list[PendingRecord]) -> bytes:
         """`records` as they will lie at the end of the segment."""
         return pack_records(records, sequence=self.next_sequence, offset=self.size,
-                            timestamp_ns=time.time_ns()) if records else b""
+                            timestamp_ns=time.time_ns())
 
     def _preallocate(self, needed: int) -> None:
         """Zero-fill and sync the segment ahead of the writes (see `fileio`), a growing chunk at a
@@ -380,16 +377,11 @@ class SegmentWriter:
         self._files.preallocate(self._handle, self._allocated, end - self._allocated)
         self._allocated = end
 
-    def _observe_barriers(self) -> None:
-        barriers, self._barrier_ms = self._barrier_ms, []
-        for ms in barriers:
-            _FSYNC_MS.observe(ms)
-
     def _sync(self) -> None:
         start = time.perf_counter()
         self._files.sync(self._handle)
         self.syncs += 1
-        self._barrier_ms.append((time.perf_counter() - start) * 1000)
+        _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
 
     def _rotate(self) -> None:
         # The old segment keeps its records, not the zeros preallocated after them, and all of
@@ -447,7 +439,6 @@ class SegmentWriter:
             if self._failed is None:
                 try:
                     self._sync()
-                    self._observe_barriers()
                 except OSError:
                     pass
             try:
