@@ -31,7 +31,9 @@ proto: $(STAMP)
 run: $(STAMP) system-deps
 	$(BIN)/tezzeret forge
 
+# Pyflakes' rules only (undefined names, unused imports and variables, syntax): mistakes, not style.
 test: $(STAMP) system-deps
+	$(BIN)/ruff check --quiet --no-cache --select F,E9 src tests bench
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-from importlib.metadata import version
-from pathlib import Path
 
 from tezzeret.cache import l3_environment
 from tezzeret.config import load_settings
+
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 _WORKER = r"""
 import json, time
@@ -37,13 +36,6 @@ print(json.dumps({"compile_ms": round(ms, 1), "l3_hits": hits, "l3_misses": miss
 """
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | l3_environment(load_settings(state_dir=tmp))
@@ -58,8 +50,7 @@ def main() -> None:
         "bench": "l3_inductor_cache",
         "cold": runs[0],
         "warm": runs[1],
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": version("torch"),
-                    "python": platform.python_version()},
+        "machine": machine(),
     }))
 
 

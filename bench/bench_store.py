@@ -13,11 +13,9 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from tezzeret.cache import CompileCache, InFlight, Miss, store_l2
@@ -25,15 +23,7 @@ from tezzeret.config import load_settings
 from tezzeret.leyline import codec, pb
 from tezzeret.store import SigningKey, Store
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 
 def _ir(i: int) -> bytes:
@@ -117,10 +107,6 @@ def main() -> None:
         dedup_ms = asyncio.run(_dedup(cache, 1000))
         store.close()
 
-    try:
-        torch_version = version("torch")
-    except PackageNotFoundError:
-        torch_version = "absent"
     print(json.dumps({
         "bench": "store",
         "blueprints": args.n,
@@ -133,8 +119,7 @@ def main() -> None:
         "recompilation_candidates_ms": round(candidates_ms, 2),
         "recompilation_candidates": len(cands),
         "dedup_1000_duplicates_ms": round(dedup_ms, 2),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch_version,
-                    "python": platform.python_version()},
+        "machine": machine(),
     }))
 
 

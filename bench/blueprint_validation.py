@@ -15,31 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import statistics
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 from tezzeret.blueprint import BlueprintRejected, build_module, library, load_blueprint, validate
 from tezzeret.leyline import encode
 
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": metadata.version("torch")}
 
 
 def timed(fn, *args) -> float:  # noqa: ANN001

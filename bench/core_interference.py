@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from disruption import Trainer, machine, pct  # noqa: E402
+from disruption import Trainer, pct  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 from tezzeret.sandbox import throttle  # noqa: E402
 

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -44,15 +43,7 @@ from tezzeret.config import load_settings  # noqa: E402
 from tezzeret.leyline import codec, pb  # noqa: E402
 from tezzeret.sandbox import SandboxExecutor  # noqa: E402
 
-
-def machine() -> dict[str, object]:
-    model = platform.processor() or "unknown"
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu_model": model, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()}
+from machine_info import machine  # noqa: E402  (bench/ is sys.path[0] as a script)
 
 
 class Trainer:

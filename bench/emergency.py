@@ -16,16 +16,16 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 TAMIYO_KEY, TAMIYO_SECRET = "tamiyo", "bench-tamiyo-secret"
 
@@ -60,13 +60,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -251,13 +244,7 @@ def main() -> None:
         **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()},
         "rate_per_s": args.rate,
         "background": "forge STANDARD jobs" if mode == "forge" else ("none" if args.no_busy else "torch.compile loop"),
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "torch": version("torch"),
-            "python": platform.python_version(),
-            "redis": redis_version,
-        },
+        "machine": {**machine(), "redis": redis_version},
     }))
 
 

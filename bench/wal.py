@@ -23,46 +23,21 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from importlib import metadata
 from pathlib import Path
 
 from tezzeret.leyline import codec, pb
 from tezzeret.wal import Wal, WalOptions
 from tezzeret.wal.format import EntryType, pack_record
 from tezzeret.wal.merkle import merkle_root
-from tezzeret.wal.mounts import check_directory
 from tezzeret.wal.reader import segment_name
 
-
-def machine(directory: Path) -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        torch_version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        torch_version = None
-    mount = check_directory(directory).mount
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "torch_version": torch_version,
-        "python": platform.python_version(),
-        "filesystem": f"{mount.fs_type} {mount.device}" if mount else None,
-        "loadavg_1m": os.getloadavg()[0],
-    }
+from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 
 class Phase:

@@ -8,8 +8,6 @@ import copy
 import json
 import math
 
-import pytest
-import torch
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 import pytest

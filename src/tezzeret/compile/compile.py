@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from tezzeret.compile import artifact, identity, target
 from tezzeret.compile.errors import BudgetExceeded, CompileFailed, VerificationFailed
-from tezzeret.compile.identity import artifact_id_for, toolchain_for_tier
+from tezzeret.compile.identity import toolchain_for_tier
 from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
 from tezzeret.leyline import codec, pb
 

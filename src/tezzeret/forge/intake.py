@@ -19,7 +19,7 @@ from typing import Any, Callable
 from tezzeret.blueprint import digest as blueprint_digest
 from tezzeret.blueprint import validate as validate_blueprint
 from tezzeret.blueprint.errors import BlueprintRejected
-from tezzeret.compile.compile import artifact_id_for
+from tezzeret.compile.identity import artifact_id_for
 from tezzeret.config import Settings
 from tezzeret.forge.errors import BlueprintInvalid, BlueprintNotFound, RequestInvalid
 from tezzeret.forge.queue import normalize_priority

@@ -22,6 +22,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations; at run time each function imports what it uses
+    from tezzeret.leyline import pb
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PR_SET_PDEATHSIG = 1
