@@ -14,7 +14,6 @@ transactions through its writer) nor interpret payloads beyond the BEGIN context
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import shutil
 import time
@@ -193,7 +192,6 @@ def _group(
     begin_t, data_t, commit_t = int(EntryType.BEGIN), int(EntryType.DATA), int(EntryType.COMMIT)
     new = tuple.__new__  # skips the NamedTuple's Python-level __new__
     append_committed = committed.append
-    sha256 = hashlib.sha256
     aborted = 0
     for index in range(start, end):
         record = records[index]
@@ -219,12 +217,8 @@ def _group(
         elif etype == commit_t:
             begin = acc[0]
             data = acc[1]
-            if len(data) == 1:  # merkle_root_from_hash's common case, inlined
-                root = sha256(data[0][7] + begin[7]).hexdigest()
-                payloads = [data[0][8]]
-            else:
-                root = merkle_root_from_hash(begin[7], [d[7] for d in data])
-                payloads = [d[8] for d in data]
+            root = merkle_root_from_hash(begin[7], [d[7] for d in data])
+            payloads = [d[8] for d in data]
             if record[8] == root.encode():
                 acc[2] = "committed"
                 append_committed(new(CommittedTransaction, (
