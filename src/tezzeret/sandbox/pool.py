@@ -29,6 +29,7 @@ from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results, throttle
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
 from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
+from tezzeret.sandbox.status import SandboxStatus
 
 log = logging.getLogger("tezzeret.sandbox")
 
@@ -40,28 +41,6 @@ _WORKER_USER = "tezzeret-sandbox"
 _MAX_EXPORT_BYTES = 2 * 1024 * 1024 * 1024
 
 OnResult = Callable[[pb.WorkerJob, pb.WorkerResult], None]
-
-
-@dataclass(frozen=True)
-class SandboxStatus:
-    """What health and operators see of the sandbox."""
-
-    isolation_level: str
-    isolation_note: str
-    skipped_levels: list[str]
-    net_isolated: bool
-    fs_readonly: bool
-    nproc_enforced: bool
-    worker_uid: int | None
-    workers_alive: int
-    workers_busy: int
-    slots: int
-    emergency_slot: bool
-    jobs_run: int
-    recycled: int
-    last_spawn_error: str | None
-    # The CPU cap under contention: its state, or why there is none.
-    throttle: dict[str, object]
 
 
 @dataclass

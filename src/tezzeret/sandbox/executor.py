@@ -1,0 +1,39 @@
+"""The executor protocol: what the forge needs from whatever runs its compile jobs.
+
+Owns the seam between the forge and the machines that compile: `Executor` (start, run, close,
+status) and the contract every implementation keeps:
+
+- `run(job)` never raises for a job that failed: every job ends as exactly one `pb.WorkerResult`
+  whose `outcome` says how (a failure is a result, never an exception).
+- On success, `result.artifact_path` names a file on *this* host inside `job.output_dir`; the
+  forge verifies, signs and stores it from there. Remote executors copy the bytes back first.
+- The signing key, the WAL and the store never leave the forge's process: an executor sees the
+  job (the blueprint's bytes and its limits) and nothing else.
+- `status()` is cheap and never blocks: health reads it on every request.
+
+Implementations: `pool.SandboxExecutor` (local pre-warmed workers under bubblewrap, the default),
+`inprocess.InProcessExecutor` (tasks run in this process, for service tests), and the Ray
+executor (`sandbox.backend: ray`). Must never import the forge or the API.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from tezzeret.leyline import pb
+from tezzeret.sandbox.status import SandboxStatus
+
+
+@runtime_checkable
+class Executor(Protocol):
+    async def start(self) -> None:
+        """Get ready to run jobs (spawn and warm workers, connect to a cluster); waits until ready."""
+
+    async def run(self, job: pb.WorkerJob, *, emergency: bool = False) -> pb.WorkerResult:
+        """Run one job to its end and return its result; never raises for a job failure."""
+
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop taking jobs, give running ones up to `grace_s`, then stop everything."""
+
+    def status(self) -> SandboxStatus:
+        """What health and operators see: workers, slots, isolation, per-node state."""
