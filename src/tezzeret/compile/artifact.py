@@ -10,13 +10,12 @@ Must never deserialise a payload: it hands out verified bytes only; what they me
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tezzeret.compile.errors import ArtifactCorrupt
+from tezzeret.durable import atomic_write
 from tezzeret.leyline import codec, pb
 from tezzeret.leyline.codec import ContractError
 
@@ -35,30 +34,6 @@ class Header:
     manifest_bytes: bytes
     payload_base: int  # file offset where payload offsets start
     file_size: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, chunks: list[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _frame(manifest_bytes: bytes, signature_bytes: bytes) -> bytes:
@@ -108,7 +83,7 @@ def write_artifact(
     manifest_bytes = codec.encode(written)
     if len(manifest_bytes) > MAX_MANIFEST_BYTES:
         raise ValueError(f"manifest is {len(manifest_bytes)} bytes, over {MAX_MANIFEST_BYTES}")
-    _atomic_write(Path(path), [_frame(manifest_bytes, b""), *blobs])
+    atomic_write(Path(path), [_frame(manifest_bytes, b""), *blobs])
     return written
 
 
@@ -210,4 +185,4 @@ def attach_signature(path: str | Path, signature: pb.ArtifactSignature) -> None:
     with path.open("rb") as f:
         f.seek(header.payload_base)
         payload = f.read()
-    _atomic_write(path, [_frame(header.manifest_bytes, sig_bytes), payload])
+    atomic_write(path, [_frame(header.manifest_bytes, sig_bytes), payload])

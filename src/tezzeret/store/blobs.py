@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tezzeret.durable import fsync_dir
 from tezzeret.store.errors import BlobIntegrityError, InvalidInput
 
 _CHUNK = 1 << 20
@@ -29,15 +30,6 @@ class BlobRef:
     sha256: str
     size: int
     path: Path
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or create inside `path` durable (the entry lives in the directory)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

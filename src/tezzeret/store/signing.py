@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from tezzeret.leyline import SCHEMA_VERSION, codec, pb
-from tezzeret.store.blobs import fsync_dir
+from tezzeret.durable import fsync_dir
 from tezzeret.store.errors import KeyFileInvalid, KeyPermissionError, SigningError
 
 ALGORITHM = "ed25519"

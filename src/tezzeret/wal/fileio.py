@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from tezzeret.durable import fsync_dir
+
 
 class FileLayer(Protocol):
     def open_at(self, path: Path, *, dsync: bool, create: bool, offset: int | None = None) -> int: ...
@@ -116,8 +118,4 @@ class OsFileLayer:
         path.unlink(missing_ok=True)
 
     def fsync_dir(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path)

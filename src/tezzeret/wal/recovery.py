@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from tezzeret.durable import fsync_path
 from tezzeret.leyline import codec, pb
 from tezzeret.wal.format import EntryType, Record, _scan
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
@@ -352,14 +353,6 @@ def _analyze(directory: Path) -> Analysis:
                     open_txns, previously_aborted, problems, cut, torn_tail, lost, last_sequence)
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def repair(analysis: Analysis) -> tuple[int, int]:
     """Apply what `analyze` found: drop temporaries and superseded segments, truncate a torn tail,
     quarantine damaged bytes. Returns (truncated_bytes, quarantined_bytes)."""
@@ -381,18 +374,18 @@ def repair(analysis: Analysis) -> tuple[int, int]:
                 data = scan.path.read_bytes()
                 target = qdir / f"{scan.path.name}.from-{cut_offset}.{stamp}"
                 target.write_bytes(data[cut_offset:])
-                _fsync_path(target)
+                fsync_path(target)
                 os.truncate(scan.path, cut_offset)
-                _fsync_path(scan.path)
+                fsync_path(scan.path)
                 quarantined += len(data) - cut_offset
             else:
                 quarantined += scan.path.stat().st_size
                 shutil.move(str(scan.path), str(qdir / f"{scan.path.name}.{stamp}"))
-        _fsync_path(qdir)
+        fsync_path(qdir)
     elif analysis.torn_tail:
         last = analysis.scans[-1]
         truncated = last.size - last.stop
         os.truncate(last.path, last.stop)
-        _fsync_path(last.path)
-    _fsync_path(directory)
+        fsync_path(last.path)
+    fsync_path(directory)
     return truncated, quarantined
