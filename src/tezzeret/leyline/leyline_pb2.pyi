@@ -79,6 +79,7 @@ class JobOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_SANDBOX_VIOLATION: _ClassVar[JobOutcome]
     OUTCOME_INTERNAL_ERROR: _ClassVar[JobOutcome]
     OUTCOME_FROM_CACHE: _ClassVar[JobOutcome]
+    OUTCOME_NODE_LOST: _ClassVar[JobOutcome]
 
 class HealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -154,6 +155,7 @@ OUTCOME_CRASH: JobOutcome
 OUTCOME_SANDBOX_VIOLATION: JobOutcome
 OUTCOME_INTERNAL_ERROR: JobOutcome
 OUTCOME_FROM_CACHE: JobOutcome
+OUTCOME_NODE_LOST: JobOutcome
 HEALTH_UNSPECIFIED: HealthStatus
 HEALTH_HEALTHY: HealthStatus
 HEALTH_DEGRADED: HealthStatus
@@ -682,7 +684,7 @@ class JobRecord(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., event: _Optional[_Union[JobEvent, str]] = ..., job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., sequence: _Optional[int] = ..., request: _Optional[bytes] = ..., result: _Optional[_Union[CompilationResult, _Mapping]] = ..., at_ns: _Optional[int] = ...) -> None: ...
 
 class WorkerJob(_message.Message):
-    __slots__ = ("schema_version", "job_id", "task", "blueprint", "strategy", "batch_sizes", "output_dir", "memory_limit_mb", "timeout_ms", "cpu_only", "params")
+    __slots__ = ("schema_version", "job_id", "task", "blueprint", "strategy", "batch_sizes", "output_dir", "memory_limit_mb", "timeout_ms", "cpu_only", "params", "target")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -694,6 +696,7 @@ class WorkerJob(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     CPU_ONLY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     job_id: str
     task: str
@@ -705,7 +708,8 @@ class WorkerJob(_message.Message):
     timeout_ms: int
     cpu_only: bool
     params: _containers.RepeatedCompositeFieldContainer[KeyValue]
-    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., task: _Optional[str] = ..., blueprint: _Optional[bytes] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., output_dir: _Optional[str] = ..., memory_limit_mb: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., cpu_only: _Optional[bool] = ..., params: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
+    target: str
+    def __init__(self, schema_version: _Optional[int] = ..., job_id: _Optional[str] = ..., task: _Optional[str] = ..., blueprint: _Optional[bytes] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., output_dir: _Optional[str] = ..., memory_limit_mb: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., cpu_only: _Optional[bool] = ..., params: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., target: _Optional[str] = ...) -> None: ...
 
 class WorkerResult(_message.Message):
     __slots__ = ("schema_version", "job_id", "outcome", "artifact_path", "manifest", "error", "error_code", "compile_ms", "peak_rss_bytes", "details")
