@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from pathlib import Path
 
 from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
@@ -36,9 +37,15 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
     if mode == "produce":
         from tezzeret.compile import compile_blueprint
 
+        from tezzeret.store import SigningKey, sign_artifact_file
+
         t = time.perf_counter()
         outcome = compile_blueprint(ir, "fast", arg)
-        print(json.dumps({"path": str(outcome.path), "compile_s": time.perf_counter() - t}))
+        # Signed as the forge signs it, so adoption pays the signature check a consumer pays.
+        key = SigningKey.load_or_create(Path(arg) / "keys")
+        sign_artifact_file(outcome.path, key)
+        print(json.dumps({"path": str(outcome.path), "compile_s": time.perf_counter() - t,
+                          "public_key": key.public_key_bytes.hex()}))
         return
     inputs = example_inputs(ir)
     t_imports = time.perf_counter()
@@ -53,7 +60,7 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
     if mode == "tezzeret":
         from tezzeret.loader import load
 
-        model = load(arg, serve="compiled")
+        model = load(arg, serve="compiled", public_key=os.environ["TEZZERET_BENCH_PUBLIC_KEY"])
     else:
         base = build_module(ir)
         if mode == "megacache":
@@ -73,8 +80,9 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
     }))
 
 
-def _run(mode: str, blueprint: str, arg: str, cache: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+def _run(mode: str, blueprint: str, arg: str, cache: Path, extra: tuple[str, ...] = (), public_key: str = "") -> dict[str, Any]:
     env = dict(os.environ)
+    env["TEZZERET_BENCH_PUBLIC_KEY"] = public_key
     env.update(
         {
             "TORCHINDUCTOR_CACHE_DIR": str(cache),
@@ -110,7 +118,7 @@ def main() -> None:
         cold = _run("inline", ns.blueprint, str(blob), root / "inline-cache", extra)
         warm = _run("inline", ns.blueprint, "", root / "inline-cache", extra)
         mega = _run("megacache", ns.blueprint, str(blob), root / "mega-cache", extra) if blob.exists() else None
-        tz = _run("tezzeret", ns.blueprint, produced["path"], root / "tezzeret-cache", extra)
+        tz = _run("tezzeret", ns.blueprint, produced["path"], root / "tezzeret-cache", extra, produced["public_key"])
         left = sorted(os.listdir(root / "tezzeret-cache")) if (root / "tezzeret-cache").exists() else []
         size = Path(produced["path"]).stat().st_size
     result = {

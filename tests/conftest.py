@@ -8,3 +8,10 @@ import os
 os.environ.setdefault("TORCHINDUCTOR_CPP_MARCH", "x86-64-v3")
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The loader trusts keys from the environment and the user's keyring: tests start from none.
+import tempfile  # noqa: E402
+
+os.environ.pop("TEZZERET_TRUSTED_KEYS", None)
+os.environ.pop("TEZZERET_KEYRING", None)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tezzeret-test-config-")

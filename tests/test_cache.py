@@ -1,11 +1,9 @@
-"""The cache tiers: L1 results and in-flight dedup, the L2 store probe, L3 environment and counts."""
+"""The cache tiers: L1 results, the L2 store probe, L3 environment and counts (in-flight dedup is\nthe forge's: tests/forge/test_forge_inflight.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,7 @@ from tezzeret.cache import (
     L3_HITS_DETAIL,
     L3_MISSES_DETAIL,
     CacheHit,
-    CompileAbandoned,
     CompileCache,
-    InFlight,
-    Miss,
     l3_counts,
     l3_environment,
     store_l2,
@@ -50,38 +45,20 @@ def _cache(tmp_path: Path, store: Store | None = None, clock: ManualClock | None
     return CompileCache.from_settings(settings, l2=store_l2(store) if store else None, clock=clock)
 
 
-async def test_200_duplicate_requests_compile_once(tmp_path: Path, store: Store) -> None:
-    cache = _cache(tmp_path, store)
-    compiles = 0
+async def test_l1_serves_a_remembered_result_and_counts_it(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
     result = pb.CompilationResult(artifact_id=AID, success=True)
-    joined_before = _sample("tezzeret_cache_lookups_total", tier="L1", result="joined")
-
-    async def request() -> tuple[str, Any]:
-        nonlocal compiles
-        found = await cache.lookup_or_join(AID)
-        if isinstance(found, Miss):
-            compiles += 1
-            await asyncio.sleep(0.05)  # the compile: every other request arrives meanwhile
-            found.complete(result)
-            return "compiled", result
-        if isinstance(found, InFlight):
-            return "joined", await found
-        return found.tier, found.result
-
-    answers = await asyncio.gather(*(request() for _ in range(200)))
-    assert compiles == 1
-    assert sorted({kind for kind, _ in answers}) == ["compiled", "joined"]
-    assert all(value is result for _, value in answers)
+    assert await cache.lookup(AID) is None
+    cache.remember(AID, result)
+    for _ in range(3):
+        hit = await cache.lookup(AID)
+        assert isinstance(hit, CacheHit) and hit.tier == "L1" and hit.result is result
+    cache.joined()
     stats = cache.stats()
-    assert (stats.l1.misses, stats.l1.joined, stats.l1.hits) == (1, 199, 0)
-    assert (stats.l2.misses, stats.l2.hits) == (1, 0)  # only the owner probed the store
-    assert stats.in_flight == 0 and stats.entries == 1
-    assert _sample("tezzeret_cache_lookups_total", tier="L1", result="joined") - joined_before == 199
-    # Afterwards the result is served from L1 without joining anything.
-    later = await cache.lookup_or_join(AID)
-    assert isinstance(later, CacheHit) and later.tier == "L1" and later.result is result
+    assert (stats.l1.misses, stats.l1.hits, stats.l1.joined) == (1, 3, 1)
+    assert stats.entries == 1
     assert _sample("tezzeret_cache_hit_rate", tier="L1") == pytest.approx(cache.stats().l1.hit_rate)
-    assert cache.stats().l1.hit_rate == pytest.approx(200 / 201)
+    assert cache.stats().l1.hit_rate == pytest.approx(4 / 5)
 
 
 async def test_l2_hit_serves_the_stored_artifact(tmp_path: Path, store: Store) -> None:
@@ -96,88 +73,23 @@ async def test_l2_hit_serves_the_stored_artifact(tmp_path: Path, store: Store) -
     sig = pb.ArtifactSignature(schema_version=1, key_id="0" * 16, algorithm="ed25519", signature=b"s" * 64)
     store.put_artifact(manifest, f, sig)
     cache = _cache(tmp_path, store)
-    first, second = await asyncio.gather(cache.lookup_or_join(AID), cache.lookup_or_join(AID))
+    first = await cache.lookup(AID)
     assert isinstance(first, CacheHit) and first.tier == "L2"
     assert first.result.artifact_id == AID and first.result.file_sha256 == hashlib.sha256(b"payload").hexdigest()
-    # The duplicate arrived during the store probe: it joined and got the same record.
-    assert isinstance(second, InFlight) and (await second) == first.result
     assert cache.stats().l2.hit_rate == 1.0
     assert _sample("tezzeret_cache_hit_rate", tier="L2") == 1.0
-    assert isinstance(await cache.lookup_or_join("another-id"), Miss)
-
-
-async def test_a_failure_reaches_every_joiner_and_is_not_cached(tmp_path: Path) -> None:
-    cache = _cache(tmp_path)
-    owner = await cache.lookup_or_join(AID)
-    assert isinstance(owner, Miss)
-    joiners = [await cache.lookup_or_join(AID) for _ in range(5)]
-    assert all(isinstance(j, InFlight) for j in joiners)
-    owner.fail(RuntimeError("worker killed by SIGKILL"))
-    for j in joiners:
-        assert isinstance(j, InFlight)
-        with pytest.raises(RuntimeError, match="SIGKILL"):
-            await j
-    assert isinstance(await cache.lookup_or_join(AID), Miss)  # the next request compiles again
+    assert await cache.lookup("another-id") is None
 
 
 async def test_results_expire_after_their_ttl(tmp_path: Path) -> None:
     clock = ManualClock()
     cache = _cache(tmp_path, clock=clock, memory_management={"cache_ttl_seconds": 60})
-    miss = await cache.lookup_or_join(AID)
-    assert isinstance(miss, Miss)
-    miss.complete("done")
+    assert await cache.lookup(AID) is None
+    cache.remember(AID, "done")
     clock.advance(59)
-    assert isinstance(await cache.lookup_or_join(AID), CacheHit)
+    assert isinstance(await cache.lookup(AID), CacheHit)
     clock.advance(2)
-    assert isinstance(await cache.lookup_or_join(AID), Miss)
-
-
-async def test_a_cancelled_waiter_leaves_the_compile_and_other_waiters_alone(tmp_path: Path) -> None:
-    cache = _cache(tmp_path)
-    owner = await cache.lookup_or_join(AID)
-    impatient = await cache.lookup_or_join(AID)
-    patient = await cache.lookup_or_join(AID)
-    assert isinstance(impatient, InFlight) and isinstance(patient, InFlight)
-    with pytest.raises(asyncio.TimeoutError):
-        await impatient.result(timeout=0.01)
-    task = asyncio.create_task(patient.result())
-    await asyncio.sleep(0)
-    assert isinstance(owner, Miss)
-    owner.complete(42)
-    assert await task == 42
-
-
-async def test_complete_from_another_thread_wakes_the_loop(tmp_path: Path) -> None:
-    cache = _cache(tmp_path)
-    owner = await cache.lookup_or_join(AID)
-    waiter = await cache.lookup_or_join(AID)
-    assert isinstance(owner, Miss) and isinstance(waiter, InFlight)
-    await asyncio.to_thread(cache.complete, AID, "from a thread")
-    assert await waiter.result(timeout=5) == "from a thread"
-
-
-async def test_owner_cancelled_during_the_store_probe_releases_joiners(tmp_path: Path) -> None:
-    probing = threading.Event()
-    release = threading.Event()
-
-    def slow_l2(artifact_id: str) -> None:
-        probing.set()
-        release.wait(30)
-        return None
-
-    settings = load_settings(state_dir=str(tmp_path / "state"))
-    cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=slow_l2)
-    owner = asyncio.create_task(cache.lookup_or_join(AID))
-    await asyncio.to_thread(probing.wait, 30)
-    joiner = await cache.lookup_or_join(AID)
-    assert isinstance(joiner, InFlight)
-    owner.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await owner
-    release.set()
-    with pytest.raises(CompileAbandoned, match="submit the request again"):
-        await joiner.result(timeout=5)
-    assert cache.in_flight() == []
+    assert await cache.lookup(AID) is None
 
 
 async def test_store_errors_count_as_misses(tmp_path: Path) -> None:
@@ -186,17 +98,14 @@ async def test_store_errors_count_as_misses(tmp_path: Path) -> None:
 
     settings = load_settings(state_dir=str(tmp_path / "state"))
     cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=broken_l2)
-    assert isinstance(await cache.lookup_or_join(AID), Miss)
+    assert await cache.lookup(AID) is None
     assert cache.stats().l2.errors == 1
 
 
-async def test_caching_off_keeps_dedup_but_no_results(tmp_path: Path) -> None:
+async def test_caching_off_keeps_no_results(tmp_path: Path) -> None:
     cache = _cache(tmp_path, compilation={"enable_caching": False})
-    owner = await cache.lookup_or_join(AID)
-    assert isinstance(await cache.lookup_or_join(AID), InFlight)
-    assert isinstance(owner, Miss)
-    owner.complete("r")
-    assert isinstance(await cache.lookup_or_join(AID), Miss)
+    cache.remember(AID, "r")
+    assert await cache.lookup(AID) is None
 
 
 def test_registered_with_the_memory_manager(tmp_path: Path) -> None:
@@ -206,7 +115,7 @@ def test_registered_with_the_memory_manager(tmp_path: Path) -> None:
     results = memory["compilation_cache"]
     assert results.max_entries == 3
     for i in range(5):
-        cache.complete(f"id-{i}", i)
+        cache.remember(f"id-{i}", i)
     assert len(results) == 3 and cache.stats().entries == 3
 
 

@@ -1,29 +1,26 @@
 """The cache tiers in front of the compiler (ARCHITECTURE decision 8, upstream §4).
 
-Owns: L1, the in-process result cache (a `resilience.ttl.TTLCache`: TTL and entry cap) plus
-in-flight deduplication by artifact id, so a burst of identical requests compiles once and every
-requester gets that one result; the L2 probe (the store already holds this artifact id); the L3
-environment that points Inductor's persistent FX-graph / AOTAutograd / autotune caches at the state
+Owns: L1, the in-process result cache (a `resilience.ttl.TTLCache`: TTL and entry cap; the
+in-flight half of L1, one compile per artifact id however many ask, is the forge's job registry);
+the L2 probe (the store already holds this artifact id); the L3 environment that points Inductor's persistent FX-graph / AOTAutograd / autotune caches at the state
 dir (and at Redis when `redis_url` is set), for the sandbox to hand to workers; and the per-tier hit
 rates (`tezzeret_cache_hit_rate{tier}`, `tezzeret_cache_lookups_total{tier,result}`).
 
 Must never compile, never write to the store, never import torch (L3 counters arrive as numbers
 the worker read from Inductor), and never cache a failure: a failed compile is retried by the next
-request. `lookup_or_join`, `complete` and `fail` belong to one asyncio event loop; `complete` and
-`fail` may be called from another thread and hop onto that loop.
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from tezzeret import metrics
 from tezzeret.config import Settings
-from tezzeret.errors import TezzeretError
 from tezzeret.leyline import pb
 from tezzeret.resilience.clock import Clock, MonotonicClock
 from tezzeret.resilience.ttl import TTLCache, TTLMemoryManager
@@ -45,57 +42,14 @@ _L3_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class CompileAbandoned(TezzeretError):
-    """The request that owned a compile went away before it completed or failed."""
-
-    code = "CACHE_COMPILE_ABANDONED"
-
-    def __init__(self, artifact_id: str, why: str) -> None:
-        self.artifact_id = artifact_id
-        super().__init__(
-            f"the compile of {artifact_id!r} that this request joined was abandoned ({why}); "
-            "submit the request again to start a new compile"
-        )
-
-
 @dataclass(frozen=True)
-class CacheHit(Generic[R]):
-    """Served without compiling. `result` is what `complete` was given (tier L1) or what the L2
+class CacheHit:
+    """Served without compiling: `result` is what `remember` was given (tier L1) or what the L2
     probe returned (tier L2, e.g. the store's `ArtifactRecord`)."""
 
     artifact_id: str
     tier: Tier
     result: Any
-
-
-@dataclass(frozen=True)
-class InFlight(Generic[R]):
-    """Someone else is compiling this artifact id; await `result()` (or the object itself) for
-    their outcome. A waiter that is cancelled or times out leaves the shared compile running."""
-
-    artifact_id: str
-    future: asyncio.Future[Any] = field(repr=False)
-
-    async def result(self, timeout: float | None = None) -> Any:
-        return await asyncio.wait_for(asyncio.shield(self.future), timeout)
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.result().__await__()
-
-
-@dataclass(frozen=True)
-class Miss(Generic[R]):
-    """Nobody has this artifact: the caller now owns its compile and must end it with
-    `complete(result)` or `fail(error)` (else joined requests wait for ever)."""
-
-    artifact_id: str
-    cache: CompileCache[R] = field(repr=False)
-
-    def complete(self, result: R) -> None:
-        self.cache.complete(self.artifact_id, result)
-
-    def fail(self, error: BaseException) -> None:
-        self.cache.fail(self.artifact_id, error)
 
 
 @dataclass
@@ -121,18 +75,17 @@ class CacheStats:
     l2: TierStats
     l3: TierStats
     entries: int
-    in_flight: int
 
     def as_dict(self) -> dict[str, object]:
         return {
             tier: {"hits": s.hits, "misses": s.misses, "joined": s.joined, "errors": s.errors,
                    "hit_rate": s.hit_rate}
             for tier, s in (("L1", self.l1), ("L2", self.l2), ("L3", self.l3))
-        } | {"entries": self.entries, "in_flight": self.in_flight}
+        } | {"entries": self.entries}
 
 
 class CompileCache(Generic[R]):
-    """L1 + in-flight dedup + the L2 probe, and the L3 hit-rate bookkeeping.
+    """L1 results, the L2 probe, and the hit-rate bookkeeping of every level.
 
     `l2` is a blocking function: artifact id → the value to serve when that artifact is already
     stored, else None (`store_l2(store)` gives the usual one). It runs in a worker thread.
@@ -148,7 +101,6 @@ class CompileCache(Generic[R]):
         self._l2 = l2
         self._results = results
         self._keep_results = keep_results
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._stats = {"L1": TierStats(), "L2": TierStats(), "L3": TierStats()}
         for tier in self._stats:
             metrics.CACHE_HIT_RATE.labels(tier=tier).set(0.0)
@@ -181,96 +133,43 @@ class CompileCache(Generic[R]):
 
     # ---- the lookup path -------------------------------------------------------------------
 
-    async def lookup_or_join(self, artifact_id: str) -> CacheHit[R] | InFlight[R] | Miss[R]:
-        """L1 result → L1 in-flight join → L2 store probe → Miss (the caller compiles)."""
+    def joined(self) -> None:
+        """Count a request that joined a compile already in flight (an L1 hit of its own kind)."""
+        self._count("L1", "joined")
+
+    async def lookup(self, artifact_id: str) -> CacheHit | None:
+        """L1 result → L2 store probe; None when the artifact must be compiled."""
         if not artifact_id:
-            raise ValueError("lookup_or_join needs an artifact id")
+            raise ValueError("lookup needs an artifact id")
         cached = self._results.get(artifact_id, _MISSING) if self._keep_results else _MISSING
         if cached is not _MISSING:
             self._count("L1", "hit")
             return CacheHit(artifact_id, "L1", cached)
-        running = self._inflight.get(artifact_id)
-        if running is not None:
-            self._count("L1", "joined")
-            return InFlight(artifact_id, running)
         self._count("L1", "miss")
-
-        # Register before the first await so a duplicate arriving during the L2 probe joins
-        # this request instead of probing (and compiling) again.
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        # A failed compile nobody joined must not log "exception was never retrieved".
-        future.add_done_callback(_consume_exception)
-        self._inflight[artifact_id] = future
         if self._l2 is None:
-            return Miss(artifact_id, self)
+            return None
         try:
             found = await asyncio.to_thread(self._l2, artifact_id)
-        except asyncio.CancelledError:
-            self._abandon(artifact_id, future, "the request was cancelled during the L2 lookup")
-            raise
         except Exception:
             # The store being unavailable must not stop compilation: treat it as a miss; putting
             # the artifact later is idempotent if it did exist.
             log.warning("L2 lookup of %s failed; treating it as a miss", artifact_id, exc_info=True)
             self._count("L2", "error")
-            return Miss(artifact_id, self)
+            return None
         if found is None:
             self._count("L2", "miss")
-            return Miss(artifact_id, self)
+            return None
         self._count("L2", "hit")
-        self._inflight.pop(artifact_id, None)
-        if not future.done():
-            future.set_result(found)
         return CacheHit(artifact_id, "L2", found)
 
-    def complete(self, artifact_id: str, result: R) -> None:
-        """The compile of `artifact_id` succeeded: remember `result` in L1 and wake every joiner."""
-        self._on_loop(artifact_id, lambda: self._complete(artifact_id, result))
-
-    def fail(self, artifact_id: str, error: BaseException) -> None:
-        """The compile failed: every joiner gets `error`; nothing is cached, so the next request
-        compiles again."""
-        self._on_loop(artifact_id, lambda: self._fail(artifact_id, error))
-
-    def _complete(self, artifact_id: str, result: R) -> None:
+    def remember(self, artifact_id: str, result: R) -> None:
+        """The compile of `artifact_id` succeeded: serve `result` from L1 until it expires."""
         if self._keep_results:
             self._results.put(artifact_id, result)
-        future = self._inflight.pop(artifact_id, None)
-        if future is not None and not future.done():
-            future.set_result(result)
-
-    def _fail(self, artifact_id: str, error: BaseException) -> None:
-        future = self._inflight.pop(artifact_id, None)
-        if future is not None and not future.done():
-            future.set_exception(error)
-
-    def _abandon(self, artifact_id: str, future: asyncio.Future[Any], why: str) -> None:
-        if self._inflight.get(artifact_id) is future:
-            del self._inflight[artifact_id]
-        if not future.done():
-            future.set_exception(CompileAbandoned(artifact_id, why))
-
-    def _on_loop(self, artifact_id: str, action: Callable[[], None]) -> None:
-        future = self._inflight.get(artifact_id)
-        if future is None:
-            action()
-            return
-        loop = future.get_loop()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            action()
-        else:
-            loop.call_soon_threadsafe(action)
 
     def invalidate(self, artifact_id: str) -> None:
         """Forget a cached result (e.g. the artifact was quarantined)."""
         self._results.pop(artifact_id)
-
-    def in_flight(self) -> list[str]:
-        return list(self._inflight)
 
     # ---- L3 ----------------------------------------------------------------------------------
 
@@ -308,12 +207,7 @@ class CompileCache(Generic[R]):
 
     def stats(self) -> CacheStats:
         copy = {t: TierStats(s.hits, s.misses, s.joined, s.errors) for t, s in self._stats.items()}
-        return CacheStats(copy["L1"], copy["L2"], copy["L3"], len(self._results), len(self._inflight))
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        return CacheStats(copy["L1"], copy["L2"], copy["L3"], len(self._results))
 
 
 def store_l2(store: Any) -> Callable[[str], Any | None]:

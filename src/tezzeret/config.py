@@ -10,7 +10,6 @@ key's dotted path and the reason. It must never read configuration lazily from e
 from __future__ import annotations
 
 import os
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,18 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tezzeret.blueprint.limits import ValidationLimits
 from tezzeret.errors import ConfigError
+from tezzeret.leyline.strategy import Strategy
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class Strategy(str, Enum):
-    EMERGENCY = "EMERGENCY"
-    FAST = "FAST"
-    STANDARD = "STANDARD"
-    AGGRESSIVE = "AGGRESSIVE"
 
 
 class CompilationSettings(Strict):
@@ -144,7 +138,7 @@ class TimeoutSettings(Strict):
     conservative_mode_timeout: int = Field(300_000, ge=0)
 
     def for_strategy(self, strategy: Strategy | str) -> int:
-        return int(getattr(self, f"{Strategy(strategy).value.lower()}_compilation"))
+        return int(getattr(self, f"{Strategy.parse(strategy).value.lower()}_compilation"))
 
 
 class PerJobMemoryLimits(Strict):
@@ -154,7 +148,7 @@ class PerJobMemoryLimits(Strict):
     aggressive: int = Field(16384, ge=64)
 
     def for_strategy(self, strategy: Strategy | str) -> int:
-        return int(getattr(self, Strategy(strategy).value.lower()))
+        return int(getattr(self, Strategy.parse(strategy).value.lower()))
 
 
 class ResourceSettings(Strict):
@@ -274,30 +268,35 @@ class CacheSettings(Strict):
     remote_inductor_cache: bool = True
 
 
+_LIMITS = ValidationLimits()
+
+
 class BlueprintSettings(Strict):
-    """Static-validation limits for a BlueprintIR (the SecurityValidator's bounds).
+    """Static-validation limits for a BlueprintIR (the SecurityValidator's bounds): the keys of
+    `blueprint.ValidationLimits`, bounded here; `limits()` is what validation takes.
 
     Sizes are checked before parsing; FLOPs and activation memory at the largest declared batch.
     """
 
-    max_json_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_proto_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_json_depth: int = Field(32, ge=4, le=1000)
-    max_nodes: int = Field(1000, ge=1)
-    max_inputs: int = Field(16, ge=1)
-    max_outputs: int = Field(16, ge=1)
-    max_node_inputs: int = Field(64, ge=1)
-    max_attrs_per_node: int = Field(32, ge=1)
-    max_list_length: int = Field(64, ge=1)
-    max_rank: int = Field(8, ge=1)
-    max_dim_size: int = Field(1 << 24, ge=1)
-    max_parameters: int = Field(100_000_000, ge=1)
-    # Forward FLOPs and activation memory at the largest declared batch (a width-1024, 512-token
-    # transformer block at batch 64 needs ~1e12 FLOPs and ~4 GiB).
-    max_flops: float = Field(1e13, gt=0)
-    max_activation_mb: float = Field(16384, gt=0)
-    max_string_length: int = Field(256, ge=8)
-    max_description_length: int = Field(4096, ge=8)
+    max_json_bytes: int = Field(_LIMITS.max_json_bytes, ge=1024)
+    max_proto_bytes: int = Field(_LIMITS.max_proto_bytes, ge=1024)
+    max_json_depth: int = Field(_LIMITS.max_json_depth, ge=4, le=1000)
+    max_nodes: int = Field(_LIMITS.max_nodes, ge=1)
+    max_inputs: int = Field(_LIMITS.max_inputs, ge=1)
+    max_outputs: int = Field(_LIMITS.max_outputs, ge=1)
+    max_node_inputs: int = Field(_LIMITS.max_node_inputs, ge=1)
+    max_attrs_per_node: int = Field(_LIMITS.max_attrs_per_node, ge=1)
+    max_list_length: int = Field(_LIMITS.max_list_length, ge=1)
+    max_rank: int = Field(_LIMITS.max_rank, ge=1)
+    max_dim_size: int = Field(_LIMITS.max_dim_size, ge=1)
+    max_parameters: int = Field(_LIMITS.max_parameters, ge=1)
+    max_flops: float = Field(_LIMITS.max_flops, gt=0)
+    max_activation_mb: float = Field(_LIMITS.max_activation_mb, gt=0)
+    max_string_length: int = Field(_LIMITS.max_string_length, ge=8)
+    max_description_length: int = Field(_LIMITS.max_description_length, ge=8)
+
+    def limits(self) -> ValidationLimits:
+        return ValidationLimits(**self.model_dump())
 
 
 def _default_state_dir() -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from tz_compile_support import CONV_BN
 
-from tezzeret.compile import VerificationFailed, artifact, compile_blueprint
+from tezzeret.artifact import file as artifact
+from tezzeret.compile import VerificationFailed, compile_blueprint
 from tezzeret.compile.precompile import PAYLOAD_FORMAT
 from tezzeret.leyline import pb
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tezzeret.forge.queue import PriorityJobQueue, QueuedJob
+from tezzeret.forge.jobs import Job
+from tezzeret.forge.queue import PriorityJobQueue
 from tezzeret.leyline import pb
 
 
@@ -14,11 +15,12 @@ class Clock:
         return self.t
 
 
-def job(q: PriorityJobQueue[None], jid: str, prio: int, seq: int) -> None:
-    q.push(QueuedJob(jid, "a-" + jid, prio, seq, q.clock(), None))
+def job(q: PriorityJobQueue, jid: str, prio: int, seq: int) -> None:
+    request = pb.CompilationRequest(priority=prio)
+    q.push(Job(jid, request, "a-" + jid, "d" * 64, jid, sequence=seq, enqueued_at=q.clock()))
 
 
-def drain(q: PriorityJobQueue[None]) -> list[str]:
+def drain(q: PriorityJobQueue) -> list[str]:
     out = []
     while (j := q.pop()) is not None:
         out.append(j.job_id)
@@ -26,7 +28,7 @@ def drain(q: PriorityJobQueue[None]) -> list[str]:
 
 
 def test_fifo_within_priority_and_urgency_across() -> None:
-    q: PriorityJobQueue[None] = PriorityJobQueue(aging_interval_s=300, clock=Clock())
+    q: PriorityJobQueue = PriorityJobQueue(aging_interval_s=300, clock=Clock())
     job(q, "n1", pb.PRIORITY_NORMAL, 1)
     job(q, "b1", pb.PRIORITY_BACKGROUND, 2)
     job(q, "n2", pb.PRIORITY_NORMAL, 3)
@@ -41,7 +43,7 @@ def test_fifo_within_priority_and_urgency_across() -> None:
 
 def test_aging_boosts_old_work_but_never_into_emergency() -> None:
     clock = Clock()
-    q: PriorityJobQueue[None] = PriorityJobQueue(aging_interval_s=300, clock=clock)
+    q: PriorityJobQueue = PriorityJobQueue(aging_interval_s=300, clock=clock)
     job(q, "old-bg", pb.PRIORITY_BACKGROUND, 1)
     clock.t += 301  # one level: BACKGROUND → EXPERIMENTAL
     job(q, "new-exp", pb.PRIORITY_EXPERIMENTAL, 2)
@@ -53,7 +55,7 @@ def test_aging_boosts_old_work_but_never_into_emergency() -> None:
 
 
 def test_restored_jobs_keep_sequence_order_and_duplicates_refused() -> None:
-    q: PriorityJobQueue[None] = PriorityJobQueue(clock=Clock())
+    q: PriorityJobQueue = PriorityJobQueue(clock=Clock())
     job(q, "c", pb.PRIORITY_NORMAL, 30)
     job(q, "a", pb.PRIORITY_NORMAL, 10)
     job(q, "b", pb.PRIORITY_NORMAL, 20)

@@ -12,9 +12,9 @@ from forge_helpers import SMALL, blueprint, forge_settings, request
 
 from tezzeret.bus import topics
 from tezzeret.bus.base import Delivery
-from tezzeret.compile.artifact import read_manifest
+from tezzeret.artifact.file import read_manifest
 from tezzeret.forge.errors import BlueprintInvalid, IntakeClosed
-from tezzeret.forge.jobs import JobStatus
+from tezzeret.forge.jobs import JobStatus, priority_name
 from tezzeret.forge.service import Forge
 from tezzeret.leyline import SCHEMA_VERSION, encode, pb
 from tezzeret.store import verify_signature
@@ -165,7 +165,7 @@ async def test_bus_intake_topics(forge: Forge) -> None:
             if karn is not None:
                 break
             await asyncio.sleep(0.05)
-        assert karn is not None and karn.priority == "STRATEGIC" and karn.status is JobStatus.QUEUED
+        assert karn is not None and priority_name(karn.priority) == "STRATEGIC" and karn.status is JobStatus.QUEUED
         forge.queue.remove(karn.job_id)
     finally:
         forge.pipeline.resume()
@@ -217,7 +217,7 @@ async def test_polling_and_idle_submit_without_running(forge: Forge) -> None:
         assert await forge.poller.scan_once() == 1
         (queued,) = forge.queue.ordered()
         job = forge.registry.get(queued.job_id)
-        assert job.source == "urza" and job.priority == "NORMAL" and job.strategy in ("STANDARD", "FAST", "AGGRESSIVE")
+        assert job.source == "urza" and priority_name(job.priority) == "NORMAL" and job.strategy in ("STANDARD", "FAST", "AGGRESSIVE")
         assert await forge.poller.scan_once() == 0  # already queued: not submitted twice
 
         # Idle work only when nothing waits.
@@ -230,7 +230,7 @@ async def test_polling_and_idle_submit_without_running(forge: Forge) -> None:
         job_id = forge.idle._current or await forge.idle.step()
         assert job_id is not None and forge.idle.submitted == 1
         idle_job = forge.registry.get(job_id)
-        assert idle_job.priority == "BACKGROUND" and idle_job.strategy == "AGGRESSIVE" and idle_job.source == "idle"
+        assert priority_name(idle_job.priority) == "BACKGROUND" and idle_job.strategy == "AGGRESSIVE" and idle_job.source == "idle"
         # Conservative mode forbids idle work and caps what is submitted.
         forge.conservative.trigger("compilation_timeout", "test")
         assert not forge.idle.allowed()

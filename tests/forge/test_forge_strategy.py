@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tezzeret.config import load_settings
-from tezzeret.forge.strategy import name_of, one_level_down, select_strategy, to_pb
-from tezzeret.leyline import pb
+from tezzeret.forge.strategy import select_strategy
+from tezzeret.leyline import Strategy, pb
 
 
 def meta(interest: float = 0.0, value: float = 0.0) -> pb.BlueprintMetadata:
@@ -42,15 +42,17 @@ def test_explicit_request_wins_but_conservative_caps(tmp_path) -> None:
     assert select_strategy(s, requested=pb.STRATEGY_FAST, metadata=meta(0.99)).name == "FAST"
     assert select_strategy(s, requested=pb.STRATEGY_EMERGENCY).name == "EMERGENCY"
     d = select_strategy(
-        s, requested=pb.STRATEGY_AGGRESSIVE, conservative_downgrade=one_level_down
+        s, requested=pb.STRATEGY_AGGRESSIVE, conservative_downgrade=Strategy.down
     )
     assert d.name == "STANDARD" and d.capped and "conservative" in d.reason
 
 
 def test_conversions() -> None:
-    assert to_pb("fast") == pb.STRATEGY_FAST
-    assert to_pb("STRATEGY_STANDARD") == pb.STRATEGY_STANDARD
-    assert name_of(pb.STRATEGY_AGGRESSIVE) == "AGGRESSIVE"
-    assert one_level_down(pb.STRATEGY_EMERGENCY) == pb.STRATEGY_EMERGENCY
+    assert Strategy.parse("fast").pb == pb.STRATEGY_FAST
+    assert Strategy.parse("STRATEGY_STANDARD").pb == pb.STRATEGY_STANDARD
+    assert Strategy.parse(pb.STRATEGY_AGGRESSIVE).value == "AGGRESSIVE"
+    assert Strategy.parse(pb.STRATEGY_EMERGENCY).down().pb == pb.STRATEGY_EMERGENCY
     with pytest.raises(ValueError):
-        to_pb("TURBO")
+        Strategy.parse("TURBO")
+    with pytest.raises(ValueError):  # UNSPECIFIED is not a tier: nothing maps silently to one
+        Strategy.parse(pb.STRATEGY_UNSPECIFIED)

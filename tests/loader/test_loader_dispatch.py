@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_calls_without_an_entry_are_named_errors_or_eager(fast_artifact: Path) -> None:
-    module = load(fast_artifact, serve="compiled")
+    module = load(fast_artifact, serve="compiled", trust_unsigned=True)
     ir = ir_of(TINY_MLP)
     (x8,) = example_inputs(ir, 8)
     assert torch.allclose(module(x8), build_module(ir)(x8), atol=1e-5)
@@ -41,7 +41,7 @@ def test_calls_without_an_entry_are_named_errors_or_eager(fast_artifact: Path) -
     finally:
         torch.set_num_threads(threads)
     assert module(x8).shape == (8, 32)
-    eager_ok = load(fast_artifact, fallback="eager", serve="compiled")
+    eager_ok = load(fast_artifact, fallback="eager", serve="compiled", trust_unsigned=True)
     assert eager_ok(torch.randn(3, 32)).shape == (3, 32)
     with torch.no_grad():
         assert eager_ok(x8).shape == (8, 32)
@@ -49,7 +49,7 @@ def test_calls_without_an_entry_are_named_errors_or_eager(fast_artifact: Path) -
 
 
 def test_auto_serving_follows_the_manifest(fast_artifact: Path) -> None:
-    module = load(fast_artifact)  # serve="auto"
+    module = load(fast_artifact, trust_unsigned=True)  # serve="auto"
     (x8,) = example_inputs(ir_of(TINY_MLP), 8)
     module(x8)
     entry = next(e for e in module.entries if e.key == "b8-train")

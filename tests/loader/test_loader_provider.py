@@ -46,7 +46,7 @@ def test_unknown_digest_fetches_in_the_background(tmp_path: Path) -> None:
         release.wait(30)  # a slow store: get() must not wait for it
         return path
 
-    with KernelProvider(fetch) as provider:
+    with KernelProvider(fetch, trust_unsigned=True) as provider:
         assert provider.get(digest(ir)) is None  # not known yet, returned at once
         release.set()
         state = provider.wait(digest(ir), timeout=60)
@@ -61,7 +61,7 @@ def test_refused_artifact_keeps_the_module_eager(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[3] ^= 0xFF  # the magic
     path.write_bytes(bytes(data))
-    with KernelProvider() as provider:
+    with KernelProvider(trust_unsigned=True) as provider:
         module = provider.get(ir)
         state = provider.offer(digest(ir), path).result(timeout=60)
         assert state.mode == "refused" and "ARTIFACT_CORRUPT" in state.reason
@@ -78,7 +78,7 @@ def test_provider_requiring_signatures_refuses_unsigned(tmp_path: Path) -> None:
     ir = ir_of(TINY_MLP)
     key = SigningKey.load_or_create(tmp_path / "keys")
     path = compile_blueprint(ir, "emergency", tmp_path).path
-    with KernelProvider(public_key=key.public_key_bytes, require_signature=True) as provider:
+    with KernelProvider(public_key=key.public_key_bytes) as provider:
         provider.get(ir)
         state = provider.offer(digest(ir), path).result(timeout=60)
         assert state.mode == "refused" and "LOADER_UNSIGNED" in state.reason
@@ -87,7 +87,7 @@ def test_provider_requiring_signatures_refuses_unsigned(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_switches_the_same_parameters_to_compiled_entries(fast_artifact: Path) -> None:
     ir = ir_of(TINY_MLP)
-    with KernelProvider(serve="compiled") as provider:
+    with KernelProvider(serve="compiled", trust_unsigned=True) as provider:
         module = provider.get(ir)
         assert module is not None
         params = list(module.parameters())

@@ -158,7 +158,7 @@ def test_two_processes_creating_at_once_agree_on_one_key(tmp_path: Path) -> None
 
 
 def test_sign_artifact_file_signs_the_manifest_in_place(store, blueprint: str, tmp_path: Path) -> None:
-    artifact = pytest.importorskip("tezzeret.compile.artifact")
+    artifact = pytest.importorskip("tezzeret.artifact.file")
     key = SigningKey.load_or_create(tmp_path / "keys")
     path = tmp_path / "a.tzart"
     written = artifact.write_artifact(path, make_manifest(blueprint), {"precompile": b"\x01" * 5000})

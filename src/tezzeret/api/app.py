@@ -27,7 +27,7 @@ from tezzeret.api.auth import Principal, TokenAuthority
 from tezzeret.config import Settings
 from tezzeret.forge.audit import AuditLog
 from tezzeret.forge.errors import ForgeError, RequestInvalid
-from tezzeret.leyline import ContractError, decode, from_json, pb, to_json
+from tezzeret.leyline import ContractError, Strategy, UnknownStrategy, decode, from_json, pb, to_json
 
 if TYPE_CHECKING:
     from tezzeret.forge.service import Forge
@@ -74,13 +74,12 @@ async def read_bounded(request: Request, limit: int) -> bytes:
 def _strategy_param(value: str | None) -> int:
     if not value:
         return pb.STRATEGY_UNSPECIFIED
-    name = value.upper()
-    name = name if name.startswith("STRATEGY_") else "STRATEGY_" + name
-    if name not in pb.CompilationStrategy.keys() or name == "STRATEGY_UNSPECIFIED":
+    try:
+        return Strategy.parse(value).pb
+    except UnknownStrategy:
         raise RequestInvalid(
             f"unknown strategy '{value}'; use EMERGENCY, FAST, STANDARD or AGGRESSIVE", field="strategy"
-        )
-    return int(pb.CompilationStrategy.Value(name))
+        ) from None
 
 
 def _priority_param(value: str | None) -> int:
@@ -233,8 +232,8 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         if not req.requested_by:
             req.requested_by = principal.name
         request.state.blueprint = req.blueprint_id or req.blueprint.metadata.name or None
-        sub = await forge.submit(req, source="api")
-        request.state.blueprint = sub.blueprint_digest
+        sub = await forge.submit(req, "api")
+        request.state.blueprint = sub.job.digest
         return JSONResponse(sub.to_dict(), status_code=200 if sub.from_cache else 202)
 
     @app.get("/v1/jobs", summary="Recent jobs")

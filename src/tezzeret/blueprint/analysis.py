@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from tezzeret.blueprint.attrs import AttrValue, parse_attrs
 from tezzeret.blueprint.errors import BlueprintRejected
 from tezzeret.blueprint.ops import ALIASES, FLOAT_DTYPES, INDEX_DTYPES, OPS, RuleContext, RuleError, TensorInfo
-from tezzeret.config import BlueprintSettings
+from tezzeret.blueprint.limits import ValidationLimits
 from tezzeret.leyline import SCHEMA_VERSION, encode, pb
 
-ValidationLimits = BlueprintSettings
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 REF_RE = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-/]*)(?::([0-9]{1,4}))?")

@@ -21,17 +21,11 @@ from torch import nn
 
 from tezzeret.blueprint.analysis import Analysis, ValidationLimits, analyze
 from tezzeret.blueprint.digest import digest_from_analysis
+from tezzeret.blueprint.dtypes import NAMES, to_torch
 from tezzeret.blueprint.ops import OPS
 from tezzeret.leyline import pb
 
-TORCH_DTYPES: Mapping[int, torch.dtype] = MappingProxyType({
-    pb.DTYPE_FLOAT32: torch.float32,
-    pb.DTYPE_FLOAT16: torch.float16,
-    pb.DTYPE_BFLOAT16: torch.bfloat16,
-    pb.DTYPE_FLOAT64: torch.float64,
-    pb.DTYPE_INT64: torch.int64,
-    pb.DTYPE_INT32: torch.int32,
-})
+TORCH_DTYPES: Mapping[int, torch.dtype] = MappingProxyType({value: to_torch(value) for value in NAMES})
 
 # (layer key, argument slots, result slots, returns a tuple, slots to release afterwards)
 PlanStep = tuple[str, tuple[int, ...], tuple[int, ...], bool, tuple[int, ...]]

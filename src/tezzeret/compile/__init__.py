@@ -1,5 +1,5 @@
 """Stage: compile. The four tiers, compiling one blueprint in-process, parity verification, and the
-artifact file with its manifest.
+payloads of the artifact file (written through `tezzeret.artifact`).
 
 Importing this package loads no torch: `compile_blueprint` and friends import it on first use, so
 the forge can compute artifact ids and read manifests cheaply. It must never import a later stage
@@ -10,15 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tezzeret.compile.artifact import attach_signature, read_manifest, read_payload, write_artifact
-from tezzeret.compile.errors import (
-    ArtifactCorrupt,
-    BudgetExceeded,
-    CompileError,
-    CompileFailed,
-    UnknownStrategy,
-    VerificationFailed,
-)
+from tezzeret.compile.errors import BudgetExceeded, CompileError, CompileFailed, VerificationFailed
 from tezzeret.compile.tiers import TIERS, Tier, tier_for
 
 if TYPE_CHECKING:
@@ -45,21 +37,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TIERS",
-    "ArtifactCorrupt",
     "BudgetExceeded",
     "CompileError",
     "CompileFailed",
     "CompileOutcome",
     "Tier",
-    "UnknownStrategy",
     "VerificationFailed",
     "artifact_id_for",
-    "attach_signature",
     "compile_blueprint",
     "plan_entries",
-    "read_manifest",
-    "read_payload",
     "run_compile_task",
     "tier_for",
-    "write_artifact",
 ]

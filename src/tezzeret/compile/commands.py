@@ -8,7 +8,6 @@ Owns argument handling and presentation only (a Rich progress display and tables
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from tezzeret.errors import TezzeretError
-from tezzeret.leyline import codec, pb
+from tezzeret.leyline import Strategy, codec, pb
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
-
-
-class StrategyName(str, Enum):
-    emergency = "emergency"
-    fast = "fast"
-    standard = "standard"
-    aggressive = "aggressive"
 
 
 def _entry_json(entry: pb.ArtifactEntry) -> dict[str, Any]:
@@ -101,7 +93,7 @@ def _summary(manifest: pb.CompiledKernelArtifact, path: Path, signed: bool) -> T
 
 def compile_cmd(
     file: Path = typer.Argument(..., help="Blueprint file (JSON or protobuf bytes)."),
-    strategy: StrategyName = typer.Option(StrategyName.fast, "--strategy", "-s", help="Compilation tier."),
+    strategy: Strategy = typer.Option(Strategy.FAST, "--strategy", "-s", case_sensitive=False, help="Compilation tier."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory the artifact is written to."),
     batch: list[int] = typer.Option([], "--batch", "-b", help="Batch sizes to build entries for (repeatable)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Inductor cache dir for this compile."),
@@ -143,7 +135,7 @@ def inspect_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Show an artifact's manifest, entries and verification record (reads no payload)."""
-    from tezzeret.compile.artifact import read_manifest
+    from tezzeret.artifact.file import read_manifest
 
     try:
         manifest, signature, _ = read_manifest(artifact_path)

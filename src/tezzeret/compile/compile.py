@@ -21,7 +21,11 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from tezzeret.compile import artifact, identity, target
+from tezzeret.artifact import file as artifact
+from tezzeret.artifact import target
+from tezzeret.artifact.codeversion import blueprint_code_version
+from tezzeret.blueprint.dtypes import from_torch
+from tezzeret.compile import identity
 from tezzeret.compile.errors import BudgetExceeded, CompileFailed, VerificationFailed
 from tezzeret.compile.identity import toolchain_for_tier
 from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
@@ -35,20 +39,6 @@ if TYPE_CHECKING:
 # artifact ids and toolchain hashes and must not pay for (or depend on) torch.
 
 Progress = Callable[[str, int, int], None]  # (what is happening, entries done, entries planned)
-
-_DTYPE_NAMES_TO_PB: dict[str, int] = {
-    "float32": pb.DTYPE_FLOAT32,
-    "float16": pb.DTYPE_FLOAT16,
-    "bfloat16": pb.DTYPE_BFLOAT16,
-    "float64": pb.DTYPE_FLOAT64,
-    "int64": pb.DTYPE_INT64,
-    "int32": pb.DTYPE_INT32,
-    "bool": pb.DTYPE_BOOL,
-}
-
-
-def _dtype_pb(dtype: torch.dtype) -> int:
-    return _DTYPE_NAMES_TO_PB.get(str(dtype).removeprefix("torch."), pb.DTYPE_UNSPECIFIED)
 
 # Relative slack under the tier budget we keep free for verification and writing the file.
 _BUDGET_RESERVE = 0.15
@@ -120,7 +110,7 @@ def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
 def _entry_record(spec: EntrySpec, args: tuple[torch.Tensor, ...]) -> pb.ArtifactEntry:
     entry = pb.ArtifactEntry(key=spec.key, grad_enabled=spec.grad_enabled)
     for t in args:
-        entry.inputs.add(shape=list(t.shape), dtype=_dtype_pb(t.dtype))
+        entry.inputs.add(shape=list(t.shape), dtype=from_torch(t.dtype))
     return entry
 
 
@@ -145,6 +135,7 @@ def _build_inductor_entry(
     args: tuple[torch.Tensor, ...],
     kernel_dir: Path,
 ) -> _Built:
+    from tezzeret.artifact import payload
     from tezzeret.compile import precompile, verify
 
     record = _entry_record(spec, args)
@@ -154,7 +145,7 @@ def _build_inductor_entry(
         )
         data = compiled.serialize()
         # Verify what a consumer will get: the serialised bytes loaded back, not the in-memory object.
-        loaded = precompile.load_entry(data, kernel_dir=kernel_dir)
+        loaded = payload.load_entry(data, kernel_dir=kernel_dir)
     except Exception as exc:  # noqa: BLE001 - any torch failure drops this entry, not the job
         record.verified = False
         record.drop_reason = f"compile failed: {type(exc).__name__}: {str(exc).strip()[:400]}"
@@ -246,8 +237,9 @@ def compile_blueprint(
     budget = float(budget_s if budget_s is not None else tier.budget_s)
     ir = _as_ir(ir_or_bytes)
     blueprint_digest = digest(ir)
-    toolchain = toolchain_for_tier(tier)
-    artifact_id = identity.artifact_id(blueprint_digest, tier)
+    target_spec = identity.host_target()
+    toolchain = toolchain_for_tier(tier, target_spec)
+    artifact_id = identity.artifact_id(blueprint_digest, tier, target_spec)
     specs = plan_entries(ir, tier, batch_sizes)
     if grad_modes is not None:
         specs = [s for s in specs if s.grad_enabled in grad_modes] or specs
@@ -304,17 +296,20 @@ def compile_blueprint(
         schema_version=codec.SCHEMA_VERSION,
         artifact_id=artifact_id,
         blueprint_digest=blueprint_digest,
-        strategy=tier.strategy,
+        strategy=tier.strategy.pb,
         target=toolchain.target,
         toolchain_hash=toolchain.hash(),
-        torch_version=toolchain.torch_version,
+        torch_version=target.torch_version(),
         python_version=toolchain.python_version,
+        compile_code_version=toolchain.compile_code_version,
+        blueprint_code_version=blueprint_code_version(),
         tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
         status=pb.KERNEL_PENDING_BENCHMARKING,
         created_at_ns=time.time_ns(),
         num_threads=torch.get_num_threads(),
     )
     manifest.blueprint.CopyFrom(ir)
+    manifest.target_spec.CopyFrom(target_spec)
     manifest.applied_passes.extend(
         ["dynamo-aot-precompile", "inductor", "aoti-packaging"] if tier.use_inductor else ["eager"]
     )

@@ -16,12 +16,6 @@ class CompileError(TezzeretError):
     code = "COMPILE_ERROR"
 
 
-class UnknownStrategy(CompileError):
-    """A strategy name that is not one of the four tiers."""
-
-    code = "COMPILE_UNKNOWN_STRATEGY"
-
-
 class CompileFailed(CompileError):
     """Torch could not trace or lower the blueprint at all (every entry failed to compile)."""
 
@@ -42,17 +36,3 @@ class BudgetExceeded(CompileError):
     """The tier's wall-clock budget ran out before a single entry was compiled and verified."""
 
     code = "COMPILE_BUDGET_EXCEEDED"
-
-
-class ArtifactCorrupt(CompileError):
-    """An artifact file whose framing, manifest or payload bytes are not what they claim to be."""
-
-    code = "ARTIFACT_CORRUPT"
-
-    def __init__(self, path: object, reason: str) -> None:
-        super().__init__(
-            f"artifact {path}: {reason}; the file is damaged or was altered: fetch it again from the "
-            "store or recompile the blueprint"
-        )
-        self.path = str(path)
-        self.reason = reason

@@ -1,22 +1,59 @@
 """Artifact identity: `{digest[:16]}-{target}-{tier}-{toolchain[:8]}`, computed without compiling.
 
-Owns the artifact id and the toolchain for a tier. Must stay torch-free to import: the forge
-deduplicates on the id before any compile, in a process that never loads torch.
+Owns the toolchain (everything besides the blueprint that changes what a compile produces: torch
+build, Python version, target, the tier's settings and the compile code's own version, derived from
+its sources) and the artifact id built from it, as Inductor's cache keys capture everything that
+changes their output. Must stay torch-free to import: the forge deduplicates on the id before any
+compile, in a process that never loads torch.
 """
 
 from __future__ import annotations
 
-from tezzeret.compile import target
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from tezzeret.artifact import target as targets
+from tezzeret.artifact.codeversion import compile_code_version
 from tezzeret.compile.tiers import Tier, tier_for
 from tezzeret.leyline import pb
 
 
-def toolchain_for_tier(tier: Tier) -> target.Toolchain:
-    return target.toolchain_for(tier.name, tier.version, tier.settings())
+@dataclass(frozen=True)
+class Toolchain:
+    torch_build: str
+    python_version: str
+    target: str
+    tier_name: str
+    tier_version: str
+    tier_settings: str
+    compile_code_version: str
+
+    def hash(self) -> str:
+        doc = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def artifact_id(blueprint_digest: str, tier: Tier) -> str:
-    toolchain = toolchain_for_tier(tier)
+def host_target() -> pb.TargetSpec:
+    """The target this host builds for: CPU at the pinned ISA level."""
+    return targets.cpu_spec()
+
+
+def toolchain_for_tier(tier: Tier, spec: pb.TargetSpec | None = None) -> Toolchain:
+    spec = spec or host_target()
+    return Toolchain(
+        torch_build=spec.torch_build or targets.torch_build(),
+        python_version=targets.python_version(),
+        target=targets.target_string(spec),
+        tier_name=tier.name,
+        tier_version=tier.version,
+        tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
+        compile_code_version=compile_code_version(),
+    )
+
+
+def artifact_id(blueprint_digest: str, tier: Tier, spec: pb.TargetSpec | None = None) -> str:
+    toolchain = toolchain_for_tier(tier, spec)
     return f"{blueprint_digest[:16]}-{toolchain.target}-{tier.name}-{toolchain.hash()[:8]}"
 
 

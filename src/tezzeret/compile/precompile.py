@@ -1,68 +1,22 @@
-"""Every private torch API Tezzeret uses, behind one small surface (torch 2.13).
+"""The producer side of torch's private precompile API (torch 2.13): compiling one entry.
 
 Owns: compiling one static entry (shape × grad mode) of a module with Dynamo AOT precompile and
-AOTInductor packaging, serialising it, loading it back with its bundled `.so` re-homed into a
-directory we choose, guard checks, and reading torch's compile counters. Must never decide policy
-(tiers, verification, file layout) and must never be imported for anything but these calls: when
-torch changes, this is the one file to port.
-
-Why the re-homing: in torch 2.13 `CompiledAOTI.__post_init__` dlopens the `.so` at the producer's
-absolute path before it writes the bundled bytes back, so an entry loaded on another host or with
-another cache dir fails with "cannot open shared object file". We rewrite the paths first.
+AOTInductor packaging, and reading torch's compile counters. The consumer side (deserialising an
+entry, re-homing its native files, guard checks) is `tezzeret.artifact.payload`; those two files
+are the only ones that touch torch's private APIs, so a torch upgrade is ported there. Must never
+decide policy (tiers, verification, file layout).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import threading
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-PAYLOAD_FORMAT = "dynamo-aot-precompile+aoti/torch-2.13"
+from tezzeret.artifact.payload import CompiledEntry, enable_aot_compile, format_for
 
-# Guards the class-level patch of CompiledAOTI while entries load; loads happen from a provider's
-# background thread and the training thread at once.
-_REHOME_LOCK = threading.Lock()
-
-
-class CompiledEntry:
-    """One compiled, guarded forward (and backward, for training entries) of a module."""
-
-    def __init__(self, fn: Any) -> None:
-        self._fn = fn  # torch._dynamo.aot_compile.AOTCompiledFunction
-
-    def matches(self, module: nn.Module, args: tuple[Any, ...]) -> bool:
-        """True when this entry's guards accept (module, args) in the current grad mode."""
-        return bool(self._fn.guard_check(module, *args))
-
-    def __call__(self, module: nn.Module, *args: Any) -> Any:
-        return self._fn(module, *args)
-
-    def serialize(self) -> bytes:
-        from torch._dynamo.aot_compile import AOTCompiledFunction
-
-        return bytes(AOTCompiledFunction.serialize(self._fn).serialized_data)
-
-    def guard_digest(self) -> str:
-        """SHA-256 of the serialised guard set (what a consumer's call must satisfy)."""
-        return hashlib.sha256(bytes(self._fn._artifacts.guards_state)).hexdigest()
-
-    def why_not(self, module: nn.Module, args: tuple[Any, ...]) -> str:
-        """Torch's own account of the failing guard, for error messages."""
-        f_locals = self._fn.prepare_f_locals(module, *args)
-        return str(self._fn._artifacts.guard_manager.check_verbose(f_locals))
-
-
-def _enable() -> None:
-    import torch._dynamo.config as dynamo_config
-
-    dynamo_config.enable_aot_compile = True
+PAYLOAD_FORMAT = format_for(torch.__version__)
 
 
 def compile_entry(
@@ -77,7 +31,7 @@ def compile_entry(
     import torch._dynamo.config as dynamo_config
     from torch._dynamo.aot_compile import ModelInput
 
-    _enable()
+    enable_aot_compile()
     # Automatic dynamic shapes would turn a second entry's batch into a symbol, which AOTI codegen
     # cannot handle ('Symbol' object has no attribute 'dtype'): every entry is static and compiled
     # from a clean Dynamo state.
@@ -90,68 +44,6 @@ def compile_entry(
     if len(results) != 1:
         raise RuntimeError(f"expected one compiled result, torch produced {len(results)}")
     return CompiledEntry(results[0])
-
-
-def _rehome(aoti: Any, kernel_dir: Path) -> None:
-    """Move a CompiledAOTI's bundled files to content-addressed paths under `kernel_dir`."""
-    files: dict[str, bytes] = dict(aoti._cached_files)
-    mapping: dict[str, str] = {}
-    for old, data in files.items():
-        home = kernel_dir / hashlib.sha256(data).hexdigest()[:32]
-        home.mkdir(parents=True, exist_ok=True)
-        new = home / os.path.basename(old)
-        # Content check, not just existence: never dlopen bytes other than the verified ones.
-        if not new.exists() or new.read_bytes() != data:
-            tmp = new.with_name(f".{new.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, new)
-        mapping[old] = str(new)
-    aoti._cached_files = {mapping[k]: v for k, v in files.items()}
-    if isinstance(aoti.filename, list):
-        aoti.filename = [mapping.get(f, f) if isinstance(f, str) else f for f in aoti.filename]
-    elif isinstance(aoti.filename, str):
-        aoti.filename = mapping.get(aoti.filename, aoti.filename)
-
-
-@contextlib.contextmanager
-def _rehoming(kernel_dir: Path) -> Iterator[None]:
-    from torch._inductor.output_code import CompiledAOTI
-
-    original = CompiledAOTI.__post_init__
-
-    def post_init(self: Any) -> None:
-        if self._cached_files:
-            _rehome(self, kernel_dir)
-        original(self)
-
-    with _REHOME_LOCK:
-        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]
-
-
-def load_entry(data: bytes, *, kernel_dir: Path) -> CompiledEntry:
-    """Deserialise one entry (runs torch's pickle and dlopens native code: verify bytes first)."""
-    from torch._dynamo.aot_compile import AOTCompiledFunction
-
-    _enable()
-    kernel_dir.mkdir(parents=True, exist_ok=True)
-    with _rehoming(kernel_dir):
-        fn = AOTCompiledFunction.deserialize(data)
-    return CompiledEntry(fn)
-
-
-def prewarm() -> None:
-    """Import what loading an entry needs (Dynamo, the AOTI runtime): seconds, paid once per process.
-
-    A provider calls this from its background thread at start so the training loop never does.
-    """
-    import torch._dynamo  # noqa: F401
-    import torch._dynamo.aot_compile  # noqa: F401
-    import torch._functorch._aot_autograd.aot_autograd_result  # noqa: F401
-    import torch._inductor.output_code  # noqa: F401
 
 
 def compile_counters() -> dict[str, int]:

@@ -12,8 +12,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Mapping
 
-from tezzeret.compile.errors import UnknownStrategy
-from tezzeret.leyline import pb
+from tezzeret.leyline import Strategy
 
 
 class BatchPolicy(str, Enum):
@@ -26,7 +25,7 @@ class BatchPolicy(str, Enum):
 class Tier:
     name: str
     version: str
-    strategy: int  # pb.CompilationStrategy value
+    strategy: Strategy
     budget_s: float
     use_inductor: bool
     batch_policy: BatchPolicy
@@ -57,7 +56,7 @@ _COMMON: dict[str, object] = {
 EMERGENCY = Tier(
     name="emergency",
     version="1",
-    strategy=pb.STRATEGY_EMERGENCY,
+    strategy=Strategy.EMERGENCY,
     budget_s=10.0,
     use_inductor=False,
     batch_policy=BatchPolicy.DECLARED,
@@ -66,7 +65,7 @@ EMERGENCY = Tier(
 FAST = Tier(
     name="fast",
     version="1",
-    strategy=pb.STRATEGY_FAST,
+    strategy=Strategy.FAST,
     budget_s=65.0,
     use_inductor=True,
     batch_policy=BatchPolicy.DECLARED,
@@ -78,7 +77,7 @@ FAST = Tier(
 STANDARD = Tier(
     name="standard",
     version="1",
-    strategy=pb.STRATEGY_STANDARD,
+    strategy=Strategy.STANDARD,
     budget_s=250.0,
     use_inductor=True,
     batch_policy=BatchPolicy.REPRESENTATIVE,
@@ -88,7 +87,7 @@ STANDARD = Tier(
 AGGRESSIVE = Tier(
     name="aggressive",
     version="1",
-    strategy=pb.STRATEGY_AGGRESSIVE,
+    strategy=Strategy.AGGRESSIVE,
     budget_s=960.0,
     use_inductor=True,
     batch_policy=BatchPolicy.GRID,
@@ -101,18 +100,12 @@ AGGRESSIVE = Tier(
 TIERS: tuple[Tier, ...] = (EMERGENCY, FAST, STANDARD, AGGRESSIVE)
 
 
-def tier_for(strategy: int | str) -> Tier:
-    """The tier for a `pb.CompilationStrategy` value or a name (`fast`, `STRATEGY_FAST`, `FAST`)."""
-    for tier in TIERS:
-        if isinstance(strategy, int) and not isinstance(strategy, bool):
-            if tier.strategy == strategy:
-                return tier
-        elif isinstance(strategy, str):
-            name = strategy.strip().lower().removeprefix("strategy_")
-            if tier.name == name:
-                return tier
-    names = ", ".join(t.name for t in TIERS)
-    raise UnknownStrategy(f"strategy {strategy!r} is not a tier; use one of: {names}")
+_BY_STRATEGY: Mapping[Strategy, Tier] = MappingProxyType({t.strategy: t for t in TIERS})
+
+
+def tier_for(strategy: Strategy | int | str) -> Tier:
+    """The tier of a strategy (anything `Strategy.parse` takes); raises `UnknownStrategy`."""
+    return _BY_STRATEGY[Strategy.parse(strategy)]
 
 
 def batch_sizes_for(tier: Tier, declared: int, lo: int, hi: int) -> list[int]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tezzeret.compile.precompile import CompiledEntry
+from tezzeret.artifact.payload import CompiledEntry
 
 # (rtol, atol) per dtype: a tensor passes when max|a - b| <= atol + rtol * max|b|. Scaled by the
 # tensor's own magnitude so that tiny gradients are not judged against an absolute floor only.

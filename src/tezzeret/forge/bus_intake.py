@@ -13,42 +13,60 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tezzeret.bus import EmergencyListener, topics
-from tezzeret.bus.base import Delivery
+from tezzeret.bus.base import Bus, Delivery
+from tezzeret.config import Settings
+from tezzeret.forge.audit import AuditLog
 from tezzeret.forge.errors import ForgeError
+from tezzeret.forge.polling import Submit
 from tezzeret.leyline import SCHEMA_VERSION, pb
-from tezzeret.store import StoreError
+from tezzeret.store import Store, StoreError
 
-if TYPE_CHECKING:
-    from tezzeret.forge.service import Forge
+HandleEmergency = Callable[[pb.EmergencyCompile, Any], Awaitable[pb.EmergencyAck]]
 
 log = logging.getLogger(__name__)
 
 
 class BusIntake:
-    def __init__(self, forge: "Forge") -> None:
-        self.forge = forge
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        *,
+        submit: Submit,
+        handle_emergency: HandleEmergency,
+        store: Store,
+        audit: AuditLog,
+        instance_id: str,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.submit = submit
+        self.handle_emergency = handle_emergency
+        self.store = store
+        self.audit = audit
+        self.instance_id = instance_id
         self.emergency: EmergencyListener | None = None
         self.received = 0
         self.refused = 0
 
     def subscribe(self) -> None:
-        f = self.forge
-        group = f.settings.bus.consumer_group
-        consumer = f"forge-{f.instance_id}".replace(":", "-")
-        f.bus.subscribe(topics.BLUEPRINT_SUBMITTED, self.on_blueprint, group=group, consumer=consumer)
-        f.bus.subscribe(topics.COMPILATION_REQUEST, self.on_request, group=group, consumer=consumer)
-        f.bus.subscribe(topics.KERNEL_CHARACTERIZED, self.on_characterized, group=group, consumer=consumer)
-        if f.settings.compilation.enable_emergency_compilation:
+        group = self.settings.bus.consumer_group
+        consumer = f"forge-{self.instance_id}".replace(":", "-")
+        self.bus.subscribe(topics.BLUEPRINT_SUBMITTED, self.on_blueprint, group=group, consumer=consumer)
+        self.bus.subscribe(topics.COMPILATION_REQUEST, self.on_request, group=group, consumer=consumer)
+        self.bus.subscribe(topics.KERNEL_CHARACTERIZED, self.on_characterized, group=group, consumer=consumer)
+        if self.settings.compilation.enable_emergency_compilation:
             self.emergency = EmergencyListener(
-                f.bus, f.settings, f.handle_emergency_from_bus, audit=self._audit_emergency, consumer=consumer
+                self.bus, self.settings, self.handle_emergency, audit=self._audit_emergency, consumer=consumer
             )
             self.emergency.start()
 
     def _audit_emergency(self, record: dict[str, Any]) -> None:
-        self.forge.audit.record(
+        self.audit.record(
             requestor=record.get("key_id") or "unknown-key",
             action="emergency_compile(bus)",
             blueprint=record.get("blueprint_id") or None,
@@ -60,7 +78,7 @@ class BusIntake:
     async def _submit(self, request: pb.CompilationRequest, source: str) -> None:
         self.received += 1
         try:
-            await self.forge.submit(request, source=source)
+            await self.submit(request, source)
         except ForgeError as exc:
             self.refused += 1
             log.warning("%s: refused %s: %s", source, request.request_id or request.blueprint_id, exc)
@@ -95,7 +113,7 @@ class BusIntake:
             return
         try:
             await asyncio.to_thread(
-                self.forge.store.set_kernel_status, msg.artifact_id, msg.status, msg.reason or "urabrask"
+                self.store.set_kernel_status, msg.artifact_id, msg.status, msg.reason or "urabrask"
             )
         except StoreError as exc:
             log.warning("characterized: %s not applied: %s", msg.artifact_id, exc)

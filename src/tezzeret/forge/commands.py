@@ -223,10 +223,10 @@ def register(app: typer.Typer) -> None:
         its budget is retried one tier down (down to EMERGENCY); one whose compiled entries all fail
         verification against eager falls back to EMERGENCY. Exit 1 if any blueprint got no artifact.
         """
-        from tezzeret.forge.strategy import to_pb
+        from tezzeret.leyline import Strategy
 
         try:
-            to_pb(strategy)
+            Strategy.parse(strategy)
         except ValueError:
             Console(stderr=True).print(f"[red]unknown strategy '{strategy}'[/red]: use EMERGENCY, FAST, STANDARD or AGGRESSIVE")
             raise typer.Exit(2) from None
@@ -297,11 +297,10 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
 async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]], *, quiet: bool) -> tuple[list[dict[str, Any]], int]:
     from tezzeret.blueprint import library
     from tezzeret.forge.service import Forge
-    from tezzeret.forge.strategy import name_of, one_level_down, to_pb
-    from tezzeret.leyline import SCHEMA_VERSION, pb
+    from tezzeret.leyline import SCHEMA_VERSION, Strategy, pb
 
     entries = [lb for lb in library() if not only or lb.name in only]
-    tier = to_pb(strategy)
+    tier = Strategy.parse(strategy)
     console = Console(stderr=True)
     forge = Forge(settings)
     await forge.start()
@@ -321,31 +320,32 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
                 notes: list[str] = []
                 while True:
                     req = pb.CompilationRequest(
-                        schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=want,
+                        schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=want.pb,
                         priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
                     )
                     async with slots:
-                        sub = await forge.submit(req, source="cli")
-                        job = await forge.wait(sub.job_id) if sub.job_id else None
+                        sub = await forge.submit(req, "cli")
+                        job = await forge.wait(sub.job_id)
                     row = _row(forge, lb, sub, job)
-                    outcome = job.result.outcome if job is not None and job.result is not None else None
+                    served = job.strategy
+                    outcome = job.result.outcome if job.result is not None else None
                     # A tier that cannot finish inside its budget on this machine: try the next one
                     # down (upstream §3.4: EMERGENCY is the last conservative fallback).
-                    if row["status"] == "FAILED" and outcome in (pb.OUTCOME_TIMEOUT, pb.OUTCOME_OUT_OF_MEMORY) and to_pb(sub.strategy) != pb.STRATEGY_EMERGENCY:
-                        lower = one_level_down(to_pb(sub.strategy))
-                        notes.append(f"{sub.strategy} {pb.JobOutcome.Name(outcome).removeprefix('OUTCOME_').lower()} → {name_of(lower)}")
+                    if row["status"] == "FAILED" and outcome in (pb.OUTCOME_TIMEOUT, pb.OUTCOME_OUT_OF_MEMORY) and served is not Strategy.EMERGENCY:
+                        lower = served.down()
+                        notes.append(f"{served.value} {pb.JobOutcome.Name(outcome).removeprefix('OUTCOME_').lower()} → {lower.value}")
                         want = lower
                         continue
                     # Every compiled entry failed parity with eager (e.g. torch 2.13's Conv → BatchNorm
                     # gradients) or torch could not compile one: no Inductor tier will do better, so
                     # serve the verified eager build.
-                    error_code = job.result.error_code if job is not None and job.result is not None else ""
-                    if row["status"] == "FAILED" and error_code in _NO_INDUCTOR_ENTRY and want != pb.STRATEGY_EMERGENCY:
-                        notes.append(f"{sub.strategy} {_NO_INDUCTOR_ENTRY[error_code]} → EMERGENCY")
-                        want = pb.STRATEGY_EMERGENCY
+                    error_code = job.result.error_code if job.result is not None else ""
+                    if row["status"] == "FAILED" and error_code in _NO_INDUCTOR_ENTRY and want is not Strategy.EMERGENCY:
+                        notes.append(f"{served.value} {_NO_INDUCTOR_ENTRY[error_code]} → EMERGENCY")
+                        want = Strategy.EMERGENCY
                         continue
-                    if to_pb(sub.strategy) != tier and not notes:
-                        notes.append(f"conservative mode: {name_of(tier)} → {sub.strategy}")
+                    if served is not tier and not notes:
+                        notes.append(f"conservative mode: {tier.value} → {served.value}")
                     row["note"] = "; ".join(notes) or None
                     progress.advance(task)
                     return row
@@ -359,11 +359,11 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
 
 def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "blueprint": lb.name, "category": lb.category, "tier": sub.strategy, "artifact_id": sub.artifact_id,
-        "status": job.status.value if job is not None else "SUCCEEDED", "from_cache": sub.from_cache,
+        "blueprint": lb.name, "category": lb.category, "tier": job.strategy.value, "artifact_id": sub.artifact_id,
+        "status": job.status.value, "from_cache": sub.from_cache,
         "compile_s": None, "speedup": None, "size": None, "error": None, "note": None,
     }
-    if job is not None and job.status.value == "FAILED":
+    if job.status.value == "FAILED":
         row["error"] = f"{job.error_code}: {job.error}"
         return row
     try:

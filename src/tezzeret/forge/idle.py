@@ -11,51 +11,66 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from tezzeret.compile.identity import toolchain_for_tier
+from tezzeret.compile.tiers import TIERS
 from tezzeret.forge.errors import ForgeError
+from tezzeret.forge.polling import Submit
 from tezzeret.leyline import SCHEMA_VERSION, pb
-
-if TYPE_CHECKING:
-    from tezzeret.forge.service import Forge
+from tezzeret.store import Store
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 5.0
 
 
+def current_toolchains() -> dict[str, str]:
+    """Each tier's current toolchain hash, by strategy name: an artifact is outdated when its
+    hash differs from the one of its own tier."""
+    return {tier.strategy.value: toolchain_for_tier(tier).hash() for tier in TIERS}
+
+
 class IdleRecompiler:
-    def __init__(self, forge: "Forge", check_interval_s: float = CHECK_INTERVAL_S) -> None:
-        self.forge = forge
+    def __init__(
+        self,
+        store: Store,
+        submit: Submit,
+        *,
+        may_run: Callable[[], bool],
+        is_finished: Callable[[str], bool],
+        interest_threshold: float,
+        check_interval_s: float = CHECK_INTERVAL_S,
+    ) -> None:
+        self.store = store
+        self.submit = submit
+        self.may_run = may_run
+        self.is_finished = is_finished
+        self.interest_threshold = interest_threshold
         self.check_interval_s = check_interval_s
         self.submitted = 0
         self._current: str | None = None
 
     def allowed(self) -> bool:
-        f = self.forge
-        if not f.settings.compilation.idle_recompilation or f._draining:
-            return False
-        if not f.conservative.effective().idle_recompilation_allowed:
-            return False
+        """Idle recompilation is on, conservative mode allows it, nothing waits or runs, and the
+        last job it submitted has ended."""
         if self._current is not None:
-            job = f.registry.get(self._current)
-            if job is not None and not job.status.finished:
+            if not self.is_finished(self._current):
                 return False
             self._current = None
-        return f.pipeline.idle
+        return self.may_run()
 
     async def step(self) -> str | None:
         """Submit one candidate if the forge is idle; returns the job id or None."""
         if not self.allowed():
             return None
-        f = self.forge
         candidates = await asyncio.to_thread(
-            f.store.recompilation_candidates,
-            f.toolchain_hash,
-            interest_threshold=f.settings.compilation.tamiyo_interest_threshold,
+            self.store.recompilation_candidates,
+            current_toolchains(),
+            interest_threshold=self.interest_threshold,
         )
         for cand in candidates:
-            record = await asyncio.to_thread(f.store.find_blueprint, cand.digest)
+            record = await asyncio.to_thread(self.store.find_blueprint, cand.digest)
             if record is None:
                 continue
             request = pb.CompilationRequest(
@@ -66,7 +81,7 @@ class IdleRecompiler:
                 requested_by=f"idle:{cand.reason}",
             )
             try:
-                sub = await f.submit(request, source="idle")
+                sub = await self.submit(request, "idle")
             except ForgeError as exc:
                 log.info("idle: %s at %s not submitted: %s", cand.digest[:16], cand.strategy, exc)
                 continue

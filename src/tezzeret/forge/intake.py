@@ -1,63 +1,43 @@
-"""Intake: turn a submission from any source into a resolved, validated, identified request.
+"""Intake: turn a submission from any source into a validated, identified, resolved `Job`.
 
-Owns: resolving the blueprint (inline, or by digest from Urza), static validation (mapping
-`BlueprintRejected` to `BlueprintInvalid` with its code, node and field), the digest, the strategy
-decision and the artifact id, and the *resolved* request that gets journaled: blueprint inlined,
-strategy and priority fixed, so WAL recovery can rebuild the job without consulting anything that
-may have changed. Must never journal, queue or compile (the service does those, in that order).
+Owns: resolving the blueprint (inline, or by digest from Urza), static validation with the
+configured `blueprint` limits (once per submission: the summary carries the digest and shapes
+downstream), mapping `BlueprintRejected` to `BlueprintInvalid` with its code, node and field, the
+strategy decision, the artifact id, and the *resolved* request that gets journaled: blueprint
+inlined, strategy, priority and request id fixed, so WAL recovery can rebuild the job without
+consulting anything that may have changed. Must never journal, queue or compile (the service does
+those, in that order).
 
 Why the strategy is decided here rather than at dequeue: the artifact id contains the strategy,
-and dedup (L1 in flight, L2 store) needs the artifact id before anything is journaled.
+and dedup (in flight, L1, L2) needs the artifact id before anything is journaled.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
 
-from tezzeret.blueprint import digest as blueprint_digest
-from tezzeret.blueprint import validate as validate_blueprint
-from tezzeret.blueprint.errors import BlueprintRejected
-from tezzeret.compile.identity import artifact_id_for
+from tezzeret.artifact.target import parse_target, target_string
+from tezzeret.blueprint import BlueprintRejected, BlueprintSummary, validate
+from tezzeret.compile.identity import artifact_id, host_target
+from tezzeret.compile.tiers import tier_for
 from tezzeret.config import Settings
 from tezzeret.forge.errors import BlueprintInvalid, BlueprintNotFound, RequestInvalid
+from tezzeret.forge.jobs import Job
 from tezzeret.forge.queue import normalize_priority
 from tezzeret.forge.strategy import StrategyDecision, select_strategy
-from tezzeret.leyline import SCHEMA_VERSION, pb
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A request ready to be deduplicated and journaled."""
-
-    request: pb.CompilationRequest  # resolved: blueprint inline, strategy and priority set
-    digest: str
-    name: str
-    artifact_id: str
-    decision: StrategyDecision
-
-    @property
-    def ir(self) -> pb.BlueprintIR:
-        return self.request.blueprint
-
-    @property
-    def strategy(self) -> int:
-        return self.request.strategy
-
-    @property
-    def priority(self) -> int:
-        return self.request.priority
+from tezzeret.leyline import SCHEMA_VERSION, Strategy, decode, pb
 
 
 def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:20]
 
 
-def check_blueprint(ir: pb.BlueprintIR) -> None:
-    """Static validation; raises `BlueprintInvalid` pointing at the node and field."""
+def check_blueprint(ir: pb.BlueprintIR, settings: Settings) -> BlueprintSummary:
+    """Static validation with the configured limits; raises `BlueprintInvalid` pointing at the
+    node and field. Returns the summary (digest, shapes, costs) for everything downstream."""
     try:
-        validate_blueprint(ir)
+        summary = validate(ir, settings.blueprint.limits())
     except BlueprintRejected as exc:
         raise BlueprintInvalid(
             str(exc),
@@ -74,12 +54,20 @@ def check_blueprint(ir: pb.BlueprintIR) -> None:
             reason="QUARANTINED",
             field="metadata.tier",
         )
+    return summary
 
 
 class Intake:
-    def __init__(self, settings: Settings, lookup_blueprint: Callable[[str], pb.BlueprintIR | None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        lookup_blueprint: Callable[[str], pb.BlueprintIR | None],
+        buildable_targets: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.settings = settings
         self._lookup = lookup_blueprint
+        # The targets this forge's executors can build for (the local host's, or a cluster's).
+        self._targets = buildable_targets or (lambda: [target_string(host_target())])
 
     def resolve(self, request: pb.CompilationRequest) -> pb.BlueprintIR:
         if request.HasField("blueprint"):
@@ -98,54 +86,85 @@ class Intake:
             field="blueprint",
         )
 
+    def check_target(self, request: pb.CompilationRequest) -> None:
+        wanted = request.options.target_hardware
+        if not wanted:
+            return
+        try:
+            spec = parse_target(wanted)
+        except ValueError as exc:
+            raise RequestInvalid(str(exc), field="options.target_hardware") from None
+        offered = self._targets()
+        name = target_string(spec) if spec.device == "cpu" or spec.cuda_version else wanted
+        if not any(t == name or t.startswith(name + "-") for t in offered):
+            raise RequestInvalid(
+                f"options.target_hardware={wanted!r}: this forge builds for {', '.join(offered)} only; "
+                "send the request to a forge with such compile nodes, or leave the field empty",
+                field="options.target_hardware",
+            )
+
     def prepare(
         self,
         request: pb.CompilationRequest,
         *,
         system_load: float,
-        conservative_downgrade: Callable[[int], int] | None,
+        conservative_downgrade: Callable[[Strategy], Strategy] | None,
+        source: str = "api",
         default_priority: int = pb.PRIORITY_NORMAL,
-    ) -> Prepared:
+    ) -> Job:
+        """Validate and identify one submission; the job is not yet admitted (nothing durable)."""
         ir = self.resolve(request)
-        check_blueprint(ir)
+        summary = check_blueprint(ir, self.settings)
+        self.check_target(request)
         decision = select_strategy(
             self.settings,
-            requested=request.strategy,
+            requested=request.strategy or None,
             metadata=ir.metadata,
             system_load=system_load,
             conservative_downgrade=conservative_downgrade,
         )
-        return self.finish(request, ir, decision, default_priority)
-
-    def finish(
-        self, request: pb.CompilationRequest, ir: pb.BlueprintIR, decision: StrategyDecision, default_priority: int
-    ) -> Prepared:
         resolved = pb.CompilationRequest()
         resolved.CopyFrom(request)
         resolved.schema_version = resolved.schema_version or SCHEMA_VERSION
         resolved.blueprint.CopyFrom(ir)
-        resolved.strategy = decision.strategy
+        resolved.blueprint_id = summary.digest
+        resolved.strategy = decision.strategy.pb
         prio = request.priority if request.priority != pb.PRIORITY_UNSPECIFIED else default_priority
         resolved.priority = normalize_priority(prio)
         if not resolved.request_id:
             resolved.request_id = "req-" + uuid.uuid4().hex[:20]
-        digest = blueprint_digest(ir)
-        resolved.blueprint_id = digest
-        artifact_id = artifact_id_for(ir, decision.strategy)
-        name = ir.metadata.name or digest[:16]
-        return Prepared(resolved, digest, name, artifact_id, decision)
+        return self._job(resolved, summary.digest, decision, source, summary)
 
-    def restore(self, request: pb.CompilationRequest) -> Prepared:
-        """A journaled (already resolved) request, for recovery: no re-decision, no re-validation
-        beyond what identity needs, so the job keeps its strategy and artifact id."""
-        decision = StrategyDecision(request.strategy, "journaled")
-        return self.finish(request, request.blueprint, decision, request.priority)
+    def restore(self, record: pb.JobRecord) -> Job:
+        """A journaled job, for recovery: nothing is re-decided or re-validated, so the job keeps
+        its id, artifact id, strategy, priority, request, source and submission time."""
+        request = decode(pb.CompilationRequest, record.request)
+        decision = StrategyDecision(Strategy.parse(request.strategy), record.strategy_reason or "journaled")
+        if not request.blueprint_id:
+            raise RequestInvalid("a journaled request lacks its resolved blueprint_id", field="blueprint_id")
+        job = self._job(request, request.blueprint_id, decision, record.source or "recovered", None, record.job_id)
+        job.artifact_id = record.artifact_id or job.artifact_id
+        job.sequence = int(record.sequence)
+        if record.at_ns:
+            job.submitted_at = record.at_ns / 1e9
+        return job
 
-
-def describe(prepared: Prepared) -> dict[str, Any]:
-    return {
-        "blueprint_digest": prepared.digest,
-        "blueprint_name": prepared.name,
-        "artifact_id": prepared.artifact_id,
-        "strategy": prepared.decision.name,
-    }
+    def _job(
+        self,
+        request: pb.CompilationRequest,
+        digest: str,
+        decision: StrategyDecision,
+        source: str,
+        summary: BlueprintSummary | None,
+        job_id: str | None = None,
+    ) -> Job:
+        return Job(
+            job_id=job_id or new_job_id(),
+            request=request,
+            artifact_id=artifact_id(digest, tier_for(decision.strategy)),
+            digest=digest,
+            name=request.blueprint.metadata.name or digest[:16],
+            strategy_reason=decision.reason,
+            source=source,
+            summary=summary,
+        )

@@ -1,21 +1,27 @@
-"""The forge's view of every job: what was asked, where it stands, how it ended.
+"""One job, one record: `Job`, and `JobRegistry`, the forge's in-memory index of jobs.
 
-Owns: `JobView` (one job's request summary, status and result) and `JobRegistry`, the bounded
-in-memory index behind `GET /v1/jobs/{id}`. Finished jobs are forgotten after
-`memory_management.job_ttl_seconds` or beyond `max_entries_per_cache` (oldest finished first), so
-memory stays bounded; waiting and running jobs are never evicted. Must never be the durable record:
-the WAL job journal is, and the registry is rebuilt from it at start-up.
+Owns: `Job` (the resolved request, its identity, where it stands and how it ended: the queue orders
+it, the runner runs it, the API shows it, and the journal writes it as `pb.JobRecord`s), and
+`JobRegistry`, which indexes jobs by id and holds the one in-flight registry of the forge: the
+unfinished job of each artifact id, so a duplicate submission joins it instead of compiling again.
+Finished jobs are forgotten after `memory_management.job_ttl_seconds` or beyond
+`max_entries_per_cache` (oldest finished first); waiting and running jobs are never evicted. Must
+never be the durable record: the WAL job journal is, and the registry is rebuilt from it at start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
-from tezzeret.leyline import pb, to_json
+from tezzeret.blueprint import BlueprintSummary
+from tezzeret.leyline import Strategy, pb, to_json
 from tezzeret.metrics import MEMORY_CACHE_ENTRIES, MEMORY_TTL_CLEANUP
 
 
@@ -31,38 +37,79 @@ class JobStatus(str, Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.FROM_CACHE)
 
 
-@dataclass
-class JobView:
+def priority_name(priority: int) -> str:
+    return pb.CompilationPriority.Name(priority).removeprefix("PRIORITY_")
+
+
+@dataclass(eq=False)
+class Job:
     job_id: str
+    # Resolved at intake: blueprint inline, `blueprint_id` = digest, strategy, priority and
+    # request_id set, so recovery rebuilds the job without consulting anything that may change.
+    request: pb.CompilationRequest
     artifact_id: str
-    blueprint_digest: str
-    blueprint_name: str
-    strategy: str
-    priority: str
-    status: JobStatus
-    requested_by: str = ""
-    request_id: str = ""
-    source: str = "api"
+    digest: str
+    name: str
     strategy_reason: str = ""
+    source: str = "api"
+    status: JobStatus = JobStatus.QUEUED
+    sequence: int = 0
     submitted_at: float = field(default_factory=time.time)
+    # Monotonic time it joined the queue (the queue's aging counts from it).
+    enqueued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     finished_at: float | None = None
-    sequence: int = 0
     result: pb.CompilationResult | None = None
-    # The resolved request without its blueprint (which `blueprint_digest` names).
-    request: dict[str, Any] | None = None
-    error: str | None = None
-    error_code: str | None = None
+    # What validation found (None for a job rebuilt from the journal: its request was validated
+    # when it was accepted, and recovery must not re-decide anything).
+    summary: BlueprintSummary | None = None
+    # Resolved once the job is journaled: a duplicate is answered only when the work is durable.
+    admitted: asyncio.Future[None] | None = field(default=None, repr=False)
+    # Emergency requests (Tamiyo) that joined this job: each gets its own reply when it ends.
+    emergency_requests: list[str] = field(default_factory=list)
+    # Why the job has not started although a slot may be free (e.g. no node offers its target).
+    waiting_reason: str | None = None
+
+    @property
+    def ir(self) -> pb.BlueprintIR:
+        return self.request.blueprint
+
+    @property
+    def strategy(self) -> Strategy:
+        return Strategy.parse(self.request.strategy)
+
+    @property
+    def priority(self) -> int:
+        return self.request.priority
+
+    @property
+    def requested_by(self) -> str:
+        return self.request.requested_by
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def error(self) -> str | None:
+        return (self.result.error or None) if self.result is not None else None
+
+    @property
+    def error_code(self) -> str | None:
+        return (self.result.error_code or None) if self.result is not None else None
 
     def to_dict(self, position: int | None = None) -> dict[str, Any]:
+        summary = pb.CompilationRequest()
+        summary.CopyFrom(self.request)
+        summary.ClearField("blueprint")
         out: dict[str, Any] = {
             "job_id": self.job_id,
             "artifact_id": self.artifact_id,
-            "blueprint_digest": self.blueprint_digest,
-            "blueprint_name": self.blueprint_name,
-            "strategy": self.strategy,
+            "blueprint_digest": self.digest,
+            "blueprint_name": self.name,
+            "strategy": self.strategy.value,
             "strategy_reason": self.strategy_reason,
-            "priority": self.priority,
+            "priority": priority_name(self.priority),
             "status": self.status.value,
             "requested_by": self.requested_by,
             "request_id": self.request_id,
@@ -72,15 +119,64 @@ class JobView:
             "finished_at": self.finished_at,
             "sequence": self.sequence,
             "queue_position": position,
+            "waiting_reason": self.waiting_reason,
             "error": self.error,
             "error_code": self.error_code,
-            "request": self.request,
+            "request": json.loads(to_json(summary)),
         }
         if self.result is not None:
-            import json
-
             out["result"] = json.loads(to_json(self.result))
+            if self.result.HasField("strategy_requested"):
+                out["strategy_requested"] = Strategy.parse(self.result.strategy_requested).value
+                out["strategy_served"] = Strategy.parse(self.result.strategy_used).value
+                out["fallback_reason"] = self.result.fallback_reason
         return out
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to one submission: the job that carries it, and how it was carried."""
+
+    job: Job
+    from_cache: bool = False
+    joined: bool = False
+    queue_position: int | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def artifact_id(self) -> str:
+        return self.job.artifact_id
+
+    @property
+    def status(self) -> str:
+        return self.job.status.value
+
+    @property
+    def strategy(self) -> str:
+        return self.job.strategy.value
+
+    @property
+    def blueprint_digest(self) -> str:
+        return self.job.digest
+
+    def to_dict(self) -> dict[str, Any]:
+        j = self.job
+        return {
+            "job_id": j.job_id,
+            "artifact_id": j.artifact_id,
+            "blueprint_digest": j.digest,
+            "blueprint_name": j.name,
+            "strategy": j.strategy.value,
+            "priority": priority_name(j.priority),
+            "status": j.status.value,
+            "from_cache": self.from_cache,
+            "joined": self.joined,
+            "queue_position": self.queue_position,
+            "request_id": j.request_id,
+        }
 
 
 @dataclass
@@ -88,25 +184,47 @@ class JobRegistry:
     ttl_s: float = 3600.0
     max_finished: int = 100_000
     clock: Callable[[], float] = time.time
-    _jobs: dict[str, JobView] = field(default_factory=dict)
+    _jobs: dict[str, Job] = field(default_factory=dict)
     # Finished job ids in finishing order, for eviction.
     _finished: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    # The in-flight registry: artifact id -> its unfinished job (being admitted, queued or running).
+    _active: dict[str, Job] = field(default_factory=dict)
 
-    def add(self, job: JobView) -> None:
+    def add(self, job: Job) -> None:
         self._jobs[job.job_id] = job
         if job.status.finished:
             self._mark_finished(job)
         MEMORY_CACHE_ENTRIES.labels(cache_type="jobs").set(len(self._jobs))
 
-    def get(self, job_id: str) -> JobView | None:
+    def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def finish(self, job: JobView, status: JobStatus) -> None:
+    # ---- in flight -------------------------------------------------------------------------
+    def active(self, artifact_id: str) -> Job | None:
+        return self._active.get(artifact_id)
+
+    def activate(self, job: Job) -> None:
+        """`job` now carries its artifact id: duplicates join it until it finishes or is dropped."""
+        self._active[job.artifact_id] = job
+
+    def deactivate(self, job: Job) -> None:
+        if self._active.get(job.artifact_id) is job:
+            del self._active[job.artifact_id]
+
+    def active_digests(self) -> set[str]:
+        return {j.digest for j in self._active.values()}
+
+    def unfinished(self) -> list[Job]:
+        return list(self._active.values())
+
+    # ---- ending ----------------------------------------------------------------------------
+    def finish(self, job: Job, status: JobStatus) -> None:
         job.status = status
         job.finished_at = self.clock()
+        self.deactivate(job)
         self._mark_finished(job)
 
-    def _mark_finished(self, job: JobView) -> None:
+    def _mark_finished(self, job: Job) -> None:
         self._finished[job.job_id] = job.finished_at or self.clock()
         self._finished.move_to_end(job.job_id)
         self.sweep()
@@ -127,10 +245,7 @@ class JobRegistry:
         MEMORY_CACHE_ENTRIES.labels(cache_type="jobs").set(len(self._jobs))
         return gone
 
-    def unfinished(self) -> list[JobView]:
-        return [j for j in self._jobs.values() if not j.status.finished]
-
-    def recent(self, limit: int = 50) -> list[JobView]:
+    def recent(self, limit: int = 50) -> list[Job]:
         return sorted(self._jobs.values(), key=lambda j: j.submitted_at, reverse=True)[:limit]
 
     def counts(self) -> dict[str, int]:

@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from tezzeret import metrics
-from tezzeret.forge.queue import PriorityJobQueue, QueuedJob
+from tezzeret.forge.jobs import Job
+from tezzeret.forge.queue import PriorityJobQueue
 from tezzeret.leyline import pb
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[QueuedJob[Any], bool], Awaitable[None]]
+Runner = Callable[[Job, bool], Awaitable[None]]
 
 
 @dataclass
 class PipelineManager:
-    queue: PriorityJobQueue[Any]
+    queue: PriorityJobQueue
     capacity: Callable[[], int]
     runner: Runner
     emergency_slot: bool = True
@@ -79,30 +80,24 @@ class PipelineManager:
                 pass
 
     def _dispatch_ready(self) -> None:
-        while True:
-            head = self.queue.peek()
-            if head is None:
+        while (head := self.queue.peek()) is not None:
+            if head.priority == pb.PRIORITY_EMERGENCY and self.emergency_slot and not self._emergency:
+                lane_emergency = True
+            elif len(self._normal) < max(1, self.capacity()):
+                lane_emergency = False
+            else:
                 return
-            if head.priority == pb.PRIORITY_EMERGENCY:
-                if self.emergency_slot and not self._emergency:
-                    self._launch(self.queue.pop(), emergency=True)  # type: ignore[arg-type]
-                    continue
-                if len(self._normal) < max(1, self.capacity()):
-                    self._launch(self.queue.pop(), emergency=False)  # type: ignore[arg-type]
-                    continue
-                return
-            if len(self._normal) >= max(1, self.capacity()):
-                return
-            self._launch(self.queue.pop(), emergency=False)  # type: ignore[arg-type]
+            self.queue.pop()  # the head just peeked
+            self._launch(head, emergency=lane_emergency)
 
-    def _launch(self, job: QueuedJob[Any], *, emergency: bool) -> None:
+    def _launch(self, job: Job, *, emergency: bool) -> None:
         lane = self._emergency if emergency else self._normal
         task = asyncio.create_task(self._guarded(job, emergency), name=f"job-{job.job_id}")
         lane[job.job_id] = task
         task.add_done_callback(lambda _t, jid=job.job_id, ln=lane: self._finished(ln, jid))
         metrics.QUEUE_DEPTH.set(len(self.queue))
 
-    async def _guarded(self, job: QueuedJob[Any], emergency: bool) -> None:
+    async def _guarded(self, job: Job, emergency: bool) -> None:
         try:
             await self.runner(job, emergency)
         except asyncio.CancelledError:

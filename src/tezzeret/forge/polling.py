@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
+from tezzeret.config import PollingSettings
 from tezzeret.forge.errors import ForgeError
+from tezzeret.forge.jobs import Admission
 from tezzeret.leyline import SCHEMA_VERSION, pb
+from tezzeret.store import Store
 
-if TYPE_CHECKING:
-    from tezzeret.forge.service import Forge
+Submit = Callable[[pb.CompilationRequest, str], Awaitable[Admission]]
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +28,22 @@ MAX_ATTEMPTS = 2
 
 
 class UrzaPoller:
-    def __init__(self, forge: "Forge") -> None:
-        self.forge = forge
+    def __init__(self, store: Store, submit: Submit, active_digests: Callable[[], set[str]], settings: PollingSettings) -> None:
+        self.store = store
+        self.submit = submit
+        self.active_digests = active_digests
+        self.settings = settings
         self.scans = 0
         self.submitted = 0
 
     async def scan_once(self) -> int:
-        forge = self.forge
-        records = await asyncio.to_thread(forge.store.unclaimed)
-        inflight_digests = forge.active_digests()
+        records = await asyncio.to_thread(self.store.unclaimed)
+        inflight_digests = self.active_digests()
         count = 0
         for rec in records:
             if rec.digest in inflight_digests or rec.compilation_attempts >= MAX_ATTEMPTS:
                 continue
-            if await asyncio.to_thread(forge.store.list_artifacts, rec.digest):
+            if await asyncio.to_thread(self.store.list_artifacts, rec.digest):
                 continue  # already has an artifact: improving it is idle work, not polling's
             request = pb.CompilationRequest(
                 schema_version=SCHEMA_VERSION,
@@ -48,7 +52,7 @@ class UrzaPoller:
                 requested_by=f"urza:{rec.source}",
             )
             try:
-                sub = await forge.submit(request, source="urza")
+                sub = await self.submit(request, "urza")
             except ForgeError as exc:
                 log.info("polling: blueprint %s not submitted: %s", rec.digest, exc)
                 continue
@@ -59,7 +63,7 @@ class UrzaPoller:
         return count
 
     async def run(self) -> None:
-        polling = self.forge.settings.polling
+        polling = self.settings
         if polling.initial_full_scan:
             await self._safe_scan()
         interval = polling.refresh_interval_minutes * 60.0

@@ -16,11 +16,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Iterator
 
+from tezzeret.forge.jobs import Job
 from tezzeret.leyline import pb
-
-T = TypeVar("T")
 
 # Highest urgency first: lower number = more urgent (the enum's order).
 LEVELS: tuple[int, ...] = (
@@ -37,37 +36,28 @@ def normalize_priority(priority: int) -> int:
     return priority if priority in LEVELS else pb.PRIORITY_NORMAL
 
 
-@dataclass
-class QueuedJob(Generic[T]):
-    job_id: str
-    artifact_id: str
-    priority: int
-    sequence: int
-    enqueued_at: float
-    payload: T
-
-    def effective_priority(self, now: float, aging_interval_s: float) -> float:
-        """Priority after aging, never above STRATEGIC unless it was EMERGENCY to begin with."""
-        if self.priority == pb.PRIORITY_EMERGENCY or aging_interval_s <= 0:
-            return float(self.priority)
-        boost = int(max(0.0, now - self.enqueued_at) // aging_interval_s)
-        return float(max(pb.PRIORITY_STRATEGIC, self.priority - boost))
+def effective_priority(job: Job, now: float, aging_interval_s: float) -> float:
+    """Priority after aging, never above STRATEGIC unless it was EMERGENCY to begin with."""
+    priority = normalize_priority(job.priority)
+    if priority == pb.PRIORITY_EMERGENCY or aging_interval_s <= 0:
+        return float(priority)
+    boost = int(max(0.0, now - job.enqueued_at) // aging_interval_s)
+    return float(max(pb.PRIORITY_STRATEGIC, priority - boost))
 
 
 @dataclass
-class PriorityJobQueue(Generic[T]):
+class PriorityJobQueue:
     """FIFO per priority level; `pop` takes the most urgent head after aging, ties by sequence."""
 
     aging_interval_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
-    _levels: dict[int, deque[QueuedJob[T]]] = field(default_factory=lambda: {lv: deque() for lv in LEVELS})
+    _levels: dict[int, deque[Job]] = field(default_factory=lambda: {lv: deque() for lv in LEVELS})
     _ids: set[str] = field(default_factory=set)
 
-    def push(self, job: QueuedJob[T]) -> None:
+    def push(self, job: Job) -> None:
         if job.job_id in self._ids:
             raise ValueError(f"job {job.job_id} is already queued")
-        job.priority = normalize_priority(job.priority)
-        lane = self._levels[job.priority]
+        lane = self._levels[normalize_priority(job.priority)]
         # Restored jobs arrive in sequence order; keep a lane sorted even if one arrives late.
         if lane and lane[-1].sequence > job.sequence:
             items = sorted([*lane, job], key=lambda j: j.sequence)
@@ -85,16 +75,16 @@ class PriorityJobQueue(Generic[T]):
             if not lane:
                 continue
             head = lane[0]
-            key = (head.effective_priority(now, self.aging_interval_s), head.sequence)
+            key = (effective_priority(head, now, self.aging_interval_s), head.sequence)
             if best is None or key < best:
                 best, best_level = key, level
         return best_level
 
-    def peek(self) -> QueuedJob[T] | None:
+    def peek(self) -> Job | None:
         level = self._best_lane()
         return None if level is None else self._levels[level][0]
 
-    def pop(self) -> QueuedJob[T] | None:
+    def pop(self) -> Job | None:
         level = self._best_lane()
         if level is None:
             return None
@@ -102,7 +92,7 @@ class PriorityJobQueue(Generic[T]):
         self._ids.discard(job.job_id)
         return job
 
-    def remove(self, job_id: str) -> QueuedJob[T] | None:
+    def remove(self, job_id: str) -> Job | None:
         if job_id not in self._ids:
             return None
         for lane in self._levels.values():
@@ -113,11 +103,11 @@ class PriorityJobQueue(Generic[T]):
                     return job
         return None
 
-    def ordered(self) -> list[QueuedJob[T]]:
+    def ordered(self) -> list[Job]:
         """Every waiting job in the order `pop` would return them right now."""
         now = self.clock()
         jobs = [j for lane in self._levels.values() for j in lane]
-        return sorted(jobs, key=lambda j: (j.effective_priority(now, self.aging_interval_s), j.sequence))
+        return sorted(jobs, key=lambda j: (effective_priority(j, now, self.aging_interval_s), j.sequence))
 
     def position(self, job_id: str) -> int | None:
         """0-based place in line, or None when not queued."""
@@ -140,5 +130,5 @@ class PriorityJobQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __iter__(self) -> Iterator[QueuedJob[T]]:
+    def __iter__(self) -> Iterator[Job]:
         return iter(self.ordered())

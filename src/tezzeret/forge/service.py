@@ -1,30 +1,27 @@
-"""The `Forge`: Tezzeret as one running service. It owns and wires every part.
+"""The `Forge`: Tezzeret as one running service. It builds the parts and routes work between them.
 
 Owns: start-up (config → breakers, conservative mode, WAL + job journal, store, signing key, bus,
-sandbox; then WAL recovery rebuilds the queue), the path of one submission (intake → validate →
-artifact id → L1 in-flight / L2 store → store the blueprint → journal (durable before the answer)
-→ queue → PipelineManager → claim → sandbox → outcome to breakers → sign → WAL BEGIN → store →
-WAL COMMIT → journal finished → publish), the emergency path, job/artifact views and shutdown.
-Must never compile in this process (the sandbox does), never hand the signing key to a worker,
+executor; then WAL recovery rebuilds the queue), the path of one submission (intake → validate →
+artifact id → in flight / L1 / L2 → store the blueprint → journal (durable before the answer) →
+queue → PipelineManager), handing each dispatched job to the `JobRunner`, the emergency path,
+job/artifact views, health, and shutdown. The parts that poll Urza, recompile at idle and listen
+on the bus get the narrow calls they need (`submit`, `active_digests`, …), never this object.
+Must never compile in this process (the executor does), never hand the signing key to a worker,
 and never await a compile while answering a request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import shutil
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tezzeret import __version__, metrics
 from tezzeret.config import Settings
-from tezzeret.forge import execution
 from tezzeret.forge.errors import (
     ArtifactNotFound,
     ForgeError,
@@ -37,56 +34,28 @@ from tezzeret.forge.errors import (
     StoreUnavailable,
 )
 from tezzeret.forge.health import HealthFacts, HealthReport, assess
-from tezzeret.forge.intake import Intake, Prepared, new_job_id
-from tezzeret.forge.jobs import JobRegistry, JobStatus, JobView
+from tezzeret.forge.intake import Intake, new_job_id
+from tezzeret.forge.jobs import Admission, Job, JobRegistry, JobStatus
 from tezzeret.forge.pipeline import PipelineManager
 from tezzeret.forge.publish import Publisher, completion_event
-from tezzeret.forge.queue import PriorityJobQueue, QueuedJob
-from tezzeret.forge.strategy import name_of, to_pb
-from tezzeret.leyline import SCHEMA_VERSION, decode, encode, pb, to_json
+from tezzeret.forge.queue import PriorityJobQueue
+from tezzeret.leyline import SCHEMA_VERSION, Strategy, encode, pb
+from tezzeret.sandbox.executor import Executor
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Submission:
-    """The answer to one submission: which job carries it, and whether it was already done."""
-
-    job_id: str
-    artifact_id: str
-    blueprint_digest: str
-    blueprint_name: str
-    strategy: str
-    priority: str
-    status: str
-    from_cache: bool = False
-    joined: bool = False
-    queue_position: int | None = None
-    request_id: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class InFlight:
-    """L1: one artifact id being built. Later duplicates join it instead of compiling again."""
-
-    job_id: str
-    # Resolved once the job is journaled: a duplicate is answered only when the work is durable.
-    durable: asyncio.Future[None]
-    emergency_requests: list[str] = field(default_factory=list)
-    # Set when the lookup found the artifact already built: joiners are answered from cache.
-    cached_job_id: str | None = None
-
-
 class Forge:
-    """The service. `await start()`, then submit/inspect; `await close()` to stop."""
+    """The service. `await start()`, then submit/inspect; `await close()` to stop.
 
-    def __init__(self, settings: Settings, *, instance_id: str | None = None) -> None:
+    `executor` replaces the one the settings choose (`sandbox.backend`): tests run jobs through
+    `InProcessExecutor` this way, without starting torch workers."""
+
+    def __init__(self, settings: Settings, *, executor: Executor | None = None, instance_id: str | None = None) -> None:
         self.settings = settings
         self.instance_id = instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
+        self._executor_override = executor
         self._started = False
         self._closing = False
         self._draining = False
@@ -94,19 +63,13 @@ class Forge:
             ttl_s=settings.memory_management.job_ttl_seconds,
             max_finished=settings.memory_management.max_entries_per_cache,
         )
-        self.queue: PriorityJobQueue[Prepared] = PriorityJobQueue(
-            aging_interval_s=settings.compilation.aging_interval_s
-        )
-        self._inflight: dict[str, InFlight] = {}
-        # Digests between "stored" and "queued" in `_admit`, so polling does not submit them twice.
-        self.admitting: set[str] = set()
+        self.queue = PriorityJobQueue(aging_interval_s=settings.compilation.aging_interval_s)
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._emergency_acks: dict[str, pb.EmergencyAck] = {}
         self._emergency_ms_ema = 2000.0
         self._last_recovery: dict[str, Any] | None = None
         self._wal_ok = True
-        self._waiting_on_breaker = False
         self.jobs_dir = settings.state_dir / "jobs"
         from tezzeret.forge.audit import AuditLog
 
@@ -114,16 +77,16 @@ class Forge:
 
     # ------------------------------------------------------------------ start / stop
 
-    async def start(self) -> "Forge":
+    async def start(self) -> Forge:
         from tezzeret.bus import make_bus
         from tezzeret.bus.ratelimit import TokenBucket
-        from tezzeret.resilience import (
-            BreakerRegistry,
-            ConservativeModeController,
-            MonotonicClock,
-            ResourceMonitor,
-        )
-        from tezzeret.sandbox import SandboxExecutor
+        from tezzeret.cache import CompileCache, store_l2
+        from tezzeret.forge.bus_intake import BusIntake
+        from tezzeret.forge.idle import IdleRecompiler
+        from tezzeret.forge.polling import UrzaPoller
+        from tezzeret.forge.runner import JobRunner
+        from tezzeret.resilience import BreakerRegistry, ConservativeModeController, MonotonicClock, ResourceMonitor
+        from tezzeret.sandbox import make_executor
         from tezzeret.store import SigningKey, Store
         from tezzeret.wal import JobJournal, Wal
 
@@ -142,18 +105,22 @@ class Forge:
         self.store = await asyncio.to_thread(Store.open, s.store_dir)
         self.key = await asyncio.to_thread(SigningKey.load_or_create, s.key_dir)
         self.intake = Intake(s, self._lookup_blueprint)
-        from tezzeret.cache import CompileCache, store_l2
-
         self.cache: CompileCache[Any] = CompileCache.from_settings(s, l2=store_l2(self.store))
         self.bus = make_bus(s, self.breakers)
-        from tezzeret.forge.bus_intake import BusIntake
-
-        self.bus_intake = BusIntake(self)
+        self.bus_intake = BusIntake(
+            self.bus, s, submit=self.submit, handle_emergency=self.handle_emergency_from_bus,
+            store=self.store, audit=self.audit, instance_id=self.instance_id,
+        )
         self.bus_intake.subscribe()
         await self.bus.start()
         self.publisher = Publisher(self.bus)
-        self.sandbox = SandboxExecutor(s)
-        await self.sandbox.start()
+        self.executor = self._executor_override or make_executor(s)
+        await self.executor.start()
+        self.runner = JobRunner(
+            settings=s, executor=self.executor, store=self.store, wal=self.wal, journal=self.journal,
+            key=self.key, cache=self.cache, breakers=self.breakers, conservative=self.conservative,
+            publisher=self.publisher, jobs_dir=self.jobs_dir, instance_id=self.instance_id,
+        )
         self.pipeline = PipelineManager(
             self.queue,
             capacity=lambda: self.conservative.effective().max_concurrent_jobs,
@@ -165,18 +132,30 @@ class Forge:
         self._started = True
         self.pipeline.start()
         self._spawn(self._monitor_loop(), "resource-monitor")
-        from tezzeret.forge.idle import IdleRecompiler
-        from tezzeret.forge.polling import UrzaPoller
-
-        self.poller = UrzaPoller(self)
-        self.idle = IdleRecompiler(self)
+        self.poller = UrzaPoller(self.store, self.submit, self.active_digests, s.polling)
+        self.idle = IdleRecompiler(
+            self.store, self.submit, may_run=self._idle_allowed, is_finished=self._job_finished,
+            interest_threshold=s.compilation.tamiyo_interest_threshold,
+        )
         self._spawn(self.poller.run(), "urza-polling")
         self._spawn(self.idle.run(), "idle-recompilation")
         return self
 
     def active_digests(self) -> set[str]:
         """Blueprints with a job that has not finished (or is being admitted right now)."""
-        return set(self.admitting) | {j.blueprint_digest for j in self.registry.unfinished()}
+        return self.registry.active_digests()
+
+    def _idle_allowed(self) -> bool:
+        return (
+            self.settings.compilation.idle_recompilation
+            and not self._draining
+            and self.conservative.effective().idle_recompilation_allowed
+            and self.pipeline.idle
+        )
+
+    def _job_finished(self, job_id: str) -> bool:
+        job = self.registry.get(job_id)
+        return job is None or job.status.finished
 
     def _dispatch_hold(self) -> str | None:
         # Urza's breaker open: compiling now would only produce artifacts that cannot be stored.
@@ -208,17 +187,17 @@ class Forge:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._started:
-            await self.sandbox.close(min(grace, 5.0))
+            await self.executor.close(min(grace, 5.0))
             await self.bus.close()
             await asyncio.to_thread(self.wal.close)
             await asyncio.to_thread(self.store.close)
             self.monitor.close()
         self.audit.close()
         self._started = False
-        for fut in self._inflight.values():
-            if not fut.durable.done():
-                fut.durable.set_exception(IntakeClosed("the forge stopped"))
-                fut.durable.exception()
+        for job in self.registry.unfinished():
+            if job.admitted is not None and not job.admitted.done():
+                job.admitted.set_exception(IntakeClosed("the forge stopped"))
+                job.admitted.exception()
         return left
 
     def drain(self) -> dict[str, Any]:
@@ -239,18 +218,16 @@ class Forge:
         t0 = time.monotonic()
         state = await asyncio.to_thread(self.journal.state)
         requeued = finished_from_store = 0
-        # Pending work is in priority+FIFO order; jobs running at the crash are already among it.
         for rec in state.already_completed:
             result = self.journal.result_for(rec.artifact_id) or pb.CompilationResult(
                 job_id=rec.job_id, success=True, outcome=pb.OUTCOME_FROM_CACHE, artifact_id=rec.artifact_id, from_cache=True
             )
             result.job_id = rec.job_id
             await self.journal.finished_async(rec.job_id, result)
-        ordered = sorted([*state.pending, *state.in_flight], key=lambda j: (j.priority, j.sequence))
-        for rec in ordered:
+        # Pending work is in priority+FIFO order; jobs running at the crash are already among it.
+        for rec in sorted([*state.pending, *state.in_flight], key=lambda r: (r.priority, r.sequence)):
             try:
-                request = decode(pb.CompilationRequest, rec.request)
-                prepared = self.intake.restore(request)
+                job = self.intake.restore(rec)
             except Exception as exc:  # noqa: BLE001 - an unreadable record must not stop start-up
                 log.error("journal record for job %s is unusable (%s); marking it failed", rec.job_id, exc)
                 await self.journal.failed_async(
@@ -258,29 +235,28 @@ class Forge:
                     pb.CompilationResult(job_id=rec.job_id, success=False, outcome=pb.OUTCOME_INTERNAL_ERROR, error=str(exc)),
                 )
                 continue
-            job = self._view(prepared, rec.job_id, source="recovered", sequence=rec.sequence)
-            if await asyncio.to_thread(self.store.has_artifact, prepared.artifact_id):
+            if await asyncio.to_thread(self.store.has_artifact, job.artifact_id):
                 # Stored and committed before the crash, journal not yet told: finish, don't rebuild.
-                result = self._cached_result(job, prepared)
-                await self.journal.finished_async(rec.job_id, result)
-                await asyncio.to_thread(self._mark_compiled, prepared.digest)
-                job.result = result
+                job.result = self._cached_result(job)
+                await self.journal.finished_async(job.job_id, job.result)
+                await asyncio.to_thread(self._mark_compiled, job.digest)
                 self.registry.add(job)
                 self.registry.finish(job, JobStatus.SUCCEEDED)
                 finished_from_store += 1
                 continue
-            if prepared.artifact_id in self._inflight:
+            if self.registry.active(job.artifact_id) is not None:
                 continue
+            job.admitted = self._resolved_future()
             self.registry.add(job)
-            self._inflight[prepared.artifact_id] = InFlight(rec.job_id, self._resolved_future())
-            self.queue.push(QueuedJob(rec.job_id, prepared.artifact_id, prepared.priority, rec.sequence, time.monotonic(), prepared))
+            self.registry.activate(job)
+            self.queue.push(job)
             requeued += 1
         # Finished jobs stay visible through `GET /v1/jobs/{id}` across restarts.
         for results, status in ((state.completed, JobStatus.SUCCEEDED), (state.failures, JobStatus.FAILED)):
             for artifact_id, result in results.items():
                 if not result.job_id or self.registry.get(result.job_id) is not None:
                     continue
-                self.registry.add(self._view_from_result(artifact_id, result, status))
+                self.registry.add(self._job_from_result(artifact_id, result, status))
         # Blueprints claimed by a previous (crashed) instance go back to SUBMITTED.
         released = await asyncio.to_thread(self.store.release_claims)
         report = getattr(self.wal, "recovery", None)
@@ -301,21 +277,21 @@ class Forge:
         if record is not None and record.state == "COMPILING":
             self.store.transition(digest, "COMPILED", actor=self.instance_id)
 
-    def _view_from_result(self, artifact_id: str, result: pb.CompilationResult, status: JobStatus) -> JobView:
+    def _job_from_result(self, artifact_id: str, result: pb.CompilationResult, status: JobStatus) -> Job:
         record = self.store.find_blueprint(result.blueprint_digest) if result.blueprint_digest else None
-        job = JobView(
+        request = pb.CompilationRequest(
+            request_id=result.request_id, blueprint_id=result.blueprint_digest,
+            strategy=result.strategy_used or None, priority=pb.PRIORITY_NORMAL,
+        )
+        job = Job(
             job_id=result.job_id,
+            request=request,
             artifact_id=artifact_id,
-            blueprint_digest=result.blueprint_digest,
-            blueprint_name=record.name if record is not None else result.blueprint_digest[:16],
-            strategy=name_of(result.strategy_used) if result.strategy_used else "",
-            priority="",
-            status=status,
-            request_id=result.request_id,
+            digest=result.blueprint_digest,
+            name=record.name if record is not None else result.blueprint_digest[:16],
             source="journal",
+            status=status,
             result=result,
-            error=result.error or None,
-            error_code=result.error_code or None,
         )
         job.finished_at = time.time()
         return job
@@ -338,163 +314,108 @@ class Forge:
 
     def _downgrade(self) -> Any:
         eff = self.conservative.effective()
-        return lambda strategy: to_pb(eff.downgrade(name_of(strategy)))
+        return lambda strategy: Strategy.parse(eff.downgrade(strategy))
 
-    async def submit(self, request: pb.CompilationRequest, *, source: str = "api") -> Submission:
+    async def submit(self, request: pb.CompilationRequest, source: str = "api") -> Admission:
         """Validate, dedupe, journal and queue one request. Returns once the job is durable."""
         self._require_open()
-        prepared = self.intake.prepare(
-            request, system_load=self.system_load(), conservative_downgrade=self._downgrade()
+        job = self.intake.prepare(
+            request, system_load=self.system_load(), conservative_downgrade=self._downgrade(), source=source
         )
-        return await self._admit(prepared, source)
+        return await self._admit(job)
 
-    async def _admit(self, p: Prepared, source: str) -> Submission:
-        from tezzeret.cache import CacheHit, Miss
-
-        inflight = self._inflight.get(p.artifact_id)
-        if inflight is not None:
+    async def _admit(self, job: Job) -> Admission:
+        running = self.registry.active(job.artifact_id)
+        if running is not None:
             # The same artifact is being admitted, queued or compiled: join it once durable.
-            await asyncio.shield(inflight.durable)
-            if inflight.cached_job_id is not None:
-                return self._from_cache(p, source)
-            return self._submission(self.registry.get(inflight.job_id), p, joined=True)
-        # Ours is registered before the first await (the cache's L2 probe runs in a thread), so a
-        # duplicate arriving meanwhile joins here; ours also knows jobs rebuilt by recovery.
-        job_id = new_job_id()
-        entry = InFlight(job_id, asyncio.get_running_loop().create_future())
-        self._inflight[p.artifact_id] = entry
+            self.cache.joined()
+            if running.admitted is not None:
+                await asyncio.shield(running.admitted)
+            if running.status is JobStatus.FROM_CACHE:
+                return Admission(running, from_cache=True)
+            return Admission(running, joined=True, queue_position=self.queue.position(running.job_id))
+        # Registered before the first await (the L2 probe runs in a thread), so a duplicate
+        # arriving meanwhile joins this job instead of probing and compiling again.
+        job.admitted = asyncio.get_running_loop().create_future()
+        self.registry.activate(job)
         try:
-            lookup = await self.cache.lookup_or_join(p.artifact_id)
+            hit = await self.cache.lookup(job.artifact_id)
+            if hit is not None:
+                self._release(job, None)
+                return self._from_cache(job)
+            return await self._enqueue_new(job)
         except BaseException as exc:
-            self._release_entry(p.artifact_id, entry, exc)
+            self._release(job, exc)
             raise
-        if isinstance(lookup, Miss):
-            return await self._enqueue_new(p, source, lookup, entry)
-        if isinstance(lookup, CacheHit):
-            entry.cached_job_id = job_id
-            self._inflight.pop(p.artifact_id, None)
-            entry.durable.set_result(None)
-            return self._from_cache(p, source)
-        # The cache has a compile of this id that we do not: only a request racing our own job's
-        # end can see that. Its outcome is moments away; answer from it.
-        try:
-            await lookup.result(timeout=60)
-        except Exception as exc:  # noqa: BLE001
-            self._release_entry(p.artifact_id, entry, exc)
-            raise ForgeError(f"the compile this request joined failed: {exc}", code="JOINED_COMPILE_FAILED") from None
-        entry.cached_job_id = job_id
-        self._inflight.pop(p.artifact_id, None)
-        entry.durable.set_result(None)
-        return self._from_cache(p, source)
 
-    def _release_entry(self, artifact_id: str, entry: InFlight, exc: BaseException) -> None:
-        if self._inflight.get(artifact_id) is entry:
-            del self._inflight[artifact_id]
-        if not entry.durable.done():
-            entry.durable.set_exception(exc if isinstance(exc, Exception) else IntakeClosed("cancelled"))
-            entry.durable.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
+    def _release(self, job: Job, exc: BaseException | None) -> None:
+        """An admission that ends without a queued job: joiners get its answer or its error."""
+        self.registry.deactivate(job)
+        if job.admitted is not None and not job.admitted.done():
+            if exc is None:
+                job.admitted.set_result(None)
+            else:
+                job.admitted.set_exception(exc if isinstance(exc, Exception) else IntakeClosed("cancelled"))
+                job.admitted.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
 
-    def _from_cache(self, p: Prepared, source: str) -> Submission:
-        job = self._view(p, new_job_id(), source=source)
-        job.result = self._cached_result(job, p)
+    def _from_cache(self, job: Job) -> Admission:
+        job.result = self._cached_result(job)
         self.registry.add(job)
         self.registry.finish(job, JobStatus.FROM_CACHE)
-        return self._submission(job, p, from_cache=True)
+        return Admission(job, from_cache=True)
 
-    async def _enqueue_new(self, p: Prepared, source: str, miss: Any, entry: InFlight) -> Submission:
-        job_id = entry.job_id
-        if p.priority != pb.PRIORITY_EMERGENCY and len(self.queue) >= self.settings.compilation.max_queue_depth:
-            err = QueueFull(
+    async def _enqueue_new(self, job: Job) -> Admission:
+        if job.priority != pb.PRIORITY_EMERGENCY and len(self.queue) >= self.settings.compilation.max_queue_depth:
+            raise QueueFull(
                 f"{len(self.queue)} jobs are waiting (compilation.max_queue_depth="
                 f"{self.settings.compilation.max_queue_depth}); retry later"
             )
-            miss.fail(err)
-            self._release_entry(p.artifact_id, entry, err)
-            raise err
-        self.admitting.add(p.digest)
         stage = "store"
         try:
             await asyncio.to_thread(
-                self.store.put_blueprint, encode(p.ir), p.digest, name=p.name, source=source, state="SUBMITTED"
+                self.store.put_blueprint, encode(job.ir), job.digest, name=job.name, source=job.source, state="SUBMITTED"
             )
             stage = "journal"
-            sequence = await self.journal.enqueue_async(job_id, p.artifact_id, p.priority, encode(p.request))
-        except BaseException as exc:
-            # Including cancellation: joiners must never wait on an entry nobody will resolve.
-            miss.fail(exc if isinstance(exc, Exception) else IntakeClosed("the submission was cancelled"))
-            self._release_entry(p.artifact_id, entry, exc)
-            if isinstance(exc, ForgeError) or not isinstance(exc, Exception):
-                raise
+            sequence = await self.journal.enqueue_async(
+                job.job_id, job.artifact_id, job.priority, encode(job.request),
+                source=job.source, strategy_reason=job.strategy_reason,
+            )
+        except ForgeError:
+            raise
+        except Exception as exc:
             if stage == "store":
                 self.breakers["store"].record_failure(f"put_blueprint: {exc}")
                 raise StoreUnavailable(
-                    f"the store (Urza) refused blueprint {p.digest[:16]}: {exc}; nothing was accepted, retry"
+                    f"the store (Urza) refused blueprint {job.digest[:16]}: {exc}; nothing was accepted, retry"
                 ) from exc
             self._wal_ok = False
             raise JournalFailed(
                 f"could not journal the job durably in {self.settings.wal_dir}: {exc}; nothing was accepted"
             ) from exc
-        finally:
-            self.admitting.discard(p.digest)
         self._wal_ok = True
-        job = self._view(p, job_id, source=source, sequence=int(sequence))
+        job.sequence = int(sequence)
+        job.enqueued_at = time.monotonic()
         self.registry.add(job)
-        self.queue.push(QueuedJob(job_id, p.artifact_id, p.priority, int(sequence), time.monotonic(), p))
-        entry.durable.set_result(None)
+        self.queue.push(job)
+        assert job.admitted is not None
+        job.admitted.set_result(None)
         metrics.QUEUE_DEPTH.set(len(self.queue))
         self.pipeline.wakeup()
-        return self._submission(job, p)
+        return Admission(job, queue_position=self.queue.position(job.job_id))
 
-    def _view(self, p: Prepared, job_id: str, *, source: str, sequence: int = 0) -> JobView:
-        summary = pb.CompilationRequest()
-        summary.CopyFrom(p.request)
-        summary.ClearField("blueprint")
-        return JobView(
-            request=json.loads(to_json(summary)),
-            job_id=job_id,
-            artifact_id=p.artifact_id,
-            blueprint_digest=p.digest,
-            blueprint_name=p.name,
-            strategy=name_of(p.strategy),
-            strategy_reason=p.decision.reason,
-            priority=pb.CompilationPriority.Name(p.priority).removeprefix("PRIORITY_"),
-            status=JobStatus.QUEUED,
-            requested_by=p.request.requested_by,
-            request_id=p.request.request_id,
-            source=source,
-            sequence=sequence,
-        )
-
-    def _submission(self, job: JobView | None, p: Prepared, *, from_cache: bool = False, joined: bool = False) -> Submission:
-        if job is None:  # evicted between join and answer: the work is done
-            return Submission("", p.artifact_id, p.digest, p.name, name_of(p.strategy), "", "SUCCEEDED", True, joined)
-        return Submission(
-            job_id=job.job_id,
-            artifact_id=job.artifact_id,
-            blueprint_digest=job.blueprint_digest,
-            blueprint_name=job.blueprint_name,
-            strategy=job.strategy,
-            priority=job.priority,
-            status=job.status.value,
-            from_cache=from_cache,
-            joined=joined,
-            queue_position=self.queue.position(job.job_id),
-            request_id=p.request.request_id,
-        )
-
-    def _cached_result(self, job: JobView, p: Prepared) -> pb.CompilationResult:
-        rec = self.store.get_artifact(p.artifact_id)
+    def _cached_result(self, job: Job) -> pb.CompilationResult:
+        rec = self.store.get_artifact(job.artifact_id)
         return pb.CompilationResult(
             schema_version=SCHEMA_VERSION,
-            request_id=p.request.request_id,
+            request_id=job.request_id,
             job_id=job.job_id,
             success=True,
             outcome=pb.OUTCOME_FROM_CACHE,
-            artifact_id=p.artifact_id,
-            artifact_ref=f"/v1/artifacts/{p.artifact_id}/download",
+            artifact_id=job.artifact_id,
+            artifact_ref=f"/v1/artifacts/{job.artifact_id}/download",
             payload_sha256=rec.file_sha256,
-            blueprint_digest=p.digest,
-            strategy_used=p.strategy,
+            blueprint_digest=job.digest,
+            strategy_used=job.strategy.pb,
             from_cache=True,
         )
 
@@ -507,29 +428,33 @@ class Forge:
 
     # ------------------------------------------------------------------ running a job
 
-    async def _run_job(self, qjob: QueuedJob[Prepared], emergency: bool) -> None:
-        job = self.registry.get(qjob.job_id)
-        if job is None:  # cannot happen: queued jobs are never evicted
-            return
+    async def _run_job(self, job: Job, emergency: bool) -> None:
+        job.status = JobStatus.RUNNING
+        job.started_at = time.time()
+        t0 = time.monotonic()
         try:
-            await execution.run(self, qjob.payload, job, emergency=emergency)
+            job.result = await self.runner.run(job, emergency=emergency)
         finally:
-            entry = self._inflight.pop(qjob.artifact_id, None)
-            if job.status == JobStatus.SUCCEEDED:
-                self.cache.complete(qjob.artifact_id, job.result)
-            else:
-                self.cache.fail(qjob.artifact_id, ForgeError(job.error or "compile failed", code=job.error_code or "COMPILE_FAILED"))
-            if entry is not None and entry.emergency_requests and job.result is not None:
-                for request_id in entry.emergency_requests:
-                    ev = completion_event(
-                        request_id=request_id, blueprint_id=job.blueprint_digest, result=job.result, manifest=None
-                    )
-                    await self.publisher.emergency_reply(ev)
+            if emergency or job.strategy is Strategy.EMERGENCY:
+                self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * (time.monotonic() - t0) * 1000
+            if job.result is None:  # the runner itself failed: cancelled at shutdown, or a bug
+                job.result = pb.CompilationResult(
+                    job_id=job.job_id, success=False, outcome=pb.OUTCOME_INTERNAL_ERROR,
+                    artifact_id=job.artifact_id, error="the job was interrupted inside the forge", error_code="INTERRUPTED",
+                )
+            succeeded = job.result.success
+            if succeeded:
+                self.cache.remember(job.artifact_id, job.result)
+            # Cancelled at shutdown: the journal still says started; recovery requeues it.
+            self.registry.finish(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED)
+            for request_id in job.emergency_requests:
+                ev = completion_event(request_id=request_id, blueprint_id=job.digest, result=job.result, manifest=None)
+                await self.publisher.emergency_reply(ev)
             done = self._done.pop(job.job_id, None)
             if done is not None:
                 done.set()
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> JobView:
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Until the job has finished (or `timeout` seconds); raises `JobNotFound`."""
         job = self.registry.get(job_id)
         if job is None:
@@ -583,26 +508,18 @@ class Forge:
             request.options.target_hardware = msg.target_hardware
         try:
             self._require_open()
-            prepared = self.intake.prepare(request, system_load=0.0, conservative_downgrade=None)
-            sub = await self._admit(prepared, "emergency")
+            job = self.intake.prepare(request, system_load=0.0, conservative_downgrade=None, source="emergency")
+            sub = await self._admit(job)
         except ForgeError as exc:
             return refuse(f"{exc.code}: {exc}")
-        if sub.from_cache:
-            job = self.registry.get(sub.job_id)
-            if job is not None and job.result is not None:
-                ev = completion_event(request_id=request_id, blueprint_id=sub.blueprint_digest, result=job.result, manifest=None)
+        carrier = sub.job
+        if sub.from_cache or carrier.status.finished:
+            if carrier.result is not None:
+                ev = completion_event(request_id=request_id, blueprint_id=carrier.digest, result=carrier.result, manifest=None)
                 self._spawn(self.publisher.emergency_reply(ev), f"emergency-reply-{request_id}")
             position, estimate = 0, 0
         else:
-            entry = self._inflight.get(sub.artifact_id)
-            if entry is not None and entry.job_id == sub.job_id:
-                entry.emergency_requests.append(request_id)
-            else:
-                # The job it joined ended while we answered: reply with its result now.
-                job = self.registry.get(sub.job_id)
-                if job is not None and job.result is not None:
-                    ev = completion_event(request_id=request_id, blueprint_id=sub.blueprint_digest, result=job.result, manifest=None)
-                    self._spawn(self.publisher.emergency_reply(ev), f"emergency-reply-{request_id}")
+            carrier.emergency_requests.append(request_id)
             position = self.queue.count_at_or_above(pb.PRIORITY_EMERGENCY)
             estimate = int(self._emergency_ms_ema * (position + 1))
         ack = pb.EmergencyAck(
@@ -620,22 +537,17 @@ class Forge:
         metrics.EMERGENCY_ACK_MS.observe((time.monotonic() - t0) * 1000)
         return ack
 
-    @property
-    def toolchain_hash(self) -> str:
-        """The FAST tier's current toolchain hash: what idle recompilation compares stored
-        artifacts against (each tier has its own; an outdated one means torch or the compile code
-        changed, which changes them all)."""
-        from tezzeret.compile.compile import toolchain_for_tier
+    def toolchain_hash(self, strategy: Strategy | int | str) -> str:
+        """The current toolchain hash of one tier: what idle recompilation compares an artifact of
+        that tier against (an outdated one means torch or the compile code changed)."""
+        from tezzeret.compile.identity import toolchain_for_tier
         from tezzeret.compile.tiers import tier_for
 
-        return toolchain_for_tier(tier_for(pb.STRATEGY_FAST)).hash()
+        return toolchain_for_tier(tier_for(strategy)).hash()
 
     @property
     def last_recovery(self) -> dict[str, Any] | None:
         return self._last_recovery
-
-    def note_emergency_duration(self, ms: float) -> None:
-        self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * ms
 
     # ------------------------------------------------------------------ views
 
@@ -697,7 +609,7 @@ class Forge:
     def health(self) -> HealthReport:
         if not self._started:
             return assess(HealthFacts(wal_writable=False, version=__version__), sandbox_started=False)
-        sandbox_status = _plain(self.sandbox.status())
+        status = self.executor.status()
         eff = self.conservative.effective()
         facts = HealthFacts(
             breakers={name: snap.get("state", "UNKNOWN") for name, snap in self.breakers.snapshot().items()},
@@ -706,8 +618,8 @@ class Forge:
             queue_by_priority=self.queue.depth_by_priority(),
             running_jobs=self.pipeline.running,
             max_concurrent_jobs=eff.max_concurrent_jobs,
-            workers=sandbox_status if isinstance(sandbox_status, dict) else {"status": sandbox_status},
-            isolation_level=str(getattr(self.sandbox, "isolation_level", "unknown")),
+            workers=_plain(status),
+            isolation_level=status.isolation_level,
             wal=_wal_facts(self.wal),
             wal_writable=self._wal_ok,
             last_recovery=self._last_recovery,
@@ -718,8 +630,7 @@ class Forge:
             uptime_s=round(time.time() - self.started_at, 1),
             version=__version__,
         )
-        alive = getattr(self.sandbox.status(), "workers_alive", 1)
-        return assess(facts, sandbox_started=alive > 0)
+        return assess(facts, sandbox_started=status.workers_alive > 0)
 
     # ------------------------------------------------------------------ background loops
 
@@ -728,9 +639,6 @@ class Forge:
             self.conservative.observe(sample)
 
         await self.monitor.run(5.0, on_sample)
-
-    def cleanup_job_dir(self, job_id: str) -> None:
-        shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
 
 
 def _artifact_summary(rec: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tezzeret.leyline.codec import (
     roundtrip_equal,
     to_json,
 )
+from tezzeret.leyline.strategy import Strategy, UnknownStrategy
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -22,6 +23,8 @@ __all__ = [
     "decode",
     "encode",
     "from_json",
+    "Strategy",
+    "UnknownStrategy",
     "pb",
     "roundtrip_equal",
     "to_json",

@@ -334,7 +334,7 @@ class CompilationRequest(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., blueprint: _Optional[_Union[BlueprintIR, _Mapping]] = ..., blueprint_id: _Optional[str] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., timeout_ms: _Optional[int] = ..., options: _Optional[_Union[CompilationOptions, _Mapping]] = ..., requested_by: _Optional[str] = ..., issued_at_ns: _Optional[int] = ...) -> None: ...
 
 class CompilationResult(_message.Message):
-    __slots__ = ("schema_version", "request_id", "job_id", "success", "outcome", "artifact_id", "artifact_ref", "payload_sha256", "blueprint_digest", "strategy_used", "compilation_time_ms", "peak_rss_bytes", "from_cache", "conservative_mode", "conservative_mode_triggered", "warning", "error", "error_code", "wal_transaction_id", "exit_status", "signal", "stderr_tail")
+    __slots__ = ("schema_version", "request_id", "job_id", "success", "outcome", "artifact_id", "artifact_ref", "payload_sha256", "blueprint_digest", "strategy_used", "compilation_time_ms", "peak_rss_bytes", "from_cache", "conservative_mode", "conservative_mode_triggered", "warning", "error", "error_code", "wal_transaction_id", "exit_status", "signal", "stderr_tail", "strategy_requested", "fallback_reason")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +357,8 @@ class CompilationResult(_message.Message):
     EXIT_STATUS_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     request_id: str
     job_id: str
@@ -379,7 +381,9 @@ class CompilationResult(_message.Message):
     exit_status: int
     signal: str
     stderr_tail: str
-    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., success: _Optional[bool] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., artifact_id: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., strategy_used: _Optional[_Union[CompilationStrategy, str]] = ..., compilation_time_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., from_cache: _Optional[bool] = ..., conservative_mode: _Optional[bool] = ..., conservative_mode_triggered: _Optional[bool] = ..., warning: _Optional[str] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., wal_transaction_id: _Optional[str] = ..., exit_status: _Optional[int] = ..., signal: _Optional[str] = ..., stderr_tail: _Optional[str] = ...) -> None: ...
+    strategy_requested: CompilationStrategy
+    fallback_reason: str
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., success: _Optional[bool] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., artifact_id: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., strategy_used: _Optional[_Union[CompilationStrategy, str]] = ..., compilation_time_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., from_cache: _Optional[bool] = ..., conservative_mode: _Optional[bool] = ..., conservative_mode_triggered: _Optional[bool] = ..., warning: _Optional[str] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., wal_transaction_id: _Optional[str] = ..., exit_status: _Optional[int] = ..., signal: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., strategy_requested: _Optional[_Union[CompilationStrategy, str]] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
 
 class ConcreteTensor(_message.Message):
     __slots__ = ("shape", "dtype")
@@ -443,8 +447,28 @@ class PayloadRef(_message.Message):
     sha256: str
     def __init__(self, name: _Optional[str] = ..., format: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
+class TargetSpec(_message.Message):
+    __slots__ = ("device", "arch", "isa", "compute_capability", "cuda_version", "driver_version", "torch_build", "device_name")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    ISA_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TORCH_BUILD_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    arch: str
+    isa: str
+    compute_capability: str
+    cuda_version: str
+    driver_version: str
+    torch_build: str
+    device_name: str
+    def __init__(self, device: _Optional[str] = ..., arch: _Optional[str] = ..., isa: _Optional[str] = ..., compute_capability: _Optional[str] = ..., cuda_version: _Optional[str] = ..., driver_version: _Optional[str] = ..., torch_build: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
+
 class CompiledKernelArtifact(_message.Message):
-    __slots__ = ("schema_version", "artifact_id", "blueprint_digest", "blueprint", "strategy", "target", "toolchain_hash", "torch_version", "python_version", "entries", "guard_digest", "payload_sha256", "payload_size", "stats", "created_at_ns", "tier_settings", "applied_passes", "payloads", "status", "num_threads")
+    __slots__ = ("schema_version", "artifact_id", "blueprint_digest", "blueprint", "strategy", "target", "toolchain_hash", "torch_version", "python_version", "entries", "guard_digest", "payload_sha256", "payload_size", "stats", "created_at_ns", "tier_settings", "applied_passes", "payloads", "status", "num_threads", "target_spec", "compile_code_version", "blueprint_code_version", "strategy_requested", "fallback_reason")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -465,6 +489,11 @@ class CompiledKernelArtifact(_message.Message):
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SPEC_FIELD_NUMBER: _ClassVar[int]
+    COMPILE_CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BLUEPRINT_CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     artifact_id: str
     blueprint_digest: str
@@ -485,7 +514,12 @@ class CompiledKernelArtifact(_message.Message):
     payloads: _containers.RepeatedCompositeFieldContainer[PayloadRef]
     status: KernelStatus
     num_threads: int
-    def __init__(self, schema_version: _Optional[int] = ..., artifact_id: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., blueprint: _Optional[_Union[BlueprintIR, _Mapping]] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., toolchain_hash: _Optional[str] = ..., torch_version: _Optional[str] = ..., python_version: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ArtifactEntry, _Mapping]]] = ..., guard_digest: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., payload_size: _Optional[int] = ..., stats: _Optional[_Union[CompileStats, _Mapping]] = ..., created_at_ns: _Optional[int] = ..., tier_settings: _Optional[str] = ..., applied_passes: _Optional[_Iterable[str]] = ..., payloads: _Optional[_Iterable[_Union[PayloadRef, _Mapping]]] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., num_threads: _Optional[int] = ...) -> None: ...
+    target_spec: TargetSpec
+    compile_code_version: str
+    blueprint_code_version: str
+    strategy_requested: CompilationStrategy
+    fallback_reason: str
+    def __init__(self, schema_version: _Optional[int] = ..., artifact_id: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., blueprint: _Optional[_Union[BlueprintIR, _Mapping]] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., toolchain_hash: _Optional[str] = ..., torch_version: _Optional[str] = ..., python_version: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ArtifactEntry, _Mapping]]] = ..., guard_digest: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., payload_size: _Optional[int] = ..., stats: _Optional[_Union[CompileStats, _Mapping]] = ..., created_at_ns: _Optional[int] = ..., tier_settings: _Optional[str] = ..., applied_passes: _Optional[_Iterable[str]] = ..., payloads: _Optional[_Iterable[_Union[PayloadRef, _Mapping]]] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., num_threads: _Optional[int] = ..., target_spec: _Optional[_Union[TargetSpec, _Mapping]] = ..., compile_code_version: _Optional[str] = ..., blueprint_code_version: _Optional[str] = ..., strategy_requested: _Optional[_Union[CompilationStrategy, str]] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
 
 class EmergencyCompile(_message.Message):
     __slots__ = ("schema_version", "request_id", "blueprint_id", "blueprint", "requested_by", "reason", "deadline_ms", "target_hardware", "training_run_id", "issued_at_ns", "nonce", "batch_sizes")
@@ -534,7 +568,7 @@ class EmergencyAck(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., queue_position: _Optional[int] = ..., estimate_ms: _Optional[int] = ..., acked_at_ns: _Optional[int] = ...) -> None: ...
 
 class CompilationComplete(_message.Message):
-    __slots__ = ("schema_version", "request_id", "blueprint_id", "artifact_id", "strategy", "status", "compilation_time_ms", "peak_memory_mb", "toolchain_version", "artifact_ref", "sha256", "guard_digest", "conservative_mode", "error", "from_cache", "target")
+    __slots__ = ("schema_version", "request_id", "blueprint_id", "artifact_id", "strategy", "status", "compilation_time_ms", "peak_memory_mb", "toolchain_version", "artifact_ref", "sha256", "guard_digest", "conservative_mode", "error", "from_cache", "target", "strategy_requested", "fallback_reason", "event_id")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -551,6 +585,9 @@ class CompilationComplete(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     request_id: str
     blueprint_id: str
@@ -567,10 +604,13 @@ class CompilationComplete(_message.Message):
     error: str
     from_cache: bool
     target: str
-    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., status: _Optional[_Union[JobOutcome, str]] = ..., compilation_time_ms: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., toolchain_version: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., sha256: _Optional[str] = ..., guard_digest: _Optional[str] = ..., conservative_mode: _Optional[bool] = ..., error: _Optional[str] = ..., from_cache: _Optional[bool] = ..., target: _Optional[str] = ...) -> None: ...
+    strategy_requested: CompilationStrategy
+    fallback_reason: str
+    event_id: str
+    def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., status: _Optional[_Union[JobOutcome, str]] = ..., compilation_time_ms: _Optional[float] = ..., peak_memory_mb: _Optional[float] = ..., toolchain_version: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., sha256: _Optional[str] = ..., guard_digest: _Optional[str] = ..., conservative_mode: _Optional[bool] = ..., error: _Optional[str] = ..., from_cache: _Optional[bool] = ..., target: _Optional[str] = ..., strategy_requested: _Optional[_Union[CompilationStrategy, str]] = ..., fallback_reason: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class KernelCatalogUpdate(_message.Message):
-    __slots__ = ("schema_version", "blueprint_id", "artifact_id", "artifact_ref", "checksum", "guard_digest", "compile_ms", "prewarm_ms", "strategy", "target", "status")
+    __slots__ = ("schema_version", "blueprint_id", "artifact_id", "artifact_ref", "checksum", "guard_digest", "compile_ms", "prewarm_ms", "strategy", "target", "status", "event_id")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -582,6 +622,7 @@ class KernelCatalogUpdate(_message.Message):
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     blueprint_id: str
     artifact_id: str
@@ -593,7 +634,8 @@ class KernelCatalogUpdate(_message.Message):
     strategy: CompilationStrategy
     target: str
     status: KernelStatus
-    def __init__(self, schema_version: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., checksum: _Optional[str] = ..., guard_digest: _Optional[str] = ..., compile_ms: _Optional[float] = ..., prewarm_ms: _Optional[float] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ...) -> None: ...
+    event_id: str
+    def __init__(self, schema_version: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., checksum: _Optional[str] = ..., guard_digest: _Optional[str] = ..., compile_ms: _Optional[float] = ..., prewarm_ms: _Optional[float] = ..., strategy: _Optional[_Union[CompilationStrategy, str]] = ..., target: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class KernelCharacterized(_message.Message):
     __slots__ = ("schema_version", "artifact_id", "blueprint_id", "status", "reason", "latency_p50_ms", "latency_p95_ms")
@@ -662,7 +704,7 @@ class ExecutionContext(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., model_hash: _Optional[str] = ..., toolchain_version: _Optional[str] = ..., training_run_id: _Optional[str] = ..., hardware_profile: _Optional[str] = ..., operation: _Optional[str] = ...) -> None: ...
 
 class JobRecord(_message.Message):
-    __slots__ = ("schema_version", "event", "job_id", "artifact_id", "priority", "sequence", "request", "result", "at_ns")
+    __slots__ = ("schema_version", "event", "job_id", "artifact_id", "priority", "sequence", "request", "result", "at_ns", "source", "strategy_reason", "attempts")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -672,6 +714,9 @@ class JobRecord(_message.Message):
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     AT_NS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event: JobEvent
     job_id: str
@@ -681,7 +726,10 @@ class JobRecord(_message.Message):
     request: bytes
     result: CompilationResult
     at_ns: int
-    def __init__(self, schema_version: _Optional[int] = ..., event: _Optional[_Union[JobEvent, str]] = ..., job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., sequence: _Optional[int] = ..., request: _Optional[bytes] = ..., result: _Optional[_Union[CompilationResult, _Mapping]] = ..., at_ns: _Optional[int] = ...) -> None: ...
+    source: str
+    strategy_reason: str
+    attempts: int
+    def __init__(self, schema_version: _Optional[int] = ..., event: _Optional[_Union[JobEvent, str]] = ..., job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., sequence: _Optional[int] = ..., request: _Optional[bytes] = ..., result: _Optional[_Union[CompilationResult, _Mapping]] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ..., strategy_reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class WorkerJob(_message.Message):
     __slots__ = ("schema_version", "job_id", "task", "blueprint", "strategy", "batch_sizes", "output_dir", "memory_limit_mb", "timeout_ms", "cpu_only", "params", "target")

@@ -1,19 +1,30 @@
-"""Typed errors of the loader (Kasmina's side): refusals before anything is deserialised, and calls
-that no compiled entry serves.
+"""Typed errors of the loader (Kasmina's side): refusals before anything is deserialised (from the
+artifact contract), and calls that no compiled entry serves.
 
-Owns the loader's exception classes, each with a stable `code` and a message saying what is wrong
-and how to fix it. Must never import torch or the compiler.
+Owns `LoaderError` and `NoMatchingEntry`, each with a stable `code` and a message saying what is
+wrong and how to fix it; re-exports the artifact refusals a loader raises. Must never import torch
+or the compiler.
 """
 
 from __future__ import annotations
 
-from tezzeret.compile.errors import ArtifactCorrupt
+from tezzeret.artifact.errors import (
+    ArtifactCorrupt,
+    ArtifactError,
+    BlueprintMismatch,
+    IncompatibleArtifact,
+    KeyringInvalid,
+    SignatureInvalid,
+    UnsignedArtifact,
+)
 from tezzeret.errors import TezzeretError
 
 __all__ = [
     "ArtifactCorrupt",
+    "ArtifactError",
     "BlueprintMismatch",
     "IncompatibleArtifact",
+    "KeyringInvalid",
     "LoaderError",
     "NoMatchingEntry",
     "SignatureInvalid",
@@ -23,30 +34,6 @@ __all__ = [
 
 class LoaderError(TezzeretError):
     code = "LOADER_ERROR"
-
-
-class SignatureInvalid(LoaderError):
-    """The signature block does not verify against the given public key."""
-
-    code = "LOADER_SIGNATURE_INVALID"
-
-
-class UnsignedArtifact(LoaderError):
-    """A signature was required and the artifact carries none."""
-
-    code = "LOADER_UNSIGNED"
-
-
-class IncompatibleArtifact(LoaderError):
-    """Built for another torch, Python, CPU target or payload format than this process has."""
-
-    code = "LOADER_INCOMPATIBLE"
-
-
-class BlueprintMismatch(LoaderError):
-    """The artifact is for another blueprint than the one asked for (or its IR and digest disagree)."""
-
-    code = "LOADER_BLUEPRINT_MISMATCH"
 
 
 class NoMatchingEntry(LoaderError):

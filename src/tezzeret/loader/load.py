@@ -10,8 +10,10 @@ serves raises `NoMatchingEntry` or runs eager, as the caller chose.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tezzeret.compile import artifact, target
+from tezzeret.artifact import file as artifact
+from tezzeret.artifact.target import Preflight, preflight
+from tezzeret.artifact.trust import TrustedKeys, default_keyring_path
+from tezzeret.blueprint.dtypes import to_torch
 from tezzeret.leyline import pb
 from tezzeret.loader.errors import (
     ArtifactCorrupt,
@@ -30,30 +35,29 @@ from tezzeret.loader.errors import (
     UnsignedArtifact,
 )
 
+log = logging.getLogger(__name__)
+
 Fallback = Literal["error", "eager"]
 # "auto" follows each entry's `serve_compiled` (eager where eager was measured faster);
 # "compiled" serves every compiled entry regardless (benchmarks, and proving compiled code runs).
 Serve = Literal["auto", "compiled"]
-_KNOWN_FORMATS = ("dynamo-aot-precompile+aoti/torch-2.13",)
-_DTYPE_NAMES = {
-    pb.DTYPE_FLOAT32: torch.float32,
-    pb.DTYPE_FLOAT16: torch.float16,
-    pb.DTYPE_BFLOAT16: torch.bfloat16,
-    pb.DTYPE_FLOAT64: torch.float64,
-    pb.DTYPE_INT64: torch.int64,
-    pb.DTYPE_INT32: torch.int32,
-    pb.DTYPE_BOOL: torch.bool,
-}
+PublicKeys = bytes | str | Sequence[bytes | str] | None
 
 
 @dataclass(frozen=True)
 class VerifiedArtifact:
-    """An artifact whose signature (when checked), compatibility and payload digests all passed."""
+    """An artifact whose signature, compatibility and payload digests all passed."""
 
     path: Path
     manifest: pb.CompiledKernelArtifact
     payloads: dict[str, bytes]
-    signed: bool
+    # The trusted key that signed it; None only when loaded with `trust_unsigned=True`.
+    signed_by: str | None
+    preflight: Preflight
+
+    @property
+    def signed(self) -> bool:
+        return self.signed_by is not None
 
 
 def default_kernel_dir() -> Path:
@@ -67,51 +71,67 @@ def default_kernel_dir() -> Path:
     return base
 
 
-def check_compatible(manifest: pb.CompiledKernelArtifact, where: object = "artifact") -> None:
-    """Refuse an artifact built for another torch, Python, CPU target or payload format."""
-    problems: list[str] = []
-    if manifest.torch_version != target.torch_version():
-        problems.append(f"built with torch {manifest.torch_version}, this process has {target.torch_version()}")
-    if manifest.python_version != target.python_version():
-        problems.append(
-            f"built with Python {manifest.python_version}, this process runs {target.python_version()}"
-        )
-    ok, why = target.host_supports(manifest.target)
-    if not ok:
-        problems.append(why)
-    for ref in manifest.payloads:
-        if ref.name.startswith("entry/") and ref.format not in _KNOWN_FORMATS:
-            problems.append(f"payload {ref.name!r} has format {ref.format!r}, this loader reads {_KNOWN_FORMATS}")
-    if problems:
+def check_compatible(manifest: pb.CompiledKernelArtifact, where: object = "artifact") -> Preflight:
+    """The preflight verdict; raises `IncompatibleArtifact` with every reason when it cannot load."""
+    verdict = preflight(manifest)
+    if not verdict.loadable:
         raise IncompatibleArtifact(
-            f"{where} ({manifest.artifact_id}): " + "; ".join(problems)
+            f"{where} ({manifest.artifact_id}): " + "; ".join(verdict.reasons)
             + "; recompile the blueprint on this toolchain (or serve it eager)"
         )
+    if verdict.verdict == "not_optimal":
+        log.info("%s (%s) loads, but is not optimal here: %s", where, manifest.artifact_id, "; ".join(verdict.reasons))
+    return verdict
 
 
-def open_artifact(
-    path: str | Path, *, public_key: bytes | None = None, require_signature: bool = False
-) -> VerifiedArtifact:
-    """Every check that can refuse an artifact, in order; deserialises nothing."""
+def _check_signature(path: Path, header: artifact.Header, keys: TrustedKeys, trust_unsigned: bool) -> str | None:
+    sig = header.signature
+    where = f"artifact {path} ({header.manifest.artifact_id or 'no id'})"
+    if keys:
+        if not sig.signature:
+            raise UnsignedArtifact(
+                f"{where} carries no signature, and trusted keys are configured ({keys.describe()}): it "
+                "was never signed or its signature was stripped; fetch it from the forge again"
+            )
+        if keys.find(sig.key_id) is None:
+            raise SignatureInvalid(
+                f"{where} is signed by key {sig.key_id or '(none)'}, which is not trusted (trusted: "
+                f"{keys.describe()}); if that key is your forge's, add it to the keyring "
+                f"({default_keyring_path()} or $TEZZERET_KEYRING) or $TEZZERET_TRUSTED_KEYS"
+            )
+        signer = keys.verify(header.manifest_bytes, sig)
+        if signer is None:
+            raise SignatureInvalid(
+                f"{where}: the signature by key {sig.key_id} does not verify; the manifest was altered "
+                "after signing or the signature is broken: refuse it and fetch it from the forge again"
+            )
+        return signer.key_id
+    if not trust_unsigned:
+        raise UnsignedArtifact(
+            f"{where}: no trusted public key is configured, so its signature cannot be checked; pass "
+            "public_key= (the forge's key: GET /v1/keys/public or `tezzeret keys export`), set "
+            f"$TEZZERET_TRUSTED_KEYS, or write it to {default_keyring_path()}; to run unverified "
+            "code anyway, load with trust_unsigned=True"
+        )
+    log.warning("%s: loading WITHOUT a signature check (trust_unsigned=True): its code runs unverified", where)
+    return None
+
+
+def open_artifact(path: str | Path, *, public_key: PublicKeys = None, trust_unsigned: bool = False) -> VerifiedArtifact:
+    """Every check that can refuse an artifact, in order; deserialises nothing but protobuf.
+
+    The signature must verify with a trusted key (`public_key`, `$TEZZERET_TRUSTED_KEYS`, the
+    keyring file); only with no key configured at all does `trust_unsigned=True` let an unsigned
+    artifact through. Then the preflight (torch, Python, device, ISA, builder code, formats), every
+    payload's SHA-256, and the embedded blueprint's digest.
+    """
     from tezzeret.blueprint import BlueprintRejected, digest
 
     path = Path(path)
     header = artifact.read_header(path)
     manifest = header.manifest
-    signed = bool(header.signature.signature)
-    if require_signature and not signed:
-        raise UnsignedArtifact(f"artifact {path} is unsigned and a signature is required; sign it in the forge")
-    if require_signature and public_key is None:
-        raise UnsignedArtifact("a signature is required but no public key was given to check it with")
-    if public_key is not None and (signed or require_signature):
-        from tezzeret.store.signing import verify_signature
-
-        if not verify_signature(public_key, header.manifest_bytes, header.signature):
-            raise SignatureInvalid(
-                f"artifact {path}: signature (key {header.signature.key_id or 'none'}) does not verify "
-                "with the given public key; the manifest was altered or signed by another key"
-            )
-    check_compatible(manifest, path)
+    signed_by = _check_signature(path, header, TrustedKeys.of(public_key), trust_unsigned)
+    verdict = check_compatible(manifest, path)
     payloads = artifact.read_payloads(path, header)
     try:
         actual = digest(manifest.blueprint)
@@ -122,7 +142,7 @@ def open_artifact(
             f"artifact {path}: manifest names blueprint {manifest.blueprint_digest[:16]} but embeds "
             f"{actual[:16]}; refuse it and recompile"
         )
-    return VerifiedArtifact(path, manifest, payloads, signed)
+    return VerifiedArtifact(path, manifest, payloads, signed_by, verdict)
 
 
 def _describe(shapes: list[tuple[tuple[int, ...], Any]], grad: bool) -> str:
@@ -177,18 +197,20 @@ class KernelModule(nn.Module):
         self, verified: VerifiedArtifact, *, kernel_dir: Path | None = None, serve: Serve = "auto"
     ) -> None:
         """Deserialise `verified`'s entries and switch to them (one atomic swap of the table)."""
-        from tezzeret.compile import precompile
+        from tezzeret.artifact import payload
 
         kernel_dir = kernel_dir or default_kernel_dir()
         entries: list[_Entry] = []
         for record in verified.manifest.entries:
-            shapes = tuple((tuple(int(x) for x in t.shape), _DTYPE_NAMES.get(t.dtype)) for t in record.inputs)
+            shapes = tuple(
+                (tuple(int(x) for x in t.shape), to_torch(t.dtype) if t.dtype else None) for t in record.inputs
+            )
             compiled = None
             name = f"entry/{record.key}"
             wanted = record.serve_compiled or serve == "compiled"
             if wanted and name in verified.payloads:
                 try:
-                    compiled = precompile.load_entry(verified.payloads[name], kernel_dir=kernel_dir)
+                    compiled = payload.load_entry(verified.payloads[name], kernel_dir=kernel_dir)
                 except Exception as exc:  # noqa: BLE001 - torch refuses in many ways; name the entry
                     raise IncompatibleArtifact(
                         f"artifact {verified.path}: entry {record.key} could not be loaded "
@@ -241,26 +263,28 @@ def prewarm() -> None:
     """Import everything loading an artifact needs (torch's Dynamo and AOTI runtime, the blueprint
     builder, signature checks) ahead of the first load: seconds, once per process."""
     import tezzeret.blueprint.module  # noqa: F401
-    import tezzeret.store.signing  # noqa: F401
+    from tezzeret.artifact import payload
     from tezzeret.blueprint import digest  # noqa: F401
-    from tezzeret.compile import precompile
 
-    precompile.prewarm()
+    payload.prewarm()
 
 
 def load(
     path: str | Path,
     *,
-    public_key: bytes | None = None,
-    require_signature: bool = False,
+    public_key: PublicKeys = None,
+    trust_unsigned: bool = False,
     fallback: Fallback = "error",
     kernel_dir: str | Path | None = None,
     serve: Serve = "auto",
 ) -> KernelModule:
-    """Verify, then load the artifact at `path`: a module whose optimizer trains its parameters."""
+    """Verify, then load the artifact at `path`: a module whose optimizer trains its parameters.
+
+    Safe by default: the artifact must be signed by a trusted key (see `open_artifact`);
+    `trust_unsigned=True` is the explicit, logged opt-out for when no key is configured."""
     from tezzeret.blueprint import build_module
 
-    verified = open_artifact(path, public_key=public_key, require_signature=require_signature)
+    verified = open_artifact(path, public_key=public_key, trust_unsigned=trust_unsigned)
     module = KernelModule(build_module(verified.manifest.blueprint), fallback=fallback)
     module.attach(verified, kernel_dir=Path(kernel_dir) if kernel_dir else None, serve=serve)
     return module

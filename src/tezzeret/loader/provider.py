@@ -18,17 +18,25 @@ from pathlib import Path
 
 from tezzeret.leyline import pb
 from tezzeret.loader.errors import BlueprintMismatch
-from tezzeret.loader.load import KernelModule, Serve, open_artifact, prewarm
+from tezzeret.loader.load import KernelModule, PublicKeys, Serve, open_artifact, prewarm
 
 Fetch = Callable[[str], "Path | None"]
 
 
 @dataclass(frozen=True)
 class ProviderState:
+    """What the provider serves for one blueprint, and what happened to the last artifact offered.
+
+    `mode` says what calls run: "compiled" (entries of `artifact_id` attached), "eager", "loading"
+    (eager while an artifact is fetched or verified), or "refused" (eager, because the only
+    artifact offered was refused). A refused offer never hides compiled entries still served:
+    then `mode` stays "compiled" and `refused` says what was turned away and why."""
+
     digest: str
-    mode: str  # "eager", "loading", "compiled" or "refused"
+    mode: str
     artifact_id: str | None = None
     reason: str = ""
+    refused: str = ""
 
 
 def _prewarm() -> None:
@@ -45,8 +53,8 @@ class KernelProvider:
         self,
         fetch: Fetch | None = None,
         *,
-        public_key: bytes | None = None,
-        require_signature: bool = False,
+        public_key: PublicKeys = None,
+        trust_unsigned: bool = False,
         kernel_dir: Path | None = None,
         serve: Serve = "auto",
         retry_s: float = 5.0,
@@ -56,7 +64,7 @@ class KernelProvider:
         self._serve: Serve = serve
         self._fetch = fetch
         self._public_key = public_key
-        self._require_signature = require_signature
+        self._trust_unsigned = trust_unsigned
         self._kernel_dir = kernel_dir
         self._lock = threading.Lock()
         self._modules: dict[str, KernelModule] = {}
@@ -101,7 +109,7 @@ class KernelProvider:
     def offer(self, digest: str, artifact_path: str | Path) -> Future[ProviderState]:
         """Adopt the artifact at `artifact_path` for `digest` in the background."""
         with self._lock:
-            self._states[digest] = ProviderState(digest, "loading")
+            self._states[digest] = self._loading(digest)
             future = self._executor.submit(self._adopt, digest, Path(artifact_path))
             self._futures[digest] = future
         return future
@@ -138,7 +146,7 @@ class KernelProvider:
             if now - self._last_try.get(digest, -self._retry_s) < self._retry_s:
                 return
             self._last_try[digest] = now
-            self._states[digest] = ProviderState(digest, "loading")
+            self._states[digest] = self._loading(digest)
             self._futures[digest] = self._executor.submit(self._fetch_and_adopt, digest)
 
     def _fetch_and_adopt(self, digest: str) -> ProviderState:
@@ -158,9 +166,7 @@ class KernelProvider:
         from tezzeret.blueprint import build_module
 
         try:
-            verified = open_artifact(
-                path, public_key=self._public_key, require_signature=self._require_signature
-            )
+            verified = open_artifact(path, public_key=self._public_key, trust_unsigned=self._trust_unsigned)
             if verified.manifest.blueprint_digest != digest:
                 raise BlueprintMismatch(
                     f"artifact {path} is for blueprint {verified.manifest.blueprint_digest[:16]}, "
@@ -173,10 +179,23 @@ class KernelProvider:
                 with self._lock:
                     module = self._modules.setdefault(digest, built)
             module.attach(verified, kernel_dir=self._kernel_dir, serve=self._serve)
-        except Exception as exc:  # noqa: BLE001 - any refusal keeps the loop on eager
+        except Exception as exc:  # noqa: BLE001 - any refusal keeps what the module served before
             code = getattr(exc, "code", type(exc).__name__)
-            return self._set(ProviderState(digest, "refused", reason=f"{code}: {exc}"))
+            why = f"{code}: {exc}"
+            with self._lock:
+                module = self._modules.get(digest)
+            if module is not None and module.compiled:
+                return self._set(ProviderState(digest, "compiled", artifact_id=module.artifact_id, refused=why))
+            return self._set(ProviderState(digest, "refused", reason=why, refused=why))
         return self._set(ProviderState(digest, "compiled", artifact_id=verified.manifest.artifact_id))
+
+    def _loading(self, digest: str) -> ProviderState:
+        """The state while an artifact is fetched or adopted (caller holds the lock): compiled
+        entries already attached keep serving, and the state says so."""
+        module = self._modules.get(digest)
+        if module is not None and module.compiled:
+            return ProviderState(digest, "compiled", artifact_id=module.artifact_id, reason="adopting a newer artifact")
+        return ProviderState(digest, "loading")
 
     def _set(self, state: ProviderState) -> ProviderState:
         with self._lock:

@@ -18,7 +18,8 @@ import resource
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tezzeret.config import Settings, Strategy
+from tezzeret.config import Settings
+from tezzeret.leyline import Strategy
 from tezzeret.leyline import pb
 
 _MB = 1024 * 1024
@@ -46,20 +47,9 @@ class JobLimits:
         ]
 
 
-def strategy_name(value: int) -> Strategy:
-    """The config tier for a Leyline strategy enum value (unset means the configured default)."""
-    names = {
-        pb.STRATEGY_EMERGENCY: Strategy.EMERGENCY,
-        pb.STRATEGY_FAST: Strategy.FAST,
-        pb.STRATEGY_STANDARD: Strategy.STANDARD,
-        pb.STRATEGY_AGGRESSIVE: Strategy.AGGRESSIVE,
-    }
-    return names.get(value, Strategy.STANDARD)
-
-
 def limits_for(job: pb.WorkerJob, settings: Settings) -> JobLimits:
     """The job's limits: its own `memory_limit_mb`/`timeout_ms` when set, else its tier's."""
-    tier = strategy_name(job.strategy) if job.HasField("strategy") else settings.compilation.default_strategy
+    tier = Strategy.parse(job.strategy) if job.HasField("strategy") else settings.compilation.default_strategy
     memory_mb = int(job.memory_limit_mb) or settings.resources.per_job_memory_limits.for_strategy(tier)
     timeout_ms = int(job.timeout_ms) or settings.timeouts_ms.for_strategy(tier)
     timeout_s = timeout_ms / 1000.0

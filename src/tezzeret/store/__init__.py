@@ -21,13 +21,8 @@ from tezzeret.store.errors import (
     StoreError,
 )
 from tezzeret.store.records import ArtifactRecord, BlueprintRecord, RecompilationCandidate
-from tezzeret.store.signing import (
-    SigningKey,
-    key_id_for,
-    load_public_key,
-    sign_artifact_file,
-    verify_signature,
-)
+from tezzeret.artifact.trust import key_id_for, verify_signature
+from tezzeret.store.signing import SigningKey, load_public_key, sign_artifact_file
 from tezzeret.store.store import Store
 
 __all__ = [

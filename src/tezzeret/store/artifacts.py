@@ -3,7 +3,7 @@
 Owns: the `artifacts` and `artifact_status_history` tables and the link from an artifact id to its
 blob. An artifact row is written once; only its status (and the reason) moves afterwards, along
 `lifecycle.KERNEL_TRANSITIONS`. Must never delete anything (Urza hard-deletes nothing), never
-parse the artifact file (that format belongs to `tezzeret.compile.artifact`) and never load it.
+parse the artifact file (that format belongs to `tezzeret.artifact`) and never load it.
 Every method blocks on SQLite or disk; from async code call it through `asyncio.to_thread`.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tezzeret.leyline import codec, pb
@@ -26,7 +26,7 @@ from tezzeret.store.errors import (
 )
 from tezzeret.store.lifecycle import INITIAL_KERNEL_STATE, kernel_move_allowed, kernel_status_name
 from tezzeret.store.records import ArtifactRecord, strategy_name
-from tezzeret.store.signing import verify_signature
+from tezzeret.artifact.trust import verify_signature
 
 
 class ArtifactTable:
@@ -45,13 +45,16 @@ class ArtifactTable:
     def put_artifact(
         self,
         manifest: pb.CompiledKernelArtifact,
-        artifact_file: Path,
+        artifact_file: Path | Iterable[bytes],
         signature: pb.ArtifactSignature,
         *,
         public_key: bytes | None = None,
     ) -> ArtifactRecord:
         """Store an artifact: its file goes into the blobs by SHA-256, its manifest and signature
         into a row with status PENDING_BENCHMARKING.
+
+        `artifact_file` is the signed file's path, or its bytes as chunks (the forge streams the
+        signed framing and the payload area straight into the blob: one write into the store).
 
         Immutable by id: a second put of the same id returns the existing record when manifest,
         signature and file are identical, and raises `ArtifactConflict` otherwise. The blueprint
@@ -76,15 +79,18 @@ class ArtifactTable:
             raise InvalidInput(f"artifact {artifact_id!r}: the manifest names no strategy")
         signature_bytes = codec.encode(signature)
 
-        with self._db.read() as conn:
-            existing = self._artifact(conn, artifact_id)
-        if existing is not None:
-            # Skip copying the file when the answer is already known from the row.
-            return self._same_or_conflict(existing, manifest_bytes, signature_bytes, Path(artifact_file))
-
-        # Blob first, row second: a crash in between leaves an unreferenced blob, never a row
-        # pointing at nothing.
-        blob = self._blobs.put_file(Path(artifact_file), max_bytes=self._max_blob_bytes)
+        if isinstance(artifact_file, (str, Path)):
+            with self._db.read() as conn:
+                existing = self._artifact(conn, artifact_id)
+            if existing is not None:
+                # Skip copying the file when the answer is already known from the row.
+                return self._same_or_conflict(existing, manifest_bytes, signature_bytes, Path(artifact_file))
+            # Blob first, row second: a crash in between leaves an unreferenced blob, never a row
+            # pointing at nothing.
+            blob = self._blobs.put_file(Path(artifact_file), max_bytes=self._max_blob_bytes)
+        else:
+            # Streamed bytes can be read once: the blob (content-addressed, so idempotent) first.
+            blob = self._blobs.put_stream(artifact_file, max_bytes=self._max_blob_bytes, what=f"artifact {artifact_id}")
         now = self._clock()
         with self._db.write() as conn:
             existing = self._artifact(conn, artifact_id)

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,10 @@ class BlobStore:
 
     def put_bytes(self, data: bytes, *, max_bytes: int | None = None) -> BlobRef:
         return self._put_stream(iter((bytes(data),)), max_bytes=max_bytes, what="bytes")
+
+    def put_stream(self, chunks: Iterable[bytes], *, max_bytes: int | None = None, what: str = "stream") -> BlobRef:
+        """Write `chunks` as one blob, hashing while writing (read once, never buffered whole)."""
+        return self._put_stream(iter(chunks), max_bytes=max_bytes, what=what)
 
     def _put_stream(self, chunks: Iterator[bytes], *, max_bytes: int | None, what: str) -> BlobRef:
         self._base.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from tezzeret.leyline import ContractError, codec, pb
 from tezzeret.store.db import Database
@@ -313,7 +313,7 @@ class BlueprintTable:
 
     def recompilation_candidates(
         self,
-        current_toolchain: str,
+        current_toolchain: str | Mapping[str, str],
         *,
         interest_threshold: float = 0.7,
         failure_window_ns: int = DEFAULT_FAILURE_WINDOW_NS,
@@ -322,12 +322,19 @@ class BlueprintTable:
         """Idle work in the order of upstream §3.5, each blueprint at most once:
         1. tamiyo_interest above `interest_threshold` → AGGRESSIVE (highest interest first);
         2. an artifact REJECTED within `failure_window_ns` → STANDARD (most recent first);
-        3. artifacts only from another toolchain → FAST (oldest blueprint first).
-        A (blueprint, strategy) is skipped when an artifact for it already exists under
-        `current_toolchain` (its id would be the same, so there is nothing to gain) or when an
-        attempt with it under `current_toolchain` already failed (no retry loops)."""
+        3. artifacts only from outdated toolchains → FAST (oldest blueprint first).
+        `current_toolchain` is each tier's current toolchain hash by strategy name (one hash for
+        all tiers when a string): an artifact is outdated when its hash differs from its own
+        tier's. A (blueprint, strategy) is skipped when an artifact for it already exists under
+        that tier's current toolchain (its id would be the same, so there is nothing to gain) or
+        when an attempt with it under that toolchain already failed (no retry loops)."""
         if not current_toolchain:
             raise InvalidInput("recompilation_candidates needs the current toolchain hash")
+        if isinstance(current_toolchain, str):
+            single = current_toolchain
+            current: Mapping[str, str] = {name: single for name in ("EMERGENCY", "FAST", "STANDARD", "AGGRESSIVE")}
+        else:
+            current = current_toolchain
         since = self._clock() - int(failure_window_ns)
         with self._db.read() as conn:
             blueprints = conn.execute(
@@ -339,11 +346,9 @@ class BlueprintTable:
             for row in conn.execute("SELECT blueprint_digest, strategy, toolchain_hash FROM artifacts"):
                 built.setdefault(row[0], set()).add((row[1], row[2]))
             tried: dict[str, set[str]] = {}
-            for row in conn.execute(
-                "SELECT digest, strategy FROM compile_attempts WHERE toolchain = ? AND outcome != 'SUCCESS'",
-                (current_toolchain,),
-            ):
-                tried.setdefault(row[0], set()).add(row[1])
+            for row in conn.execute("SELECT digest, strategy, toolchain FROM compile_attempts WHERE outcome != 'SUCCESS'"):
+                if row[2] == current.get(row[1]):
+                    tried.setdefault(row[0], set()).add(row[1])
             rejected: dict[str, int] = {
                 row[0]: int(row[1])
                 for row in conn.execute(
@@ -355,7 +360,7 @@ class BlueprintTable:
             }
 
         def open_for(digest: str, strategy: str) -> bool:
-            return (strategy, current_toolchain) not in built.get(digest, set()) and strategy not in tried.get(digest, set())
+            return (strategy, current.get(strategy)) not in built.get(digest, set()) and strategy not in tried.get(digest, set())
 
         eligible = {r["digest"] for r in blueprints}
         taken: set[str] = set()
@@ -375,7 +380,7 @@ class BlueprintTable:
         for r in blueprints:
             digest = r["digest"]
             mine = built.get(digest, set())
-            if digest in taken or not mine or any(tc == current_toolchain for _, tc in mine):
+            if digest in taken or not mine or any(tc == current.get(strategy) for strategy, tc in mine):
                 continue
             if open_for(digest, "FAST"):
                 out.append(RecompilationCandidate(digest, "FAST", "outdated toolchain"))

@@ -10,22 +10,14 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from tezzeret.leyline import codec, pb
+from tezzeret.leyline import Strategy, codec, pb
 from tezzeret.store.lifecycle import blueprint_state_value, kernel_status_value
 
 
 def strategy_name(value: int | str) -> str:
-    """`pb.STRATEGY_FAST`, `"STRATEGY_FAST"` or `"fast"` → `"FAST"`."""
-    if isinstance(value, str):
-        name = value.upper().removeprefix("STRATEGY_")
-    else:
-        try:
-            name = pb.CompilationStrategy.Name(int(value)).removeprefix("STRATEGY_")
-        except ValueError:
-            raise ValueError(f"{value!r} is not a CompilationStrategy value") from None
-    if name not in ("EMERGENCY", "FAST", "STANDARD", "AGGRESSIVE"):
-        raise ValueError(f"{value!r} is not a compilation strategy (EMERGENCY, FAST, STANDARD, AGGRESSIVE)")
-    return name
+    """`pb.STRATEGY_FAST`, `"STRATEGY_FAST"` or `"fast"` → `"FAST"` (`UnknownStrategy`, a
+    ValueError, for anything else)."""
+    return Strategy.parse(value).value
 
 
 def outcome_name(value: int | str) -> str:

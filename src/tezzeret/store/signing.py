@@ -12,29 +12,22 @@ the permission and atomic-creation rules are Tezzeret's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tezzeret.artifact.trust import ALGORITHM, key_id_for
 from tezzeret.leyline import SCHEMA_VERSION, codec, pb
 from tezzeret.durable import fsync_dir
 from tezzeret.store.errors import KeyFileInvalid, KeyPermissionError, SigningError
 
-ALGORITHM = "ed25519"
 PRIVATE_KEY_FILE = "artifact-signing.ed25519.pem"
 PUBLIC_KEY_FILE = "artifact-signing.ed25519.pub"
 _DIR_MODE = 0o700
 _KEY_MODE = 0o600
-
-
-def key_id_for(public_key: bytes) -> str:
-    """The first 16 hex characters of SHA-256 of the raw 32-byte public key."""
-    return hashlib.sha256(bytes(public_key)).hexdigest()[:16]
 
 
 def _check_mode(path: Path, wanted: int) -> None:
@@ -158,28 +151,13 @@ def load_public_key(key_dir: Path) -> bytes:
     return data
 
 
-def verify_signature(public_key: bytes, manifest_bytes: bytes, sig: pb.ArtifactSignature) -> bool:
-    """True only when `sig` is an Ed25519 signature of `manifest_bytes` by `public_key` and names
-    that key. Never raises for a bad signature or key: every failure is False."""
-    if sig.algorithm != ALGORITHM or len(public_key) != 32 or len(sig.signature) != 64:
-        return False
-    if sig.key_id != key_id_for(public_key):
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes(public_key)).verify(bytes(sig.signature), bytes(manifest_bytes))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def sign_artifact_file(path: Path, key: SigningKey) -> pb.ArtifactSignature:
     """Sign the manifest inside an artifact file and write the signature block into the file.
 
-    The file format belongs to `tezzeret.compile.artifact` (`read_manifest`, `attach_signature`);
-    it is imported here, lazily, because only the forge's signing step needs it and the store must
-    stay importable without the compile stage. The signature covers the manifest's exact bytes as
-    they lie in the file. Blocks on disk (the file is rewritten atomically)."""
-    from tezzeret.compile import artifact as artifact_format  # noqa: PLC0415
+    For artifact files outside the store (`tezzeret compile -o`); the forge signs straight into
+    the store instead. The signature covers the manifest's exact bytes as they lie in the file.
+    Blocks on disk (the file is rewritten atomically)."""
+    from tezzeret.artifact import file as artifact_format
 
     _manifest, _old_signature, manifest_bytes = artifact_format.read_manifest(Path(path))
     sig = key.sign(manifest_bytes)

@@ -14,7 +14,7 @@ from tezzeret.wal.errors import (
     WalStateError,
     WalUnsafeMount,
 )
-from tezzeret.wal.journal import JobJournal, JournalState, PendingJob
+from tezzeret.wal.journal import JobJournal, JournalState
 from tezzeret.wal.log import (
     CRASH_POINTS,
     CommitRecord,
@@ -33,7 +33,6 @@ __all__ = [
     "JobJournal",
     "JournalState",
     "OpenTransaction",
-    "PendingJob",
     "Problem",
     "RecoveryReport",
     "Transaction",

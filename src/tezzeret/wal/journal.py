@@ -25,26 +25,17 @@ JOURNAL_OPERATION = "JOB_JOURNAL"
 _CONTEXT = pb.ExecutionContext(schema_version=codec.SCHEMA_VERSION, operation=JOURNAL_OPERATION)
 
 
-@dataclass(frozen=True)
-class PendingJob:
-    job_id: str
-    artifact_id: str
-    priority: int
-    sequence: int
-    request: bytes
-    attempts: int = 0
-
-
 @dataclass
 class JournalState:
     """A consistent copy of the journal's state (safe to keep; later events do not change it)."""
 
-    pending: list[PendingJob] = field(default_factory=list)
-    in_flight: list[PendingJob] = field(default_factory=list)
+    # ENQUEUED records (request bytes, priority, sequence, source, time) of jobs not yet ended.
+    pending: list[pb.JobRecord] = field(default_factory=list)
+    in_flight: list[pb.JobRecord] = field(default_factory=list)
     completed: dict[str, pb.CompilationResult] = field(default_factory=dict)
     failures: dict[str, pb.CompilationResult] = field(default_factory=dict)
     # Pending jobs whose artifact finished under another job: answer them from_cache.
-    already_completed: list[PendingJob] = field(default_factory=list)
+    already_completed: list[pb.JobRecord] = field(default_factory=list)
     next_sequence: int = 1
 
     def is_completed(self, artifact_id: str) -> bool:
@@ -52,18 +43,12 @@ class JournalState:
 
 
 @dataclass
-class _Job:
-    job_id: str
-    artifact_id: str
-    priority: int
-    sequence: int
-    request: bytes
+class _Open:
+    """A job enqueued and not yet ended: its ENQUEUED record, and how often it was started."""
+
+    record: pb.JobRecord
     attempts: int = 0
     running: bool = False
-
-    def frozen(self) -> PendingJob:
-        return PendingJob(self.job_id, self.artifact_id, self.priority, self.sequence,
-                          self.request, self.attempts)
 
 
 class JobJournal:
@@ -72,7 +57,7 @@ class JobJournal:
     def __init__(self, wal: Wal) -> None:
         self._wal = wal
         self._lock = threading.RLock()
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, _Open] = {}
         self._completed: dict[str, pb.CompilationResult] = {}
         self._completed_seq: dict[str, int] = {}
         self._failures: dict[str, pb.CompilationResult] = {}
@@ -86,8 +71,8 @@ class JobJournal:
         for job in self._jobs.values():
             if job.running:
                 job.running = False
-                requeued.append(job.job_id)
-        wal.recovery.requeued_jobs = sorted(requeued, key=lambda j: self._jobs[j].sequence)
+                requeued.append(job.record.job_id)
+        wal.recovery.requeued_jobs = sorted(requeued, key=lambda j: self._jobs[j].record.sequence)
 
     # -- WalStateMachine ---------------------------------------------------------------------
     def apply(self, txn: CommittedTransaction) -> None:
@@ -112,10 +97,9 @@ class JobJournal:
             job = self._jobs.get(record.job_id)
             if event == pb.JOB_ENQUEUED:
                 if job is None:
-                    self._jobs[record.job_id] = _Job(
-                        record.job_id, record.artifact_id, int(record.priority), seq,
-                        bytes(record.request),
-                    )
+                    kept = pb.JobRecord()
+                    kept.CopyFrom(record)
+                    self._jobs[record.job_id] = _Open(kept)
             elif event == pb.JOB_STARTED:
                 if job is not None:
                     job.attempts += 1
@@ -149,16 +133,12 @@ class JobJournal:
                     schema_version=codec.SCHEMA_VERSION, event=pb.JOB_FAILED,
                     job_id=result.job_id, artifact_id=artifact_id, result=result,
                 )))
-            for job in sorted(self._jobs.values(), key=lambda j: j.sequence):
-                out.append(codec.encode(pb.JobRecord(
-                    schema_version=codec.SCHEMA_VERSION, event=pb.JOB_ENQUEUED, job_id=job.job_id,
-                    artifact_id=job.artifact_id, priority=job.priority, sequence=job.sequence,
-                    request=job.request,
-                )))
+            for job in sorted(self._jobs.values(), key=lambda j: j.record.sequence):
+                out.append(codec.encode(job.record))
                 for _ in range(job.attempts):
                     out.append(codec.encode(pb.JobRecord(
                         schema_version=codec.SCHEMA_VERSION, event=pb.JOB_STARTED,
-                        job_id=job.job_id, artifact_id=job.artifact_id,
+                        job_id=job.record.job_id, artifact_id=job.record.artifact_id,
                     )))
             # The next sequence survives even when every job it numbered is gone.
             out.append(codec.encode(pb.JobRecord(
@@ -185,35 +165,37 @@ class JobJournal:
         await txn.data_async(self._encode(record))
         await txn.commit_async()
 
-    def _enqueue_record(self, job_id: str, artifact_id: str, priority: int,
-                        request: bytes) -> tuple[int, pb.JobRecord | None]:
+    def _enqueue_record(self, job_id: str, artifact_id: str, priority: int, request: bytes,
+                        source: str, strategy_reason: str) -> tuple[int, pb.JobRecord | None]:
         if priority not in pb.CompilationPriority.values() or priority == 0:
             raise WalStateError(f"job {job_id}: priority {priority} is not a CompilationPriority")
         with self._lock:
             existing = self._jobs.get(job_id)
             if existing is not None:
-                return existing.sequence, None
+                return existing.record.sequence, None
             seq = self._next_sequence
             self._next_sequence += 1
         return seq, pb.JobRecord(event=pb.JOB_ENQUEUED, job_id=job_id, artifact_id=artifact_id,
-                                 priority=priority, sequence=seq, request=request)
+                                 priority=priority, sequence=seq, request=request,
+                                 source=source or None, strategy_reason=strategy_reason or None)
 
-    def enqueue(self, job_id: str, artifact_id: str, priority: int, request: bytes) -> int:
+    def enqueue(self, job_id: str, artifact_id: str, priority: int, request: bytes, *,
+                source: str = "", strategy_reason: str = "") -> int:
         """Journal a new job durably; returns its sequence. Enqueuing a known job id again
         returns the original sequence and writes nothing."""
-        seq, record = self._enqueue_record(job_id, artifact_id, priority, request)
+        seq, record = self._enqueue_record(job_id, artifact_id, priority, request, source, strategy_reason)
         if record is not None:
             self._record(record)
         return seq
 
-    async def enqueue_async(self, job_id: str, artifact_id: str, priority: int,
-                            request: bytes) -> int:
-        seq, record = self._enqueue_record(job_id, artifact_id, priority, request)
+    async def enqueue_async(self, job_id: str, artifact_id: str, priority: int, request: bytes, *,
+                            source: str = "", strategy_reason: str = "") -> int:
+        seq, record = self._enqueue_record(job_id, artifact_id, priority, request, source, strategy_reason)
         if record is not None:
             await self._record_async(record)
         return seq
 
-    def _job(self, job_id: str) -> _Job:
+    def _job(self, job_id: str) -> _Open:
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
@@ -222,7 +204,7 @@ class JobJournal:
         return job
 
     def _started_record(self, job_id: str) -> pb.JobRecord:
-        job = self._job(job_id)
+        job = self._job(job_id).record
         return pb.JobRecord(event=pb.JOB_STARTED, job_id=job_id, artifact_id=job.artifact_id,
                             sequence=job.sequence)
 
@@ -255,7 +237,7 @@ class JobJournal:
             await self._wal.checkpoint_async()
 
     def _end_record(self, job_id: str, result: pb.CompilationResult, event: int) -> pb.JobRecord:
-        job = self._job(job_id)
+        job = self._job(job_id).record
         stored = pb.CompilationResult()
         stored.CopyFrom(result)
         if not stored.job_id:
@@ -288,15 +270,19 @@ class JobJournal:
 
     def state(self) -> JournalState:
         with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: (j.priority, j.sequence))
+            jobs = sorted(self._jobs.values(), key=lambda j: (j.record.priority, j.record.sequence))
             state = JournalState(next_sequence=self._next_sequence)
             for job in jobs:
-                if job.artifact_id in self._completed:
-                    state.already_completed.append(job.frozen())
+                copy = pb.JobRecord()
+                copy.CopyFrom(job.record)
+                if job.attempts:
+                    copy.attempts = job.attempts
+                if job.record.artifact_id in self._completed:
+                    state.already_completed.append(copy)
                 elif job.running:
-                    state.in_flight.append(job.frozen())
+                    state.in_flight.append(copy)
                 else:
-                    state.pending.append(job.frozen())
+                    state.pending.append(copy)
             for artifact_id, result in self._completed.items():
                 copy = pb.CompilationResult()
                 copy.CopyFrom(result)

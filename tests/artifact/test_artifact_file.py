@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tezzeret.compile import artifact
-from tezzeret.compile.errors import ArtifactCorrupt
+from tezzeret.artifact import file as artifact
+from tezzeret.artifact.errors import ArtifactCorrupt
 from tezzeret.leyline import codec, pb
 
 

@@ -5,16 +5,21 @@ u32 signature length, signature block (`pb.ArtifactSignature`, empty until the s
 the payloads at the offsets the manifest names (offsets are relative to the end of the signature
 block, so signing never moves them). Owns writing (atomic), reading and bounds-checking that layout.
 Must never deserialise a payload: it hands out verified bytes only; what they mean is for the loader.
+
+Signing never rewrites a file in place: `signed_chunks` yields the signed file's bytes (new framing,
+the same payload area) so the store writes the signed artifact once, straight into its blob.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from tezzeret.compile.errors import ArtifactCorrupt
+from tezzeret.artifact.errors import ArtifactCorrupt
 from tezzeret.durable import atomic_write
 from tezzeret.leyline import codec, pb
 from tezzeret.leyline.codec import ContractError
@@ -25,6 +30,7 @@ _U32 = struct.Struct("<I")
 # A manifest holds the IR and per-entry records: megabytes would already mean something is wrong.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 64 * 1024
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class Header:
     file_size: int
 
 
-def _frame(manifest_bytes: bytes, signature_bytes: bytes) -> bytes:
+def frame(manifest_bytes: bytes, signature_bytes: bytes) -> bytes:
+    """The bytes before the payload area: magic, manifest and signature block with their lengths."""
     return (
         MAGIC
         + _U32.pack(len(manifest_bytes))
@@ -83,11 +90,11 @@ def write_artifact(
     manifest_bytes = codec.encode(written)
     if len(manifest_bytes) > MAX_MANIFEST_BYTES:
         raise ValueError(f"manifest is {len(manifest_bytes)} bytes, over {MAX_MANIFEST_BYTES}")
-    atomic_write(Path(path), [_frame(manifest_bytes, b""), *blobs])
+    atomic_write(Path(path), [frame(manifest_bytes, b""), *blobs])
     return written
 
 
-def _read_exact(f, size: int, path: Path, what: str) -> bytes:  # type: ignore[no-untyped-def]
+def _read_exact(f: BinaryIO, size: int, path: Path, what: str) -> bytes:
     data = f.read(size)
     if len(data) != size:
         raise ArtifactCorrupt(path, f"truncated in {what} (wanted {size} bytes, got {len(data)})")
@@ -175,14 +182,22 @@ def read_payload(path: str | Path, manifest: pb.CompiledKernelArtifact, name: st
     raise ArtifactCorrupt(path, f"no payload named {name!r}")
 
 
-def attach_signature(path: str | Path, signature: pb.ArtifactSignature) -> None:
-    """Rewrite the file with `signature` in its signature block (atomically); payloads unchanged."""
+def signed_chunks(path: str | Path, signature: pb.ArtifactSignature, header: Header | None = None) -> Iterator[bytes]:
+    """The bytes of `path` with `signature` in its signature block, in chunks: the new framing, then
+    the payload area read as it streams (nothing is written here)."""
     path = Path(path)
-    header = read_header(path)
+    header = header or read_header(path)
     sig_bytes = codec.encode(signature)
     if len(sig_bytes) > MAX_SIGNATURE_BYTES:
         raise ValueError(f"signature block is {len(sig_bytes)} bytes, over {MAX_SIGNATURE_BYTES}")
+    yield frame(header.manifest_bytes, sig_bytes)
     with path.open("rb") as f:
         f.seek(header.payload_base)
-        payload = f.read()
-    atomic_write(path, [_frame(header.manifest_bytes, sig_bytes), payload])
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+def attach_signature(path: str | Path, signature: pb.ArtifactSignature) -> None:
+    """Rewrite the file with `signature` in its signature block (atomically); payloads unchanged.
+    For files outside the store (`tezzeret compile -o`); the forge signs into the store instead."""
+    atomic_write(Path(path), list(signed_chunks(path, signature)))
