@@ -299,7 +299,7 @@ def compile_blueprint(
         strategy=tier.strategy.pb,
         target=toolchain.target,
         toolchain_hash=toolchain.hash(),
-        torch_version=target.torch_version(),
+        torch_version=target.torch_build(),
         python_version=toolchain.python_version,
         compile_code_version=toolchain.compile_code_version,
         blueprint_code_version=blueprint_code_version(),

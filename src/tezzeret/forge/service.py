@@ -355,7 +355,8 @@ class Forge:
             if exc is None:
                 job.admitted.set_result(None)
             else:
-                job.admitted.set_exception(exc if isinstance(exc, Exception) else IntakeClosed("cancelled"))
+                job.admitted.set_exception(exc if isinstance(exc, Exception) else IntakeClosed(
+                    "the submission this one joined was cancelled before it was journaled; submit again"))
                 job.admitted.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
 
     def _from_cache(self, job: Job) -> Admission:

@@ -18,7 +18,8 @@ from tezzeret.leyline import leyline_pb2 as pb
 class UnknownStrategy(TezzeretError, ValueError):
     """A strategy that is not one of the four tiers."""
 
-    code = "UNKNOWN_STRATEGY"
+    # The stable code clients match on (it predates this module).
+    code = "COMPILE_UNKNOWN_STRATEGY"
 
 
 class Strategy(str, Enum):

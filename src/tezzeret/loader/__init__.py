@@ -1,13 +1,16 @@
 """Stage: loader (Kasmina's side). Fetch, verify and load an artifact; never compile.
 
 `load(path)` returns a trainable `KernelModule`; `KernelProvider` serves training loops without
-ever blocking them. This package must never import the forge or the API.
+ever blocking them. Both refuse an artifact not signed by a trusted key unless told
+`trust_unsigned=True` (see `tezzeret.artifact.trust` for where keys come from). This package must never import the forge or the API.
 """
 
 from __future__ import annotations
 
 from tezzeret.loader.errors import (
     ArtifactCorrupt,
+    ArtifactError,
+    KeyringInvalid,
     BlueprintMismatch,
     IncompatibleArtifact,
     LoaderError,
@@ -21,6 +24,8 @@ from tezzeret.loader.provider import KernelProvider, ProviderState
 
 __all__ = [
     "ArtifactCorrupt",
+    "ArtifactError",
+    "KeyringInvalid",
     "BlueprintMismatch",
     "IncompatibleArtifact",
     "KernelModule",
