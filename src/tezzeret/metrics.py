@@ -96,7 +96,90 @@ CACHE_LOOKUPS = Counter(
     "tezzeret_cache_lookups", "Cache lookups by tier and result.", ["tier", "result"], registry=REGISTRY
 )
 QUEUE_DEPTH = Gauge("tezzeret_queue_depth", "Jobs waiting to compile.", registry=REGISTRY)
-JOBS = Counter("tezzeret_jobs", "Ended jobs by outcome.", ["outcome"], registry=REGISTRY)
+JOBS = Counter(
+    "tezzeret_jobs",
+    "Ended jobs by outcome, the tier asked for and the tier served (lower after a fallback).",
+    ["outcome", "strategy_requested", "strategy_served"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "tezzeret_queue_wait_seconds",
+    "Time from a job's admission to its start, by priority.",
+    ["priority"],
+    buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600),
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "tezzeret_fallbacks",
+    "Tiers that failed or missed their budget and fell to the next tier down, by reason.",
+    ["strategy_from", "strategy_to", "reason"],
+    registry=REGISTRY,
+)
+SERVED_SPEEDUP = Histogram(
+    "tezzeret_served_speedup",
+    "Training-step speed-up vs eager of each stored artifact's served path (1.0 = eager served).",
+    ["strategy"],
+    buckets=(0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0, 3.0, 5.0),
+    registry=REGISTRY,
+)
+SANDBOX_WORKERS = Gauge(
+    "tezzeret_sandbox_workers", "Compile workers by state (alive, busy).", ["state"], registry=REGISTRY
+)
+SANDBOX_KILLS = Counter(
+    "tezzeret_sandbox_kills", "Jobs ended by the sandbox, by outcome (timeout, oom, crash, violation, node_lost).",
+    ["outcome"], registry=REGISTRY,
+)
+EMERGENCY_DURATION_MS = Histogram(
+    "tezzeret_emergency_duration_ms",
+    "Time from an emergency request's acceptance to its artifact (or failure).",
+    buckets=(50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000),
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    "tezzeret_outbox_pending", "Events recorded durably and not yet acknowledged by the bus.", registry=REGISTRY
+)
+BUS_BACKLOG = Gauge(
+    "tezzeret_bus_backlog", "Messages waiting in the bus's own buffer (Redis away).", registry=REGISTRY
+)
+STORE_ARTIFACTS = Gauge(
+    "tezzeret_store_artifacts", "Artifacts in the store by kernel status.", ["status"], registry=REGISTRY
+)
+STORE_BYTES = Gauge("tezzeret_store_bytes", "Bytes of artifact blobs in the store.", registry=REGISTRY)
+STORE_SCRUB_FINDINGS = Counter(
+    "tezzeret_store_scrub_findings",
+    "Blobs found damaged or missing, by where they were found (serve, scrub, lookup).",
+    ["found_by"],
+    registry=REGISTRY,
+)
+STORE_SCRUBS = Counter("tezzeret_store_scrubs", "Completed scrubs of the whole store.", registry=REGISTRY)
+STORE_CORRUPT_ARTIFACTS = Gauge(
+    "tezzeret_store_corrupt_artifacts", "Artifacts marked corrupt and not yet rebuilt.", registry=REGISTRY
+)
+DISK_FREE_BYTES = Gauge(
+    "tezzeret_disk_free_bytes", "Free bytes on the state directory's filesystem.", registry=REGISTRY
+)
+WAL_UNACKNOWLEDGED_LOSSES = Gauge(
+    "tezzeret_wal_unacknowledged_losses",
+    "Transactions WAL recovery lost that no operator has acknowledged yet.",
+    registry=REGISTRY,
+)
+AUDIT_WRITE_FAILURES = Counter(
+    "tezzeret_audit_write_failures", "Audit records that could not be written at once.", registry=REGISTRY
+)
+AUDIT_SPOOLED = Gauge(
+    "tezzeret_audit_spooled", "Audit records held in memory until the audit log can be written.", registry=REGISTRY
+)
+BLUEPRINTS_QUARANTINED = Gauge(
+    "tezzeret_blueprints_quarantined",
+    "Blueprints no automatic path resubmits, after too many failures of their own making.",
+    registry=REGISTRY,
+)
+HTTP_REJECTED = Counter(
+    "tezzeret_http_rejected",
+    "HTTP requests refused before reaching the forge, by reason (rate_limited, slow_client, too_large, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
 BUS_EVENTS = Counter(
     "tezzeret_bus_events", "Bus messages by topic and result.", ["topic", "result"], registry=REGISTRY
 )

@@ -155,7 +155,9 @@ class JobRunner:
         metrics.COMPILATION_DURATION_MS.labels(
             strategy=job.strategy.value, status=outcome_label, conservative_mode=str(conservative_before).lower(),
         ).observe(result.compilation_time_ms)
-        metrics.JOBS.labels(outcome=outcome_label).inc()
+        metrics.JOBS.labels(
+            outcome=outcome_label, strategy_requested=job.strategy.value, strategy_served=job.strategy.value
+        ).inc()
         shutil.rmtree(self.jobs_dir / job.job_id, ignore_errors=True)
         await self.publisher.artifact_ready(
             completion_event(request_id=job.request_id, blueprint_id=job.digest, result=result, manifest=manifest),
