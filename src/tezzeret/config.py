@@ -39,6 +39,9 @@ class CompilationSettings(Strict):
     tamiyo_interest_threshold: float = Field(0.7, ge=0.0, le=1.0)
     idle_recompilation: bool = True
     max_queue_depth: int = Field(10_000, ge=1)
+    # Failures a blueprint causes itself (timeouts, out of memory, nothing that compiles or
+    # verifies) since its last success before it is quarantined: no automatic path submits it.
+    max_blueprint_failures: int = Field(3, ge=1)
 
 
 class BreakerSettings(Strict):
@@ -119,6 +122,9 @@ class MemoryManagementSettings(Strict):
     artifact_ttl_seconds: float = Field(86400, gt=0)
     max_cache_size_mb: float = Field(4096, gt=0)
     max_entries_per_cache: int = Field(100_000, ge=1)
+    # A job still waiting this long ends FAILED (EXPIRED), journaled and audited: the queue is
+    # bounded in time as well as in depth, and nothing accepted disappears without a record.
+    queue_ttl_seconds: float = Field(86_400, gt=0)
 
 
 class ProtocolSettings(Strict):
@@ -156,6 +162,9 @@ class ResourceSettings(Strict):
     max_cpu_cores: int = Field(8, ge=1)
     memory_budget_gb: float = Field(16, gt=0)
     per_job_memory_limits: PerJobMemoryLimits = PerJobMemoryLimits()
+    # Health is DEGRADED below this much free space on the state dir's filesystem, UNHEALTHY below
+    # an eighth of it (the WAL and the store may soon fail to write).
+    min_free_disk_mb: float = Field(1024, ge=0)
 
 
 class SandboxSettings(Strict):
@@ -271,6 +280,11 @@ class CacheSettings(Strict):
 _LIMITS = ValidationLimits()
 
 
+class StoreSettings(Strict):
+    # Every stored blob is re-hashed at least this often, at idle (0: only `tezzeret store scrub`).
+    scrub_interval_s: float = Field(3600, ge=0)
+
+
 class BlueprintSettings(Strict):
     """Static-validation limits for a BlueprintIR (the SecurityValidator's bounds): the keys of
     `blueprint.ValidationLimits`, bounded here; `limits()` is what validation takes.
@@ -331,6 +345,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
     cache: CacheSettings = CacheSettings()
+    store: StoreSettings = StoreSettings()
     blueprint: BlueprintSettings = BlueprintSettings()
 
     @classmethod

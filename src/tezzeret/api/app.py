@@ -8,7 +8,8 @@ compile, touch the store or the WAL directly, or block the event loop.
 Routes: `GET /health/tezzeret`, `GET /metrics`, `POST /v1/blueprints` (JSON or protobuf),
 `GET /v1/jobs`, `GET /v1/jobs/{id}`, `GET /v1/artifacts?blueprint_id=`, `GET /v1/artifacts/{id}`,
 `GET /v1/artifacts/{id}/download`, `GET /v1/keys/public`, `POST /v1/emergency` (role emergency),
-`POST /v1/admin/conservative-mode` and `POST /v1/admin/drain` (role admin). OpenAPI at
+`POST /v1/admin/conservative-mode`, `POST /v1/admin/drain`, `POST /v1/admin/wal/acknowledge`,
+`POST /v1/admin/blueprints/{digest}/release` and `POST /v1/admin/store/scrub` (role admin). OpenAPI at
 `/openapi.json`, docs at `/docs`.
 """
 
@@ -262,7 +263,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
     @app.get("/v1/artifacts/{artifact_id}/download", summary="The signed artifact file")
     async def download(request: Request, artifact_id: str) -> FileResponse:
         request.state.action = "download_artifact"
-        path = forge.artifact_path(artifact_id)
+        path = await forge.artifact_file(artifact_id)
         return FileResponse(path, media_type="application/octet-stream", filename=f"{artifact_id}.tzk")
 
     @app.get("/v1/keys/public", summary="The Ed25519 public key that verifies artifacts")
@@ -311,6 +312,28 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
             raise RequestInvalid('body must be {"active": true|false, "reason": "..."}', field="active")
         reason = str(obj.get("reason") or f"admin:{principal.name}")
         return JSONResponse(forge.set_conservative(obj["active"], reason))
+
+    @app.post("/v1/admin/wal/acknowledge", summary="Acknowledge what WAL recovery lost (role: admin)")
+    async def acknowledge_wal(request: Request) -> JSONResponse:
+        request.state.action = "admin_wal_acknowledge"
+        principal = identify(request)
+        authority.require(principal, "admin", "acknowledging WAL losses")
+        return JSONResponse(await forge.acknowledge_wal_losses(principal.name))
+
+    @app.post("/v1/admin/blueprints/{digest}/release", summary="Lift a blueprint's quarantine (role: admin)")
+    async def release_blueprint(request: Request, digest: str) -> JSONResponse:
+        request.state.action = "admin_release_blueprint"
+        request.state.blueprint = digest
+        principal = identify(request)
+        authority.require(principal, "admin", "releasing a quarantined blueprint")
+        return JSONResponse(await forge.release_blueprint(digest, principal.name))
+
+    @app.post("/v1/admin/store/scrub", summary="Re-hash every stored artifact now (role: admin)")
+    async def scrub(request: Request) -> JSONResponse:
+        request.state.action = "admin_store_scrub"
+        principal = identify(request)
+        authority.require(principal, "admin", "scrubbing the store")
+        return JSONResponse(await forge.scrub())
 
     @app.post("/v1/admin/drain", summary="Stop intake; running and queued work continues (role: admin)")
     async def drain(request: Request) -> JSONResponse:

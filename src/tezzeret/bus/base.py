@@ -78,6 +78,11 @@ class Bus(Protocol):
         """Sign and send `message`; returns its message id (buffered, not lost, if Redis is away)."""
         ...
 
+    async def publish_now(self, topic: str, message: Message, *, message_id: str | None = None) -> str:
+        """Sign and send `message` now, unbuffered; raises when the bus cannot take it (for callers
+        that keep their own durable copy, like the forge's outbox)."""
+        ...
+
     def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
         """Deliver verified messages to `handler`; normal return ACKs, an exception redelivers."""
         ...

@@ -129,6 +129,9 @@ class InProcessBus:
         await self.publish_envelope(topic, env)
         return env.message_id
 
+    async def publish_now(self, topic: str, message: Message, *, message_id: str | None = None) -> str:
+        return await self.publish(topic, message, message_id=message_id)
+
     async def publish_envelope(self, topic: str, envelope: pb.BusEnvelope) -> str:
         return self._append(topic, encode(envelope))
 

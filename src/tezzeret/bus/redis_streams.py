@@ -177,6 +177,13 @@ class RedisStreamsBus:
         await self._outbox.publish(OutboxItem(topic, encode(env)))
         return env.message_id
 
+    async def publish_now(self, topic: str, message: Message, *, message_id: str | None = None) -> str:
+        """XADD now, unbuffered; `BusUnavailable` when Redis is away (the caller keeps the event)."""
+        topics.check_type(topic, topics.type_name(message))
+        env = seal(message, key_id=self._signer.key_id, secret=self._signer.secret, message_id=message_id)
+        await self.publish_envelope(topic, env)
+        return env.message_id
+
     async def publish_envelope(self, topic: str, envelope: pb.BusEnvelope) -> str:
         """XADD now, unbuffered (replies and other parties' requests); `BusUnavailable` if down."""
         if self._closed:

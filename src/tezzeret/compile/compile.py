@@ -9,13 +9,16 @@ to the store or the bus.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import resource
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,32 @@ Progress = Callable[[str, int, int], None]  # (what is happening, entries done, 
 _BUDGET_RESERVE = 0.15
 
 
+class TierDeadline(BaseException):
+    """The tier's wall-clock deadline passed in the middle of an entry. A BaseException so no
+    `except Exception` inside torch swallows it; `compile_blueprint` catches it."""
+
+
+@contextlib.contextmanager
+def _cut_off_after(seconds: float | None) -> Iterator[None]:
+    """Raise `TierDeadline` in this (main) thread once `seconds` have passed (SIGALRM); a no-op
+    off the main thread or without a limit. Used inside sandbox workers, where a cut-off compile
+    is followed by recycling the worker (torch's state after an interrupted compile is not trusted)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TierDeadline()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @dataclass(frozen=True)
 class EntrySpec:
     batch: int
@@ -61,6 +90,8 @@ class CompileOutcome:
     compile_ms: float
     peak_rss_bytes: int
     dropped: list[pb.ArtifactEntry] = field(default_factory=list)
+    # An entry was cut off at the tier's deadline (torch was interrupted mid-compile).
+    cut_off: bool = False
 
     @property
     def artifact_id(self) -> str:
@@ -215,10 +246,14 @@ def compile_blueprint(
     budget_s: float | None = None,
     grad_modes: tuple[bool, ...] | None = None,
     progress: Progress | None = None,
+    hard_deadline: bool = False,
 ) -> CompileOutcome:
     """Compile, verify and package one blueprint; returns the written artifact's outcome.
 
     `grad_modes` narrows the tier's grad modes (True = training entries, False = `no_grad`).
+    The budget (`budget_s`, default the tier's) counts from the first entry; with `hard_deadline`
+    an entry still running when it ends is cut off (the artifact keeps what verified before) and
+    the outcome says so in `cut_off`.
     Raises `BlueprintRejected` for an invalid IR, `VerificationFailed` when no entry passes parity,
     `CompileFailed` when torch could not compile any entry.
     """
@@ -251,11 +286,17 @@ def compile_blueprint(
     out_dir.mkdir(parents=True, exist_ok=True)
     kept: list[_Built] = []
     dropped: list[pb.ArtifactEntry] = []
+    cut_off = False
     # The budget covers the entries (parsing and validation above take milliseconds).
     entries_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".kernels-", dir=out_dir) as scratch:
         for done, spec in enumerate(specs):
             elapsed = time.perf_counter() - entries_started
+            if cut_off:
+                record = _entry_record(spec, _inputs_for(ir, spec.batch))
+                record.drop_reason = f"not started: the tier's {budget:.0f} s deadline had passed"
+                dropped.append(record)
+                continue
             args = _inputs_for(ir, spec.batch)
             if not kept and elapsed > budget:
                 raise BudgetExceeded(
@@ -270,10 +311,23 @@ def compile_blueprint(
                 continue
             if progress:
                 progress(f"{'compiling' if tier.use_inductor else 'verifying'} {spec.key}", done, len(specs))
-            if tier.use_inductor:
-                built = _build_inductor_entry(tier, make_module, spec, args, Path(scratch))
-            else:
-                built = _build_eager_entry(make_module, spec, args)
+            try:
+                with _cut_off_after(budget - elapsed if hard_deadline else None):
+                    if tier.use_inductor:
+                        built = _build_inductor_entry(tier, make_module, spec, args, Path(scratch))
+                    else:
+                        built = _build_eager_entry(make_module, spec, args)
+            except TierDeadline:
+                cut_off = True
+                record = _entry_record(spec, args)
+                record.drop_reason = f"cut off at the tier's {budget:.0f} s deadline"
+                dropped.append(record)
+                if not kept:
+                    raise BudgetExceeded(
+                        f"blueprint {blueprint_digest[:16]} ({tier.name}): cut off at the tier's {budget:.0f} s "
+                        "deadline with no entry verified; a cheaper tier may fit"
+                    ) from None
+                continue
             if built.record.verified:
                 kept.append(built)
             else:
@@ -340,4 +394,5 @@ def compile_blueprint(
         compile_ms=stats.compile_ms,
         peak_rss_bytes=stats.peak_rss_bytes,
         dropped=list(dropped),
+        cut_off=cut_off,
     )

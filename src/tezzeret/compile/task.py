@@ -12,9 +12,13 @@ import traceback
 from pathlib import Path
 
 from tezzeret.compile.compile import _peak_rss_bytes, compile_blueprint
-from tezzeret.compile.errors import CompileError
+from tezzeret.compile.errors import BudgetExceeded, CompileError
 from tezzeret.errors import TezzeretError
 from tezzeret.leyline import codec, pb
+
+
+# A result detail asking the pool not to reuse this worker (its torch state is not trusted).
+RECYCLE_DETAIL = "recycle_worker"
 
 
 def _params(job: pb.WorkerJob) -> dict[str, str]:
@@ -38,11 +42,19 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
             cache_dir=params.get("inductor_cache_dir") or None,
             threads=int(params["threads"]) if params.get("threads") else None,
             budget_s=job.timeout_ms / 1000.0 if job.timeout_ms else None,
+            hard_deadline=True,
         )
     except BlueprintRejected as exc:
         result.outcome = pb.OUTCOME_REJECTED
         result.error = str(exc)
         result.error_code = exc.code
+    except BudgetExceeded as exc:
+        # The tier's deadline passed before anything verified: a timeout the ladder can answer by
+        # trying the next tier down. Torch may have been interrupted mid-compile: recycle.
+        result.outcome = pb.OUTCOME_TIMEOUT
+        result.error = str(exc)
+        result.error_code = exc.code
+        result.details.add(key=RECYCLE_DETAIL, value="cut off at the tier's deadline")
     except CompileError as exc:
         # A blueprint that compiles to nothing verifiable is the blueprint's problem, not ours.
         result.outcome = pb.OUTCOME_REJECTED
@@ -63,6 +75,8 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
         result.manifest.CopyFrom(outcome.manifest)
         for d in outcome.dropped:
             result.details.add(key=f"dropped:{d.key}", value=d.drop_reason)
+        if outcome.cut_off:
+            result.details.add(key=RECYCLE_DETAIL, value="an entry was cut off at the tier's deadline")
     result.compile_ms = (time.perf_counter() - started) * 1000.0
     result.peak_rss_bytes = _peak_rss_bytes()
     return result

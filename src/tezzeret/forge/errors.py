@@ -40,6 +40,20 @@ class BlueprintInvalid(ForgeError):
     http_status = 422
 
 
+class BlueprintQuarantined(ForgeError):
+    """The blueprint failed too often by itself; no automatic path submits it until released."""
+
+    code = "BLUEPRINT_QUARANTINED"
+    http_status = 422
+
+
+class RiskRefused(ForgeError):
+    """The request's risk is above what the forge accepts in its current state."""
+
+    code = "RISK_REFUSED"
+    http_status = 503
+
+
 class QueueFull(ForgeError):
     """The queue holds `compilation.max_queue_depth` jobs; retry later or raise the limit."""
 

@@ -19,10 +19,11 @@ from collections.abc import Callable
 
 from tezzeret.artifact.target import parse_target, target_string
 from tezzeret.blueprint import BlueprintRejected, BlueprintSummary, validate
+from tezzeret.blueprint.analysis import ADVERSARIAL_RISK
 from tezzeret.compile.identity import artifact_id, host_target
 from tezzeret.compile.tiers import tier_for
 from tezzeret.config import Settings
-from tezzeret.forge.errors import BlueprintInvalid, BlueprintNotFound, RequestInvalid
+from tezzeret.forge.errors import BlueprintInvalid, BlueprintNotFound, RequestInvalid, RiskRefused
 from tezzeret.forge.jobs import Job
 from tezzeret.forge.queue import normalize_priority
 from tezzeret.forge.strategy import StrategyDecision, select_strategy
@@ -55,6 +56,28 @@ def check_blueprint(ir: pb.BlueprintIR, settings: Settings) -> BlueprintSummary:
             field="metadata.tier",
         )
     return summary
+
+
+# Karn's risk bands (upstream §5): above 0.8 is adversarial (never compiled into Urza; the
+# validator refuses such metadata too); in a degraded state (conservative mode) only up to 0.3.
+CONSERVATIVE_MAX_RISK = 0.3
+
+
+def check_risk(request: pb.CompilationRequest, ir: pb.BlueprintIR, *, conservative: bool) -> None:
+    """The request's `options.risk_level` (or the blueprint's own `risk`, whichever is higher)."""
+    risk = max(request.options.risk_level, ir.metadata.risk)
+    if risk > ADVERSARIAL_RISK:
+        raise BlueprintInvalid(
+            f"risk {risk:.2f} is in the adversarial band (> {ADVERSARIAL_RISK}); such blueprints are "
+            "never compiled into Urza", code="BLUEPRINT_INVALID", reason="ADVERSARIAL_RISK",
+            field="options.risk_level",
+        )
+    if conservative and risk > CONSERVATIVE_MAX_RISK:
+        raise RiskRefused(
+            f"risk {risk:.2f}: while conservative mode is on only blueprints of risk <= "
+            f"{CONSERVATIVE_MAX_RISK} are compiled; retry once it ends (see /health/tezzeret)",
+            field="options.risk_level",
+        )
 
 
 class Intake:
@@ -111,11 +134,13 @@ class Intake:
         conservative_downgrade: Callable[[Strategy], Strategy] | None,
         source: str = "api",
         default_priority: int = pb.PRIORITY_NORMAL,
+        conservative: bool = False,
     ) -> Job:
         """Validate and identify one submission; the job is not yet admitted (nothing durable)."""
         ir = self.resolve(request)
         summary = check_blueprint(ir, self.settings)
         self.check_target(request)
+        check_risk(request, ir, conservative=conservative)
         decision = select_strategy(
             self.settings,
             requested=request.strategy or None,
@@ -134,6 +159,15 @@ class Intake:
         if not resolved.request_id:
             resolved.request_id = "req-" + uuid.uuid4().hex[:20]
         return self._job(resolved, summary.digest, decision, source, summary)
+
+    def retier(self, job: Job, tier: Strategy, why: str) -> None:
+        """Admit `job` at `tier` instead of the one decided (history says the decided one fails for
+        this blueprint); the job remembers what was asked and why."""
+        job.requested_strategy = job.requested_strategy or job.strategy
+        job.request.strategy = tier.pb
+        job.artifact_id = artifact_id(job.digest, tier_for(tier))
+        job.strategy_reason = f"{job.strategy_reason}; {why}"
+        job.fallback_notes = (*job.fallback_notes, why)
 
     def restore(self, record: pb.JobRecord) -> Job:
         """A journaled job, for recovery: nothing is re-decided or re-validated, so the job keeps

@@ -37,6 +37,10 @@ class JobStatus(str, Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.FROM_CACHE)
 
 
+# Sources whose jobs nobody is waiting on: they never hold a slot a user job waits for.
+AUTOMATIC_SOURCES = frozenset({"urza", "idle", "rebuild"})
+
+
 def priority_name(priority: int) -> str:
     return pb.CompilationPriority.Name(priority).removeprefix("PRIORITY_")
 
@@ -66,9 +70,23 @@ class Job:
     # Resolved once the job is journaled: a duplicate is answered only when the work is durable.
     admitted: asyncio.Future[None] | None = field(default=None, repr=False)
     # Emergency requests (Tamiyo) that joined this job: each gets its own reply when it ends.
+    # Once the job's events are built (`replies_sealed`), a late request waits for the end instead.
     emergency_requests: list[str] = field(default_factory=list)
+    replies_sealed: bool = False
     # Why the job has not started although a slot may be free (e.g. no node offers its target).
     waiting_reason: str | None = None
+    # The tier the request asked for, when intake already knew it fails for this blueprint under
+    # this toolchain and admitted the job one (or more) tiers down; and why.
+    requested_strategy: Strategy | None = None
+    fallback_notes: tuple[str, ...] = ()
+    # Monotonic time by which the job must end (request timeout_ms, emergency deadline_ms).
+    deadline: float | None = None
+    # Automatic work (Urza polling, idle recompilation, rebuilds) gives its slot up to user jobs.
+    preempted: bool = False
+
+    @property
+    def automatic(self) -> bool:
+        return self.source in AUTOMATIC_SOURCES
 
     @property
     def ir(self) -> pb.BlueprintIR:

@@ -3,8 +3,9 @@
 Owns: dispatch only. Normal work runs while fewer than `capacity()` jobs run (capacity comes from
 conservative mode's effective settings, so it can shrink at run time without killing anything).
 An EMERGENCY job takes the sandbox's reserved emergency slot when it is free, or a normal slot,
-and is never made to wait behind normal work; running jobs are never preempted. Must never decide
-what a job does (the runner callback does) and never let a runner's exception kill the loop.
+and is never made to wait behind normal work. Running user jobs are never preempted; automatic
+work (Urza polling, idle recompilation, rebuilds) is, when a user job waits for its slot. Must never
+decide what a job does (the runner callback does) and never let a runner's exception kill the loop.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PipelineManager:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _normal: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _emergency: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _jobs: dict[str, Job] = field(default_factory=dict)
     _loop_task: asyncio.Task[None] | None = None
     _paused: bool = False
     _stopping: bool = False
@@ -86,12 +88,27 @@ class PipelineManager:
             elif len(self._normal) < max(1, self.capacity()):
                 lane_emergency = False
             else:
+                if not head.automatic:
+                    self._preempt_automatic()
                 return
             self.queue.pop()  # the head just peeked
             self._launch(head, emergency=lane_emergency)
 
+    def _preempt_automatic(self) -> None:
+        """A user job waits and every slot is taken: automatic work (polling, idle recompilation,
+        rebuilds) gives one up. The runner sees the cancellation, the job goes back to the queue
+        (the journal still has it as started, as after a crash) and runs again later."""
+        for job_id, task in self._normal.items():
+            job = self._jobs.get(job_id)
+            if job is not None and job.automatic and not job.preempted and not task.done():
+                job.preempted = True
+                log.info("preempting automatic job %s (%s) for waiting user work", job_id, job.source)
+                task.cancel()
+                return
+
     def _launch(self, job: Job, *, emergency: bool) -> None:
         lane = self._emergency if emergency else self._normal
+        self._jobs[job.job_id] = job
         task = asyncio.create_task(self._guarded(job, emergency), name=f"job-{job.job_id}")
         lane[job.job_id] = task
         task.add_done_callback(lambda _t, jid=job.job_id, ln=lane: self._finished(ln, jid))
@@ -101,12 +118,15 @@ class PipelineManager:
         try:
             await self.runner(job, emergency)
         except asyncio.CancelledError:
+            if job.preempted and not self._stopping:
+                return  # the runner put it back in the queue
             raise
         except Exception:  # noqa: BLE001 - one job's bug must not stop the forge
             log.exception("job %s failed inside the forge", job.job_id)
 
     def _finished(self, lane: dict[str, asyncio.Task[None]], job_id: str) -> None:
         lane.pop(job_id, None)
+        self._jobs.pop(job_id, None)
         metrics.QUEUE_DEPTH.set(len(self.queue))
         self._wake.set()
 

@@ -1,9 +1,11 @@
 """Announcing results on Oona: `CompilationComplete` (Urabrask, the emergency reply stream) and
-`KernelCatalogUpdate` (Kasmina and everyone).
+`KernelCatalogUpdate` (Kasmina and everyone), through a durable outbox.
 
-Owns: building those two events from a job's result and manifest, and handing them to the bus.
-Publishing never fails a job: the artifact is already stored and committed, and the bus buffers
-while Redis is away; an error here is logged and counted. Must never touch the store or the WAL.
+Owns: building a job's events from its result and manifest as `pb.OutboxEvent`s (topic, a message
+id stable across republishing, the serialised message), which the runner records in the journal
+with the job's end, and sending recorded events to the bus. Publishing never fails a job: the
+artifact is already stored and committed; events the bus refused stay recorded and are sent
+again after recovery. Must never touch the store or the WAL (the journal records; this sends).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from tezzeret import metrics
 from tezzeret.bus.topics import EMERGENCY_REPLY, KERNEL_READY, KERNELS_CATALOG
-from tezzeret.leyline import SCHEMA_VERSION, pb
+from tezzeret.leyline import SCHEMA_VERSION, decode, encode, pb
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def completion_event(
     )
     if result.error:
         ev.error = result.error
+    if result.HasField("strategy_requested"):
+        ev.strategy_requested = result.strategy_requested
+        ev.fallback_reason = result.fallback_reason
     if manifest is not None:
         ev.toolchain_version = manifest.toolchain_hash
         ev.guard_digest = manifest.guard_digest
@@ -64,34 +69,66 @@ def catalog_event(manifest: pb.CompiledKernelArtifact, artifact_ref: str) -> pb.
     )
 
 
+_TYPES: dict[str, Any] = {
+    "leyline.CompilationComplete": pb.CompilationComplete,
+    "leyline.KernelCatalogUpdate": pb.KernelCatalogUpdate,
+}
+
+
+def _event(topic: str, message_id: str, message: Any) -> pb.OutboxEvent:
+    return pb.OutboxEvent(topic=topic, message_id=message_id, type=message.DESCRIPTOR.full_name, payload=encode(message))
+
+
+def outbox_for(job: Any, result: pb.CompilationResult, manifest: pb.CompiledKernelArtifact | None) -> list[pb.OutboxEvent]:
+    """Every event a job's end announces: `kernel.ready` (always), `kernels.catalog` (a stored
+    artifact), and one emergency reply per Tamiyo request the job carried. Message ids derive from
+    the artifact and request ids, so a republish after recovery is dropped downstream."""
+    job.replies_sealed = True
+    complete = completion_event(request_id=result.request_id, blueprint_id=job.digest, result=result, manifest=manifest)
+    ready_id = f"ready:{result.artifact_id}:{result.request_id}"
+    complete.event_id = ready_id
+    events = [_event(KERNEL_READY, ready_id, complete)]
+    if manifest is not None and result.outcome == pb.OUTCOME_SUCCESS:
+        catalog = catalog_event(manifest, result.artifact_ref)
+        catalog.event_id = f"catalog:{manifest.artifact_id}"
+        events.append(_event(KERNELS_CATALOG, catalog.event_id, catalog))
+    for request_id in job.emergency_requests:
+        reply = completion_event(request_id=request_id, blueprint_id=job.digest, result=result, manifest=None)
+        reply.event_id = f"emergency-done:{request_id}"
+        events.append(_event(EMERGENCY_REPLY, reply.event_id, reply))
+    return events
+
+
 class Publisher:
-    """Sends events on a bus that implements `publish(topic, message, message_id=...)`."""
+    """Sends events on a bus that implements `publish_now(topic, message, message_id=...)`."""
 
     def __init__(self, bus: Any) -> None:
         self.bus = bus
 
     async def send(self, topic: str, message: Any, message_id: str) -> bool:
+        """XADD now; False when the bus cannot take it (the caller's durable copy is retried)."""
         if self.bus is None:
             return False
         try:
-            await self.bus.publish(topic, message, message_id=message_id)
+            await self.bus.publish_now(topic, message, message_id=message_id)
             return True
-        except Exception as exc:  # noqa: BLE001 - the artifact is committed; an event is best effort
-            log.warning("publishing %s on %s failed: %s", message_id, topic, exc)
+        except Exception as exc:  # noqa: BLE001 - the artifact is committed; the event waits in the outbox
+            log.warning("publishing %s on %s failed (kept for a retry): %s", message_id, topic, exc)
             metrics.BUS_EVENTS.labels(topic=topic, result="publish_failed").inc()
             return False
 
-    async def artifact_ready(
-        self, complete: pb.CompilationComplete, manifest: pb.CompiledKernelArtifact | None
-    ) -> None:
-        # Message ids derive from the artifact id so a republish after recovery dedupes downstream.
-        await self.send(KERNEL_READY, complete, f"ready:{complete.artifact_id}:{complete.request_id}")
-        if manifest is not None and complete.status == pb.OUTCOME_SUCCESS:
-            await self.send(
-                KERNELS_CATALOG,
-                catalog_event(manifest, complete.artifact_ref),
-                f"catalog:{manifest.artifact_id}",
-            )
-
     async def emergency_reply(self, complete: pb.CompilationComplete) -> None:
-        await self.send(EMERGENCY_REPLY, complete, f"emergency-done:{complete.request_id}")
+        complete.event_id = f"emergency-done:{complete.request_id}"
+        await self.send(EMERGENCY_REPLY, complete, complete.event_id)
+
+    async def publish_outbox(self, events: list[pb.OutboxEvent]) -> bool:
+        """Send recorded events in order, stopping at the first the bus refuses (the rest keep their
+        order for the retry); True when the bus took every one."""
+        for event in events:
+            kind = _TYPES.get(event.type)
+            if kind is None:
+                log.error("outbox event %s has unknown type %r; dropped", event.message_id, event.type)
+                continue
+            if not await self.send(event.topic, decode(kind, event.payload), event.message_id):
+                return False
+        return True

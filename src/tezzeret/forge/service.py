@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tezzeret import __version__, metrics
 from tezzeret.config import Settings
 from tezzeret.forge.errors import (
     ArtifactNotFound,
+    BlueprintQuarantined,
     ForgeError,
     ForgeNotStarted,
     IntakeClosed,
@@ -35,14 +38,19 @@ from tezzeret.forge.errors import (
 )
 from tezzeret.forge.health import HealthFacts, HealthReport, assess
 from tezzeret.forge.intake import Intake, new_job_id
-from tezzeret.forge.jobs import Admission, Job, JobRegistry, JobStatus
+from tezzeret.forge.jobs import Admission, Job, JobRegistry, JobStatus, priority_name
 from tezzeret.forge.pipeline import PipelineManager
-from tezzeret.forge.publish import Publisher, completion_event
+from tezzeret.forge.publish import Publisher, completion_event, outbox_for
 from tezzeret.forge.queue import PriorityJobQueue
 from tezzeret.leyline import SCHEMA_VERSION, Strategy, encode, pb
 from tezzeret.sandbox.executor import Executor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How often the outbox is retried while events wait, and the store and disk are looked at.
+_OUTBOX_RETRY_S = 2.0
+_MONITOR_S = 5.0
 
 
 class Forge:
@@ -66,8 +74,10 @@ class Forge:
         self.queue = PriorityJobQueue(aging_interval_s=settings.compilation.aging_interval_s)
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[Any]] = []
-        self._emergency_acks: dict[str, pb.EmergencyAck] = {}
         self._emergency_ms_ema = 2000.0
+        self._disk: dict[str, Any] = {}
+        self._store_facts: dict[str, Any] = {}
+        self._outbox_waiting = asyncio.Event()
         self._last_recovery: dict[str, Any] | None = None
         self._wal_ok = True
         self.jobs_dir = settings.state_dir / "jobs"
@@ -85,7 +95,9 @@ class Forge:
         from tezzeret.forge.idle import IdleRecompiler
         from tezzeret.forge.polling import UrzaPoller
         from tezzeret.forge.runner import JobRunner
+        from tezzeret.forge.integrity import StoreIntegrity
         from tezzeret.resilience import BreakerRegistry, ConservativeModeController, MonotonicClock, ResourceMonitor
+        from tezzeret.resilience.ttl import TTLMemoryManager
         from tezzeret.sandbox import make_executor
         from tezzeret.store import SigningKey, Store
         from tezzeret.wal import JobJournal, Wal
@@ -97,7 +109,10 @@ class Forge:
         self.breakers = BreakerRegistry.from_settings(s, self.clock)
         self.conservative = ConservativeModeController(s, self.breakers, self.clock)
         self.monitor = ResourceMonitor(self.clock)
+        self.memory = TTLMemoryManager(s, self.clock)
         self.emergency_bucket = TokenBucket(s.emergency.max_per_min)
+        # At-least-once delivery: the same emergency request id gets the same answer for an hour.
+        self._emergency_acks = self.memory.create("emergency_acks", ttl_s=3600.0, max_entries=10_000)
         t0 = time.monotonic()
         self.wal = await asyncio.to_thread(Wal.open, s.wal_dir, s.wal)
         self.journal = JobJournal(self.wal)
@@ -105,7 +120,8 @@ class Forge:
         self.store = await asyncio.to_thread(Store.open, s.store_dir)
         self.key = await asyncio.to_thread(SigningKey.load_or_create, s.key_dir)
         self.intake = Intake(s, self._lookup_blueprint)
-        self.cache: CompileCache[Any] = CompileCache.from_settings(s, l2=store_l2(self.store))
+        self.cache: CompileCache[Any] = CompileCache.from_settings(s, l2=store_l2(self.store), memory=self.memory)
+        self.integrity = StoreIntegrity(self.store, self.memory.create("artifacts"), self._on_corrupt)
         self.bus = make_bus(s, self.breakers)
         self.bus_intake = BusIntake(
             self.bus, s, submit=self.submit, handle_emergency=self.handle_emergency_from_bus,
@@ -119,7 +135,8 @@ class Forge:
         self.runner = JobRunner(
             settings=s, executor=self.executor, store=self.store, wal=self.wal, journal=self.journal,
             key=self.key, cache=self.cache, breakers=self.breakers, conservative=self.conservative,
-            publisher=self.publisher, jobs_dir=self.jobs_dir, instance_id=self.instance_id,
+            publisher=self.publisher, audit=self.audit, jobs_dir=self.jobs_dir, instance_id=self.instance_id,
+            on_unpublished=self._outbox_waiting.set,
         )
         self.pipeline = PipelineManager(
             self.queue,
@@ -132,6 +149,9 @@ class Forge:
         self._started = True
         self.pipeline.start()
         self._spawn(self._monitor_loop(), "resource-monitor")
+        self._spawn(self._housekeeping_loop(), "housekeeping")
+        self._spawn(self._outbox_loop(), "outbox")
+        self._spawn(self._scrub_loop(), "store-scrub")
         self.poller = UrzaPoller(self.store, self.submit, self.active_digests, s.polling)
         self.idle = IdleRecompiler(
             self.store, self.submit, may_run=self._idle_allowed, is_finished=self._job_finished,
@@ -236,9 +256,13 @@ class Forge:
                 )
                 continue
             if await asyncio.to_thread(self.store.has_artifact, job.artifact_id):
-                # Stored and committed before the crash, journal not yet told: finish, don't rebuild.
+                # Stored and committed before the crash, journal not yet told: finish, don't
+                # rebuild; its events were never recorded, so record and send them now.
                 job.result = self._cached_result(job)
-                await self.journal.finished_async(job.job_id, job.result)
+                job.result.from_cache = False
+                job.result.outcome = pb.OUTCOME_SUCCESS
+                manifest = (await asyncio.to_thread(self.store.get_artifact, job.artifact_id)).manifest
+                await self.journal.finished_async(job.job_id, job.result, outbox_for(job, job.result, manifest))
                 await asyncio.to_thread(self._mark_compiled, job.digest)
                 self.registry.add(job)
                 self.registry.finish(job, JobStatus.SUCCEEDED)
@@ -259,6 +283,9 @@ class Forge:
                 self.registry.add(self._job_from_result(artifact_id, result, status))
         # Blueprints claimed by a previous (crashed) instance go back to SUBMITTED.
         released = await asyncio.to_thread(self.store.release_claims)
+        unpublished = self.journal.state().unpublished
+        if unpublished:
+            self._outbox_waiting.set()
         report = getattr(self.wal, "recovery", None)
         self._last_recovery = {
             "wal": report.to_dict() if hasattr(report, "to_dict") else _plain(report),
@@ -267,6 +294,7 @@ class Forge:
             "completed_artifacts": len(state.completed),
             "answered_from_journal": len(state.already_completed),
             "released_claims": len(released),
+            "unpublished_events": sum(len(v) for v in unpublished.values()),
             "duration_ms": round((time.monotonic() - t0 + open_s) * 1000, 1),
         }
         metrics.QUEUE_DEPTH.set(len(self.queue))
@@ -317,12 +345,57 @@ class Forge:
         return lambda strategy: Strategy.parse(eff.downgrade(strategy))
 
     async def submit(self, request: pb.CompilationRequest, source: str = "api") -> Admission:
-        """Validate, dedupe, journal and queue one request. Returns once the job is durable."""
-        self._require_open()
-        job = self.intake.prepare(
-            request, system_load=self.system_load(), conservative_downgrade=self._downgrade(), source=source
+        """Validate, dedupe, journal and queue one request. Returns once the job is durable.
+        Every submission, from every source, and how it was answered is audited."""
+        try:
+            self._require_open()
+            job = self.intake.prepare(
+                request, system_load=self.system_load(), conservative_downgrade=self._downgrade(), source=source,
+                conservative=self.conservative.active,
+            )
+            await self._apply_history(job)
+            if request.timeout_ms:
+                job.deadline = time.monotonic() + request.timeout_ms / 1000.0
+            admission = await self._admit(job)
+        except ForgeError as exc:
+            self._audit_submission(request, source, None, exc.code)
+            raise
+        self._audit_submission(request, source, admission, None)
+        return admission
+
+    def _audit_submission(self, request: pb.CompilationRequest, source: str, adm: Admission | None, code: str | None) -> None:
+        outcome = "refused" if adm is None else ("from_cache" if adm.from_cache else "joined" if adm.joined else "queued")
+        self.audit.record(
+            requestor=request.requested_by or source, action=f"submit({source})",
+            blueprint=adm.job.digest if adm is not None else (request.blueprint_id or request.blueprint.metadata.name or None),
+            outcome=outcome, code=code, job_id=adm.job_id if adm is not None else None,
+            request_id=request.request_id or None,
         )
-        return await self._admit(job)
+
+    async def _apply_history(self, job: Job) -> None:
+        """What the store knows of this blueprint: a quarantine refuses it; a tier that already
+        failed to compile or verify it under the current toolchain is skipped (the job is admitted
+        at the first tier down that has not), so a known failure is never paid for twice."""
+        from tezzeret.forge.idle import current_toolchains
+        from tezzeret.forge.runner import DETERMINISTIC_CODES
+
+        record = await asyncio.to_thread(self.store.find_blueprint, job.digest)
+        if record is None:
+            return
+        if record.quarantined:
+            raise BlueprintQuarantined(
+                f"blueprint {job.digest[:16]} is quarantined: {record.quarantine_reason}; an operator "
+                f"releases it with POST /v1/admin/blueprints/{job.digest}/release once the cause is fixed",
+                blueprint=job.digest, reason=record.quarantine_reason,
+            )
+        failed = await asyncio.to_thread(self.store.failed_tiers, job.digest, current_toolchains(), DETERMINISTIC_CODES)
+        tier = job.strategy
+        notes: list[str] = []
+        while tier.value in failed and tier is not Strategy.EMERGENCY:
+            notes.append(f"{tier.value} already failed for this blueprint under this toolchain ({failed[tier.value]})")
+            tier = tier.down()
+        if notes:
+            self.intake.retier(job, tier, "; ".join(notes))
 
     async def _admit(self, job: Job) -> Admission:
         running = self.registry.active(job.artifact_id)
@@ -340,13 +413,49 @@ class Forge:
         self.registry.activate(job)
         try:
             hit = await self.cache.lookup(job.artifact_id)
-            if hit is not None:
+            if hit is not None and await self._intact(job.artifact_id, f"lookup_{hit.tier.lower()}"):
                 self._release(job, None)
                 return self._from_cache(job)
             return await self._enqueue_new(job)
         except BaseException as exc:
             self._release(job, exc)
             raise
+
+    async def _intact(self, artifact_id: str, found_by: str) -> bool:
+        """Whether the stored artifact may be served (a damaged one is quarantined, and the
+        submission that asked becomes its rebuild)."""
+        from tezzeret.forge.integrity import ArtifactDamaged
+        from tezzeret.store import ArtifactNotFound as StoredArtifactNotFound
+
+        try:
+            await self.integrity.check(artifact_id, found_by)
+        except (ArtifactDamaged, StoredArtifactNotFound):
+            self.cache.invalidate(artifact_id)
+            return False
+        return True
+
+    async def _on_corrupt(self, record: Any, found_by: str) -> None:
+        """A corrupt artifact was found: forget it in L1, queue its rebuild from the stored IR."""
+        self.cache.invalidate(record.artifact_id)
+        metrics.STORE_CORRUPT_ARTIFACTS.set(len(await asyncio.to_thread(self.store.corrupt_artifacts)))
+        self.audit.record(requestor="forge", action="artifact_corrupt", blueprint=record.blueprint_digest,
+                          outcome="quarantined", artifact_id=record.artifact_id, found_by=found_by)
+        if found_by.startswith("lookup"):
+            return  # the submission that found it is admitted as the rebuild
+        self._spawn(self._rebuild(record), f"rebuild-{record.artifact_id}")
+
+    async def _rebuild(self, record: Any) -> None:
+        if not self._started or self._draining:
+            return
+        manifest = record.manifest
+        request = pb.CompilationRequest(
+            schema_version=SCHEMA_VERSION, blueprint=manifest.blueprint, strategy=manifest.strategy,
+            priority=pb.PRIORITY_STRATEGIC, requested_by="forge:rebuild",
+        )
+        try:
+            await self.submit(request, "rebuild")
+        except ForgeError as exc:
+            log.error("rebuild of corrupt artifact %s not queued: %s", record.artifact_id, exc)
 
     def _release(self, job: Job, exc: BaseException | None) -> None:
         """An admission that ends without a queued job: joiners get its answer or its error."""
@@ -432,28 +541,43 @@ class Forge:
     async def _run_job(self, job: Job, emergency: bool) -> None:
         job.status = JobStatus.RUNNING
         job.started_at = time.time()
+        metrics.QUEUE_WAIT_SECONDS.labels(priority=priority_name(job.priority)).observe(time.monotonic() - job.enqueued_at)
         t0 = time.monotonic()
         try:
             job.result = await self.runner.run(job, emergency=emergency)
-        finally:
-            if emergency or job.strategy is Strategy.EMERGENCY:
-                self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * (time.monotonic() - t0) * 1000
-            if job.result is None:  # the runner itself failed: cancelled at shutdown, or a bug
-                job.result = pb.CompilationResult(
-                    job_id=job.job_id, success=False, outcome=pb.OUTCOME_INTERNAL_ERROR,
-                    artifact_id=job.artifact_id, error="the job was interrupted inside the forge", error_code="INTERRUPTED",
-                )
-            succeeded = job.result.success
-            if succeeded:
-                self.cache.remember(job.artifact_id, job.result)
-            # Cancelled at shutdown: the journal still says started; recovery requeues it.
-            self.registry.finish(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED)
-            for request_id in job.emergency_requests:
-                ev = completion_event(request_id=request_id, blueprint_id=job.digest, result=job.result, manifest=None)
-                await self.publisher.emergency_reply(ev)
-            done = self._done.pop(job.job_id, None)
-            if done is not None:
-                done.set()
+        except asyncio.CancelledError:
+            if job.preempted and not self._closing:
+                # Gave its slot to user work: back in line, as if the forge had restarted.
+                job.preempted = False
+                job.status = JobStatus.QUEUED
+                job.started_at = None
+                self.queue.push(job)
+                self.pipeline.wakeup()
+                return
+            self._end_job(job)  # cut off at shutdown: the journal still says started
+            raise
+        except Exception:
+            self._end_job(job)
+            raise
+        took_ms = (time.monotonic() - t0) * 1000
+        if emergency or job.strategy is Strategy.EMERGENCY:
+            self._emergency_ms_ema = 0.7 * self._emergency_ms_ema + 0.3 * took_ms
+        if job.emergency_requests:
+            metrics.EMERGENCY_DURATION_MS.observe(took_ms)
+        self._end_job(job)
+
+    def _end_job(self, job: Job) -> None:
+        if job.result is None:  # the runner itself failed: cancelled at shutdown, or a bug
+            job.result = pb.CompilationResult(
+                job_id=job.job_id, success=False, outcome=pb.OUTCOME_INTERNAL_ERROR,
+                artifact_id=job.artifact_id, error="the job was interrupted inside the forge", error_code="INTERRUPTED",
+            )
+        if job.result.success:
+            self.cache.remember(job.artifact_id, job.result)
+        self.registry.finish(job, JobStatus.SUCCEEDED if job.result.success else JobStatus.FAILED)
+        done = self._done.pop(job.job_id, None)
+        if done is not None:
+            done.set()
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Until the job has finished (or `timeout` seconds); raises `JobNotFound`."""
@@ -510,14 +634,16 @@ class Forge:
         try:
             self._require_open()
             job = self.intake.prepare(request, system_load=0.0, conservative_downgrade=None, source="emergency")
+            await self._apply_history(job)
+            if msg.deadline_ms:
+                job.deadline = time.monotonic() + msg.deadline_ms / 1000.0
             sub = await self._admit(job)
         except ForgeError as exc:
             return refuse(f"{exc.code}: {exc}")
         carrier = sub.job
-        if sub.from_cache or carrier.status.finished:
-            if carrier.result is not None:
-                ev = completion_event(request_id=request_id, blueprint_id=carrier.digest, result=carrier.result, manifest=None)
-                self._spawn(self.publisher.emergency_reply(ev), f"emergency-reply-{request_id}")
+        if sub.from_cache or carrier.replies_sealed:
+            # Done, or its events already built without this request: reply once it has ended.
+            self._spawn(self._late_emergency_reply(carrier, request_id), f"emergency-reply-{request_id}")
             position, estimate = 0, 0
         else:
             carrier.emergency_requests.append(request_id)
@@ -532,11 +658,16 @@ class Forge:
             estimate_ms=estimate,
             acked_at_ns=time.time_ns(),
         )
-        if len(self._emergency_acks) > 10_000:
-            self._emergency_acks.clear()
-        self._emergency_acks[request_id] = ack
+        self._emergency_acks.put(request_id, ack)
         metrics.EMERGENCY_ACK_MS.observe((time.monotonic() - t0) * 1000)
         return ack
+
+    async def _late_emergency_reply(self, job: Job, request_id: str) -> None:
+        if not job.status.finished:
+            await self.wait(job.job_id)
+        if job.result is not None:
+            ev = completion_event(request_id=request_id, blueprint_id=job.digest, result=job.result, manifest=None)
+            await self.publisher.emergency_reply(ev)
 
     def toolchain_hash(self, strategy: Strategy | int | str) -> str:
         """The current toolchain hash of one tier: what idle recompilation compares an artifact of
@@ -575,11 +706,51 @@ class Forge:
             raise ArtifactNotFound(f"no artifact '{artifact_id}'", artifact_id=artifact_id)
         return rec.manifest
 
-    def artifact_path(self, artifact_id: str) -> Path:
+    async def artifact_file(self, artifact_id: str) -> Path:
+        """The stored file of `artifact_id`, after its SHA-256 passed (once per process, then per
+        `artifact_ttl_seconds`); `ArtifactDamaged` (quarantined, rebuild queued) when it did not."""
+        from tezzeret.store import ArtifactNotFound as StoredArtifactNotFound
+
         self._check_started()
-        if self.store.find_artifact(artifact_id) is None:
-            raise ArtifactNotFound(f"no artifact '{artifact_id}'", artifact_id=artifact_id)
-        return self.store.artifact_path(artifact_id)
+        try:
+            record = await self.integrity.check(artifact_id, "serve")
+        except StoredArtifactNotFound:
+            raise ArtifactNotFound(f"no artifact '{artifact_id}'", artifact_id=artifact_id) from None
+        return self.store.blobs.path_for(record.file_sha256)
+
+    # ------------------------------------------------------------------ operator actions
+
+    def wal_losses(self) -> list[dict[str, Any]]:
+        losses = getattr(self.wal, "unacknowledged_losses", None)
+        return [_plain(loss) for loss in losses()] if losses is not None else []
+
+    async def acknowledge_wal_losses(self, by: str) -> dict[str, Any]:
+        """An operator has seen what WAL recovery lost: health stops reporting it (durably)."""
+        self._check_started()
+        acknowledged = await asyncio.to_thread(self.wal.acknowledge_losses, by)
+        metrics.WAL_UNACKNOWLEDGED_LOSSES.set(0)
+        self.audit.record(requestor=by, action="wal_losses_acknowledged", outcome="acknowledged",
+                          count=len(acknowledged))
+        return {"acknowledged": [_plain(a) for a in acknowledged], "by": by}
+
+    async def release_blueprint(self, digest: str, by: str) -> dict[str, Any]:
+        """Lift a blueprint's quarantine: automatic paths may submit it again."""
+        from tezzeret.store import BlueprintNotFound as StoredBlueprintNotFound
+
+        self._check_started()
+        try:
+            record = await asyncio.to_thread(self.store.release_blueprint, digest)
+        except StoredBlueprintNotFound:
+            raise JobNotFound(f"no blueprint '{digest}'", code="BLUEPRINT_NOT_FOUND") from None
+        self.audit.record(requestor=by, action="blueprint_released", blueprint=digest, outcome="released")
+        metrics.BLUEPRINTS_QUARANTINED.set(len(await asyncio.to_thread(self.store.quarantined_blueprints)))
+        return {"blueprint": record.digest, "quarantined": record.quarantined}
+
+    async def scrub(self) -> dict[str, Any]:
+        """Re-hash every stored blob now (what the background scrub does at idle)."""
+        self._check_started()
+        report = await self.integrity.scrub()
+        return report.to_dict()
 
     def public_key_bytes(self) -> bytes:
         self._check_started()
@@ -608,10 +779,14 @@ class Forge:
         metrics.QUEUE_DEPTH.set(len(self.queue))
 
     def health(self) -> HealthReport:
+        """The verdict with its evidence. Never raises: a part that cannot be read (a full disk, a
+        locked database) shows as unknown, and the rest still reports."""
         if not self._started:
             return assess(HealthFacts(wal_writable=False, version=__version__), sandbox_started=False)
         status = self.executor.status()
         eff = self.conservative.effective()
+        store = self._store_facts
+        waiting = sorted({j.waiting_reason for j in self.queue if j.waiting_reason})
         facts = HealthFacts(
             breakers={name: snap.get("state", "UNKNOWN") for name, snap in self.breakers.snapshot().items()},
             conservative_mode=self.conservative.snapshot(),
@@ -621,25 +796,176 @@ class Forge:
             max_concurrent_jobs=eff.max_concurrent_jobs,
             workers=_plain(status),
             isolation_level=status.isolation_level,
-            wal=_wal_facts(self.wal),
+            wal=_safe(lambda: _wal_facts(self.wal), {}),
             wal_writable=self._wal_ok,
+            wal_losses=_safe(self.wal_losses, []),
             last_recovery=self._last_recovery,
             draining=self._draining,
             dispatch_held=self.pipeline.held_reason,
-            bus=_plain(self.bus.health()),
-            store={"blueprints": self.store.blueprint_counts(), "artifacts": self.store.artifact_counts()},
+            bus=_safe(lambda: _plain(self.bus.health()), {}),
+            store=store,
+            corrupt_artifacts=int(store.get("corrupt", 0)),
+            quarantined_blueprints=int(store.get("quarantined_blueprints", 0)),
+            disk=dict(self._disk),
+            audit=self.audit.status(),
+            cache={**self.cache.stats().as_dict(), "memory": _safe(self.memory.stats, {})},
+            gpu=self._gpu_facts(),
+            waiting_for_target=waiting,
+            drained_nodes=[str(n.get("node_id")) for n in status.nodes if n.get("state") in ("drained", "lost")],
             uptime_s=round(time.time() - self.started_at, 1),
             version=__version__,
         )
         return assess(facts, sandbox_started=status.workers_alive > 0)
 
+    def _gpu_facts(self) -> dict[str, Any]:
+        latest = self.monitor.window.latest
+        if latest is None or latest.gpu_utilization_percent is None:
+            return {"present": False}
+        return {"present": True, "utilization_percent": latest.gpu_utilization_percent,
+                "memory_percent": latest.gpu_memory_percent}
+
     # ------------------------------------------------------------------ background loops
 
     async def _monitor_loop(self) -> None:
+        """Every few seconds: host load to conservative mode and the GPU breaker, conservative
+        mode's cache budget to the memory manager, disk space and the store's figures to health."""
+        limit = self.settings.compilation.gpu_utilization_limit * 100
+
         def on_sample(sample: Any) -> None:
             self.conservative.observe(sample)
+            if sample.gpu_utilization_percent is not None:
+                breaker = self.breakers["gpu_utilization"]
+                if sample.gpu_utilization_percent > limit:
+                    breaker.record_failure(f"GPU utilisation {sample.gpu_utilization_percent:.0f}% > {limit:.0f}%")
+                else:
+                    breaker.record_success()
+            eff = self.conservative.effective()
+            factor = self.settings.conservative_mode.settings.cache_budget_factor if eff.conservative else 1.0
+            if self.memory.budget_factor != factor:
+                self.memory.apply_budget_factor(factor)
 
-        await self.monitor.run(5.0, on_sample)
+        await self._look_at_disk_and_store()
+        sampler = asyncio.create_task(self.monitor.run(_MONITOR_S, on_sample))
+        try:
+            while True:
+                await asyncio.sleep(_MONITOR_S)
+                await self._look_at_disk_and_store()
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+
+    async def _look_at_disk_and_store(self) -> None:
+        try:
+            usage = await asyncio.to_thread(shutil.disk_usage, self.settings.state_dir)
+        except OSError as exc:
+            self._disk = {"error": str(exc)}
+        else:
+            low = self.settings.resources.min_free_disk_mb * 2**20
+            self._disk = {
+                "path": str(self.settings.state_dir), "free_bytes": usage.free, "total_bytes": usage.total,
+                "threshold_bytes": int(low), "low": usage.free < low, "full": usage.free < low / 8,
+            }
+            metrics.DISK_FREE_BYTES.set(usage.free)
+        try:
+            self._store_facts = await asyncio.to_thread(self._read_store_facts)
+        except Exception as exc:  # noqa: BLE001 - health shows what it could not read
+            self._store_facts = {"error": f"{type(exc).__name__}: {exc}"}
+        losses = _safe(self.wal_losses, [])
+        metrics.WAL_UNACKNOWLEDGED_LOSSES.set(sum(int(loss.get("count", 0)) for loss in losses))
+
+    def _read_store_facts(self) -> dict[str, Any]:
+        artifacts = self.store.artifact_counts()
+        for status, count in artifacts.items():
+            metrics.STORE_ARTIFACTS.labels(status=status).set(count)
+        corrupt = len(self.store.corrupt_artifacts())
+        quarantined = len(self.store.quarantined_blueprints())
+        size = self.store.blobs.total_bytes()
+        metrics.STORE_CORRUPT_ARTIFACTS.set(corrupt)
+        metrics.BLUEPRINTS_QUARANTINED.set(quarantined)
+        metrics.STORE_BYTES.set(size)
+        return {"blueprints": self.store.blueprint_counts(), "artifacts": artifacts, "corrupt": corrupt,
+                "quarantined_blueprints": quarantined, "bytes": size,
+                "last_scrub": self.integrity.last_scrub.to_dict() if self.integrity.last_scrub else None}
+
+    async def _housekeeping_loop(self) -> None:
+        """Every `memory_management.cleanup_interval_seconds` (when `ttl_cleanup_enabled`): expire
+        what outlived its TTL in every in-memory map, end queued jobs past `queue_ttl_seconds`,
+        and write audit lines a full disk held back."""
+        mm = self.settings.memory_management
+        while True:
+            await asyncio.sleep(min(mm.cleanup_interval_seconds, 30.0))
+            self.audit.flush()
+            if not mm.ttl_cleanup_enabled or time.monotonic() - getattr(self, "_swept_at", 0.0) < mm.cleanup_interval_seconds:
+                continue
+            self._swept_at = time.monotonic()
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad pass must not end cleanup for good
+                log.exception("housekeeping pass failed; next at the next interval")
+
+    async def sweep(self) -> dict[str, int]:
+        """One TTL pass over everything the forge holds in memory; returns entries removed."""
+        removed = await self.memory.sweep_async()
+        removed["jobs"] = self.registry.sweep()
+        removed["queue"] = await self._expire_queue()
+        return removed
+
+    async def _expire_queue(self) -> int:
+        ttl = self.settings.memory_management.queue_ttl_seconds
+        now = time.monotonic()
+        expired = [j for j in self.queue if now - j.enqueued_at > ttl]
+        for job in expired:
+            self.queue.remove(job.job_id)
+            job.result = pb.CompilationResult(
+                schema_version=SCHEMA_VERSION, job_id=job.job_id, request_id=job.request_id, success=False,
+                outcome=pb.OUTCOME_TIMEOUT, artifact_id=job.artifact_id, blueprint_digest=job.digest,
+                strategy_used=job.strategy.pb, error_code="EXPIRED",
+                error=f"waited longer than memory_management.queue_ttl_seconds={ttl:g} s without starting",
+            )
+            outbox = outbox_for(job, job.result, None)
+            await self.journal.failed_async(job.job_id, job.result, outbox)
+            self.audit.record(requestor=job.requested_by or job.source, action="job_expired", blueprint=job.digest,
+                              outcome="expired", job_id=job.job_id)
+            self._end_job(job)
+            await self.runner.publish(job.job_id, outbox)
+        if expired:
+            metrics.QUEUE_DEPTH.set(len(self.queue))
+        return len(expired)
+
+    async def _outbox_loop(self) -> None:
+        """Publish recorded events the bus did not take (Redis away, or a crash before publishing)
+        until every one is acknowledged."""
+        while True:
+            await self._outbox_waiting.wait()
+            self._outbox_waiting.clear()
+            while True:
+                unpublished = (await asyncio.to_thread(self.journal.state)).unpublished
+                metrics.OUTBOX_PENDING.set(sum(len(v) for v in unpublished.values()))
+                if not unpublished:
+                    break
+                sent = [await self.runner.publish(job_id, events) for job_id, events in unpublished.items()]
+                if all(sent):
+                    metrics.OUTBOX_PENDING.set(0)
+                    break
+                await asyncio.sleep(_OUTBOX_RETRY_S)
+
+    async def _scrub_loop(self) -> None:
+        """Re-hash every stored blob every `store.scrub_interval_s`, only while no user work
+        waits or runs, and queue rebuilds for what it finds."""
+        interval = self.settings.store.scrub_interval_s
+        if interval <= 0:
+            return
+        await asyncio.sleep(min(interval, 60.0))
+        while True:
+            try:
+                await self.integrity.scrub(pause=lambda: not self.pipeline.idle)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed scrub is retried at the next interval
+                log.exception("store scrub failed")
+            await asyncio.sleep(interval)
 
 
 def _artifact_summary(rec: Any) -> dict[str, Any]:
@@ -659,6 +985,15 @@ def _artifact_summary(rec: Any) -> dict[str, Any]:
         "speedup_train": m.stats.speedup_train,
         "created_at_ns": rec.created_at_ns,
     }
+
+
+def _safe(read: Callable[[], T], default: T) -> T:
+    """`read()`, or `default` when it raises: health must answer whatever one part does."""
+    try:
+        return read()
+    except Exception:  # noqa: BLE001
+        log.debug("health: a fact could not be read", exc_info=True)
+        return default
 
 
 def _plain(value: Any) -> Any:

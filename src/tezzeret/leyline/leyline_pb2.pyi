@@ -103,6 +103,8 @@ class JobEvent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STARTED: _ClassVar[JobEvent]
     JOB_FINISHED: _ClassVar[JobEvent]
     JOB_FAILED: _ClassVar[JobEvent]
+    JOB_PUBLISHED: _ClassVar[JobEvent]
+    JOB_OUTBOX: _ClassVar[JobEvent]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
@@ -170,6 +172,8 @@ JOB_ENQUEUED: JobEvent
 JOB_STARTED: JobEvent
 JOB_FINISHED: JobEvent
 JOB_FAILED: JobEvent
+JOB_PUBLISHED: JobEvent
+JOB_OUTBOX: JobEvent
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "value")
@@ -703,8 +707,20 @@ class ExecutionContext(_message.Message):
     operation: str
     def __init__(self, schema_version: _Optional[int] = ..., model_hash: _Optional[str] = ..., toolchain_version: _Optional[str] = ..., training_run_id: _Optional[str] = ..., hardware_profile: _Optional[str] = ..., operation: _Optional[str] = ...) -> None: ...
 
+class OutboxEvent(_message.Message):
+    __slots__ = ("topic", "message_id", "type", "payload")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    message_id: str
+    type: str
+    payload: bytes
+    def __init__(self, topic: _Optional[str] = ..., message_id: _Optional[str] = ..., type: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
 class JobRecord(_message.Message):
-    __slots__ = ("schema_version", "event", "job_id", "artifact_id", "priority", "sequence", "request", "result", "at_ns", "source", "strategy_reason", "attempts")
+    __slots__ = ("schema_version", "event", "job_id", "artifact_id", "priority", "sequence", "request", "result", "at_ns", "source", "strategy_reason", "attempts", "outbox")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -717,6 +733,7 @@ class JobRecord(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     event: JobEvent
     job_id: str
@@ -729,7 +746,8 @@ class JobRecord(_message.Message):
     source: str
     strategy_reason: str
     attempts: int
-    def __init__(self, schema_version: _Optional[int] = ..., event: _Optional[_Union[JobEvent, str]] = ..., job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., sequence: _Optional[int] = ..., request: _Optional[bytes] = ..., result: _Optional[_Union[CompilationResult, _Mapping]] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ..., strategy_reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    outbox: _containers.RepeatedCompositeFieldContainer[OutboxEvent]
+    def __init__(self, schema_version: _Optional[int] = ..., event: _Optional[_Union[JobEvent, str]] = ..., job_id: _Optional[str] = ..., artifact_id: _Optional[str] = ..., priority: _Optional[_Union[CompilationPriority, str]] = ..., sequence: _Optional[int] = ..., request: _Optional[bytes] = ..., result: _Optional[_Union[CompilationResult, _Mapping]] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ..., strategy_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., outbox: _Optional[_Iterable[_Union[OutboxEvent, _Mapping]]] = ...) -> None: ...
 
 class WorkerJob(_message.Message):
     __slots__ = ("schema_version", "job_id", "task", "blueprint", "strategy", "batch_sizes", "output_dir", "memory_limit_mb", "timeout_ms", "cpu_only", "params", "target")

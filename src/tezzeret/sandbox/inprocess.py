@@ -117,7 +117,7 @@ class InProcessExecutor:
         out.mkdir(parents=True, exist_ok=True)
         inner.output_dir = str(out)
         inner.memory_limit_mb = job_limits.memory_mb
-        inner.timeout_ms = int(job_limits.timeout_s * 1000)
+        inner.timeout_ms = int(job_limits.budget_s * 1000)
         try:
             result = await asyncio.wait_for(asyncio.to_thread(fn, inner, job_dir), job_limits.timeout_s)
             if not isinstance(result, pb.WorkerResult):

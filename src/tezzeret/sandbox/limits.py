@@ -29,13 +29,16 @@ WARMUP_CPU_S = 600
 
 @dataclass(frozen=True)
 class JobLimits:
-    """The limits one job runs under."""
+    """The limits one job runs under. `budget_s` is the deadline the task itself keeps (a compile
+    cuts off an entry still running then); `timeout_s` is the sandbox's backstop, a little later,
+    at which the whole sandbox is killed if the task did not stop by itself."""
 
     memory_mb: int
     timeout_s: float
     cpu_s: int
     file_size_mb: int
     max_processes: int
+    budget_s: float = 0.0
 
     def as_details(self) -> list[tuple[str, str]]:
         return [
@@ -47,12 +50,17 @@ class JobLimits:
         ]
 
 
+BACKSTOP_GRACE_S = 2.0
+
+
 def limits_for(job: pb.WorkerJob, settings: Settings) -> JobLimits:
     """The job's limits: its own `memory_limit_mb`/`timeout_ms` when set, else its tier's."""
     tier = Strategy.parse(job.strategy) if job.HasField("strategy") else settings.compilation.default_strategy
     memory_mb = int(job.memory_limit_mb) or settings.resources.per_job_memory_limits.for_strategy(tier)
     timeout_ms = int(job.timeout_ms) or settings.timeouts_ms.for_strategy(tier)
-    timeout_s = timeout_ms / 1000.0
+    budget_s = timeout_ms / 1000.0
+    # Time for a cut-off task to write its result before the backstop kills the sandbox.
+    timeout_s = budget_s + max(BACKSTOP_GRACE_S, 0.1 * budget_s)
     cpu_s = max(1, int(timeout_s * settings.sandbox.cpu_time_factor + 0.999))
     return JobLimits(
         memory_mb=memory_mb,
@@ -60,6 +68,7 @@ def limits_for(job: pb.WorkerJob, settings: Settings) -> JobLimits:
         cpu_s=cpu_s,
         file_size_mb=settings.sandbox.max_file_size_mb,
         max_processes=settings.sandbox.max_processes,
+        budget_s=budget_s,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from tezzeret import metrics
+from tezzeret.compile.task import RECYCLE_DETAIL
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results, throttle
@@ -321,6 +322,12 @@ class SandboxExecutor:
             worker.memory_mb = job_limits.memory_mb
             try:
                 attempt = await self._execute(worker, job, job_limits, capped=not slot.emergency)
+            except asyncio.CancelledError:
+                # The caller gave the job up (preempted, or shutting down): the worker is still busy
+                # with it, so it goes; a fresh one takes the slot.
+                await self._retire(slot)
+                self._respawn_later(slot)
+                raise
             except Exception as exc:  # a bug or a hostile job dir must still end as one outcome
                 log.exception("sandbox job %s failed in the service", job.job_id)
                 await self._kill(worker)
@@ -352,7 +359,7 @@ class SandboxExecutor:
             inner.schema_version = inner.schema_version or 1
             inner.output_dir = str(job_dir / "out")
             inner.memory_limit_mb = job_limits.memory_mb
-            inner.timeout_ms = int(job_limits.timeout_s * 1000)
+            inner.timeout_ms = int(job_limits.budget_s * 1000)
             (job_dir / "job.pb").write_bytes(codec.encode(inner))
             await worker.send(f"RUN {job_id}\n")
         except (OSError, ConnectionError) as exc:
@@ -415,7 +422,7 @@ class SandboxExecutor:
                 result.artifact_path = exported.artifact_path
             if exported.skipped:
                 result.details.add(key="skipped_outputs", value=",".join(exported.skipped))
-            return _Attempt(result, recycle=False)
+            return _Attempt(result, recycle=any(kv.key == RECYCLE_DETAIL for kv in result.details))
         tail = results.tail_lines(job_dir / "stderr.log")
         if tail:
             result.details.add(key="stderr_tail", value="\n".join(tail))

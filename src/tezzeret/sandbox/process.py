@@ -40,7 +40,15 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None
+        """The interpreter still runs. Asked before every dispatch: `returncode` alone lags (the
+        event loop reaps the outer process later, and under bwrap the interpreter is a grandchild
+        that can die while its parent lives), so the interpreter's own pid is checked too."""
+        if self.proc.returncode is not None:
+            return False
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     @classmethod
     async def launch(

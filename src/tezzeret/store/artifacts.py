@@ -82,7 +82,7 @@ class ArtifactTable:
         if isinstance(artifact_file, (str, Path)):
             with self._db.read() as conn:
                 existing = self._artifact(conn, artifact_id)
-            if existing is not None:
+            if existing is not None and not existing.corrupt:
                 # Skip copying the file when the answer is already known from the row.
                 return self._same_or_conflict(existing, manifest_bytes, signature_bytes, Path(artifact_file))
             # Blob first, row second: a crash in between leaves an unreferenced blob, never a row
@@ -94,6 +94,8 @@ class ArtifactTable:
         now = self._clock()
         with self._db.write() as conn:
             existing = self._artifact(conn, artifact_id)
+            if existing is not None and existing.corrupt:
+                return self._replace_corrupt(conn, existing, manifest, manifest_bytes, signature, signature_bytes, blob, now)
             if existing is not None:
                 return self._same_or_conflict(existing, manifest_bytes, signature_bytes, blob)
             if conn.execute("SELECT 1 FROM blueprints WHERE digest = ?", (manifest.blueprint_digest,)).fetchone() is None:
@@ -118,6 +120,70 @@ class ArtifactTable:
             record = self._artifact(conn, artifact_id)
             assert record is not None  # just inserted in this transaction
             return record
+
+    def _replace_corrupt(
+        self,
+        conn: sqlite3.Connection,
+        existing: ArtifactRecord,
+        manifest: pb.CompiledKernelArtifact,
+        manifest_bytes: bytes,
+        signature: pb.ArtifactSignature,
+        signature_bytes: bytes,
+        blob: BlobRef,
+        now: int,
+    ) -> ArtifactRecord:
+        """The rebuild of an artifact whose blob was found corrupt: the one case an artifact row is
+        rewritten. Same id (same blueprint, tier and toolchain), new bytes, status starts over."""
+        if manifest.blueprint_digest != existing.blueprint_digest:
+            raise ArtifactConflict(existing.artifact_id, "blueprint of the rebuild")
+        conn.execute(
+            "UPDATE artifacts SET manifest = ?, manifest_sha256 = ?, signature = ?, key_id = ?, file_sha256 = ?, "
+            "file_size = ?, status = ?, status_reason = 'rebuilt after corruption', corrupt_at_ns = NULL, "
+            "updated_at_ns = ? WHERE artifact_id = ?",
+            (manifest_bytes, hashlib.sha256(manifest_bytes).hexdigest(), signature_bytes, signature.key_id,
+             blob.sha256, blob.size, INITIAL_KERNEL_STATE, now, existing.artifact_id),
+        )
+        conn.execute(
+            "INSERT INTO artifact_status_history (artifact_id, from_status, to_status, reason, at_ns) "
+            "VALUES (?, ?, ?, 'rebuilt after corruption', ?)",
+            (existing.artifact_id, existing.status, INITIAL_KERNEL_STATE, now),
+        )
+        record = self._artifact(conn, existing.artifact_id)
+        assert record is not None
+        return record
+
+    def mark_corrupt(self, artifact_id: str, reason: str) -> ArtifactRecord:
+        """The artifact's blob does not match its SHA-256: quarantine the blob (kept for forensics
+        under `blobs/quarantine/`, never served) and the artifact (status QUARANTINED, marked
+        corrupt) until a rebuild replaces it. Idempotent."""
+        now = self._clock()
+        with self._db.write() as conn:
+            record = self._artifact(conn, artifact_id)
+            if record is None:
+                raise ArtifactNotFound(artifact_id)
+            if record.corrupt:
+                return record
+            self._blobs.quarantine(record.file_sha256)
+            target = "QUARANTINED" if kernel_move_allowed(record.status, "QUARANTINED") else record.status
+            conn.execute(
+                "UPDATE artifacts SET status = ?, status_reason = ?, corrupt_at_ns = ?, updated_at_ns = ? "
+                "WHERE artifact_id = ?",
+                (target, f"corrupt: {reason}", now, now, artifact_id),
+            )
+            conn.execute(
+                "INSERT INTO artifact_status_history (artifact_id, from_status, to_status, reason, at_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (artifact_id, record.status, target, f"corrupt: {reason}", now),
+            )
+            updated = self._artifact(conn, artifact_id)
+            assert updated is not None
+            return updated
+
+    def corrupt_artifacts(self) -> list[ArtifactRecord]:
+        """Artifacts marked corrupt and not yet rebuilt."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT * FROM artifacts WHERE corrupt_at_ns IS NOT NULL ORDER BY corrupt_at_ns").fetchall()
+        return [ArtifactRecord.from_row(r) for r in rows]
 
     def _same_or_conflict(
         self, existing: ArtifactRecord, manifest_bytes: bytes, signature_bytes: bytes, file: Path | BlobRef
@@ -154,9 +220,9 @@ class ArtifactTable:
             return self._artifact(conn, artifact_id)
 
     def has_artifact(self, artifact_id: str) -> bool:
-        """The L2 check: is an artifact with this id stored (in any status)?"""
+        """The L2 check: is an artifact with this id stored (in any status) and not corrupt?"""
         row = self._db.connection().execute(
-            "SELECT 1 FROM artifacts WHERE artifact_id = ?", (artifact_id,)
+            "SELECT 1 FROM artifacts WHERE artifact_id = ? AND corrupt_at_ns IS NULL", (artifact_id,)
         ).fetchone()
         return row is not None
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,24 @@ class BlobStore:
         if actual != sha256:
             raise BlobIntegrityError(path, sha256, actual)
         return BlobRef(sha256, size, path)
+
+    def quarantine(self, sha256: str) -> Path | None:
+        """Move a damaged blob out of the addressable tree (to `quarantine/`) so nothing serves it;
+        returns where it went, or None when it was already gone."""
+        path = self.path_for(sha256)
+        if not path.exists():
+            return None
+        qdir = self.root / "quarantine"
+        qdir.mkdir(parents=True, exist_ok=True)
+        target = qdir / f"{sha256}.{os.getpid()}.{time.time_ns()}"
+        os.replace(path, target)
+        fsync_dir(qdir)
+        fsync_dir(path.parent)
+        return target
+
+    def total_bytes(self) -> int:
+        """Bytes of every addressable blob (for the store-size gauge)."""
+        return sum(p.stat().st_size for p in self._base.rglob("*") if p.is_file())
 
     def is_intact(self, sha256: str) -> bool:
         try:

@@ -90,9 +90,10 @@ class BlueprintTable:
         return self._select("WHERE state = ?", (blueprint_state_name(state),), "created_at_ns, digest", limit)
 
     def unclaimed(self, *, limit: int | None = None) -> list[BlueprintRecord]:
-        """GENERATED or SUBMITTED blueprints nobody has claimed, oldest first (Urza polling)."""
+        """GENERATED or SUBMITTED blueprints nobody has claimed and nobody quarantined, oldest first
+        (Urza polling)."""
         return self._select(
-            "WHERE state IN ('GENERATED', 'SUBMITTED')", (), "created_at_ns, digest", limit
+            "WHERE state IN ('GENERATED', 'SUBMITTED') AND quarantine_reason = ''", (), "created_at_ns, digest", limit
         )
 
     def pending_compilation(self, *, limit: int | None = None) -> list[BlueprintRecord]:
@@ -273,10 +274,11 @@ class BlueprintTable:
         outcome: int | str,
         *,
         toolchain: str | None = None,
+        error_code: str = "",
     ) -> BlueprintRecord:
         """Count one compile attempt (and a success when `outcome` is SUCCESS) and remember the
-        strategy tried. Pass `toolchain` so idle recompilation does not retry a strategy that
-        already failed under the current toolchain."""
+        strategy tried and why it failed. Pass `toolchain` so idle recompilation does not retry a
+        strategy that already failed under the current toolchain."""
         check_digest(digest)
         strat = strategy_name(strategy)
         result = outcome_name(outcome)
@@ -284,9 +286,9 @@ class BlueprintTable:
         with self._db.write() as conn:
             self._require_blueprint(conn, digest)
             conn.execute(
-                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, at_ns) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (digest, strat, result, toolchain, now),
+                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, error_code, at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (digest, strat, result, toolchain, error_code, now),
             )
             conn.execute(
                 "UPDATE blueprints SET compilation_attempts = compilation_attempts + 1, "
@@ -295,6 +297,65 @@ class BlueprintTable:
                 (1 if result == "SUCCESS" else 0, now, digest),
             )
             return self._require_blueprint(conn, digest)
+
+    def failed_tiers(self, digest: str, toolchains: Mapping[str, str], error_codes: frozenset[str]) -> dict[str, str]:
+        """Tiers whose last attempt on `digest` under that tier's current toolchain (`toolchains`,
+        by strategy name) failed with one of `error_codes`: strategy name → error code. A success
+        later under the same toolchain clears the tier."""
+        check_digest(digest)
+        out: dict[str, str] = {}
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT strategy, outcome, toolchain, error_code FROM compile_attempts WHERE digest = ? ORDER BY id",
+                (digest,),
+            ).fetchall()
+        for strategy, outcome, toolchain, error_code in rows:
+            if toolchains.get(strategy) != toolchain:
+                continue
+            if outcome == "SUCCESS":
+                out.pop(strategy, None)
+            elif error_code in error_codes:
+                out[strategy] = error_code
+        return out
+
+    def failures_since_success(self, digest: str, outcomes: frozenset[str]) -> int:
+        """Attempts on `digest` that ended with one of `outcomes` since its last success."""
+        check_digest(digest)
+        with self._db.read() as conn:
+            last_ok = conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM compile_attempts WHERE digest = ? AND outcome = 'SUCCESS'", (digest,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "SELECT outcome FROM compile_attempts WHERE digest = ? AND id > ?", (digest, int(last_ok))
+            ).fetchall()
+        return sum(1 for (outcome,) in rows if outcome in outcomes)
+
+    def quarantine_blueprint(self, digest: str, reason: str) -> BlueprintRecord:
+        """Keep every automatic path (polling, idle recompilation, fallbacks) away from `digest`."""
+        check_digest(digest)
+        if not reason:
+            raise InvalidInput(f"blueprint {digest[:16]}: a quarantine needs a reason")
+        with self._db.write() as conn:
+            self._require_blueprint(conn, digest)
+            conn.execute(
+                "UPDATE blueprints SET quarantine_reason = ?, quarantined_at_ns = ?, updated_at_ns = ? WHERE digest = ?",
+                (reason, self._clock(), self._clock(), digest),
+            )
+            return self._require_blueprint(conn, digest)
+
+    def release_blueprint(self, digest: str) -> BlueprintRecord:
+        """Lift a quarantine (an operator fixed or accepted the cause)."""
+        check_digest(digest)
+        with self._db.write() as conn:
+            self._require_blueprint(conn, digest)
+            conn.execute(
+                "UPDATE blueprints SET quarantine_reason = '', quarantined_at_ns = NULL, updated_at_ns = ? WHERE digest = ?",
+                (self._clock(), digest),
+            )
+            return self._require_blueprint(conn, digest)
+
+    def quarantined_blueprints(self) -> list[BlueprintRecord]:
+        return self._select("WHERE quarantine_reason != ''", (), "quarantined_at_ns, digest", None)
 
     def set_tamiyo_interest(self, digest: str, interest: float) -> BlueprintRecord:
         """Update how much Tamiyo wants this blueprint (drives AGGRESSIVE idle recompilation)."""
@@ -338,7 +399,7 @@ class BlueprintTable:
         since = self._clock() - int(failure_window_ns)
         with self._db.read() as conn:
             blueprints = conn.execute(
-                "SELECT digest, tamiyo_interest, created_at_ns FROM blueprints WHERE state IN "
+                "SELECT digest, tamiyo_interest, created_at_ns FROM blueprints WHERE quarantine_reason = '' AND state IN "
                 f"({', '.join('?' * len(RECOMPILABLE))}) ORDER BY created_at_ns, digest",
                 tuple(sorted(RECOMPILABLE)),
             ).fetchall()

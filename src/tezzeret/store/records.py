@@ -48,6 +48,12 @@ class BlueprintRecord:
     strategies_tried: tuple[str, ...]
     created_at_ns: int
     updated_at_ns: int
+    # Set while no automatic path (polling, idle recompilation, fallback) may submit it.
+    quarantine_reason: str = ""
+
+    @property
+    def quarantined(self) -> bool:
+        return bool(self.quarantine_reason)
 
     @property
     def state_value(self) -> int:
@@ -74,6 +80,7 @@ class BlueprintRecord:
             strategies_tried=strategies,
             created_at_ns=int(row["created_at_ns"]),
             updated_at_ns=int(row["updated_at_ns"]),
+            quarantine_reason=row["quarantine_reason"],
         )
 
 
@@ -94,6 +101,12 @@ class ArtifactRecord:
     status_reason: str
     created_at_ns: int
     updated_at_ns: int
+    # Set when the blob was found damaged; cleared by the rebuild that replaces it.
+    corrupt_at_ns: int | None = None
+
+    @property
+    def corrupt(self) -> bool:
+        return self.corrupt_at_ns is not None
 
     @property
     def status_value(self) -> int:
@@ -129,6 +142,7 @@ class ArtifactRecord:
             status_reason=row["status_reason"],
             created_at_ns=int(row["created_at_ns"]),
             updated_at_ns=int(row["updated_at_ns"]),
+            corrupt_at_ns=row["corrupt_at_ns"],
         )
 
 

@@ -6,7 +6,8 @@ folded from them: pending jobs ordered by priority value (PRIORITY_EMERGENCY=1 f
 sequence (FIFO), completed results by artifact id (a repeat is answered `from_cache`), and jobs that
 were started before a crash but never finished, which go back to pending in their original place.
 Every `checkpoint_interval_compilations` finished or failed jobs it compacts the log to a snapshot
-whose replay gives exactly the same state. Payloads are Leyline `JobRecord`s, never pickle. Must
+whose replay gives exactly the same state. A job's end may carry its outbox: the events to publish
+for it, durable with the end and listed as unpublished until `published` acknowledges them. Payloads are Leyline `JobRecord`s, never pickle. Must
 never compile, schedule or talk to the store: it records what the forge decided.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tezzeret.leyline import codec, pb
@@ -36,6 +38,8 @@ class JournalState:
     failures: dict[str, pb.CompilationResult] = field(default_factory=dict)
     # Pending jobs whose artifact finished under another job: answer them from_cache.
     already_completed: list[pb.JobRecord] = field(default_factory=list)
+    # Ended jobs whose outbox events were recorded but not yet published: job id → events.
+    unpublished: dict[str, list[pb.OutboxEvent]] = field(default_factory=dict)
     next_sequence: int = 1
 
     def is_completed(self, artifact_id: str) -> bool:
@@ -61,6 +65,7 @@ class JobJournal:
         self._completed: dict[str, pb.CompilationResult] = {}
         self._completed_seq: dict[str, int] = {}
         self._failures: dict[str, pb.CompilationResult] = {}
+        self._unpublished: dict[str, list[pb.OutboxEvent]] = {}
         self._next_sequence = 1
         self._since_checkpoint = 0
         self._replaying = True
@@ -83,6 +88,7 @@ class JobJournal:
                 self._completed.clear()
                 self._completed_seq.clear()
                 self._failures.clear()
+                self._unpublished.clear()
         elif operation != JOURNAL_OPERATION:
             return  # another component's transaction: not the journal's business
         for payload in txn.payloads:
@@ -109,6 +115,8 @@ class JobJournal:
                     del self._jobs[record.job_id]
                 result = pb.CompilationResult()
                 result.CopyFrom(record.result)
+                if record.outbox:
+                    self._unpublished[record.job_id] = list(record.outbox)
                 if event == pb.JOB_FINISHED:
                     self._completed[record.artifact_id] = result
                     self._completed_seq[record.artifact_id] = seq
@@ -117,6 +125,10 @@ class JobJournal:
                     self._failures[record.artifact_id] = result
                 if not self._replaying:
                     self._since_checkpoint += 1
+            elif event == pb.JOB_PUBLISHED:
+                self._unpublished.pop(record.job_id, None)
+            elif event == pb.JOB_OUTBOX:
+                self._unpublished[record.job_id] = list(record.outbox)
 
     def snapshot(self) -> list[bytes]:
         """Records whose replay rebuilds the current state exactly."""
@@ -140,6 +152,10 @@ class JobJournal:
                         schema_version=codec.SCHEMA_VERSION, event=pb.JOB_STARTED,
                         job_id=job.record.job_id, artifact_id=job.record.artifact_id,
                     )))
+            for job_id, events in self._unpublished.items():
+                out.append(codec.encode(pb.JobRecord(
+                    schema_version=codec.SCHEMA_VERSION, event=pb.JOB_OUTBOX, job_id=job_id, outbox=events,
+                )))
             # The next sequence survives even when every job it numbered is gone.
             out.append(codec.encode(pb.JobRecord(
                 schema_version=codec.SCHEMA_VERSION, event=pb.JOB_EVENT_UNSPECIFIED,
@@ -214,36 +230,49 @@ class JobJournal:
     async def started_async(self, job_id: str) -> None:
         await self._record_async(self._started_record(job_id))
 
-    def finished(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._end(job_id, result, pb.JOB_FINISHED)
+    # `outbox`: events to publish for this job, made durable with its end (the durable outbox);
+    # `published` acknowledges them once the bus has them, and `state().unpublished` lists the
+    # rest for recovery to publish again.
+    def finished(self, job_id: str, result: pb.CompilationResult, outbox: Sequence[pb.OutboxEvent] = ()) -> None:
+        self._end(job_id, result, pb.JOB_FINISHED, outbox)
 
-    async def finished_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await self._end_async(job_id, result, pb.JOB_FINISHED)
+    async def finished_async(self, job_id: str, result: pb.CompilationResult,
+                             outbox: Sequence[pb.OutboxEvent] = ()) -> None:
+        await self._end_async(job_id, result, pb.JOB_FINISHED, outbox)
 
-    def failed(self, job_id: str, result: pb.CompilationResult) -> None:
-        self._end(job_id, result, pb.JOB_FAILED)
+    def failed(self, job_id: str, result: pb.CompilationResult, outbox: Sequence[pb.OutboxEvent] = ()) -> None:
+        self._end(job_id, result, pb.JOB_FAILED, outbox)
 
-    async def failed_async(self, job_id: str, result: pb.CompilationResult) -> None:
-        await self._end_async(job_id, result, pb.JOB_FAILED)
+    async def failed_async(self, job_id: str, result: pb.CompilationResult,
+                           outbox: Sequence[pb.OutboxEvent] = ()) -> None:
+        await self._end_async(job_id, result, pb.JOB_FAILED, outbox)
 
-    def _end(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
-        self._record(self._end_record(job_id, result, event))
+    def published(self, job_id: str) -> None:
+        self._record(pb.JobRecord(event=pb.JOB_PUBLISHED, job_id=job_id))
+
+    async def published_async(self, job_id: str) -> None:
+        await self._record_async(pb.JobRecord(event=pb.JOB_PUBLISHED, job_id=job_id))
+
+    def _end(self, job_id: str, result: pb.CompilationResult, event: int, outbox: Sequence[pb.OutboxEvent]) -> None:
+        self._record(self._end_record(job_id, result, event, outbox))
         if self._checkpoint_due():
             self._wal.checkpoint()
 
-    async def _end_async(self, job_id: str, result: pb.CompilationResult, event: int) -> None:
-        await self._record_async(self._end_record(job_id, result, event))
+    async def _end_async(self, job_id: str, result: pb.CompilationResult, event: int,
+                         outbox: Sequence[pb.OutboxEvent]) -> None:
+        await self._record_async(self._end_record(job_id, result, event, outbox))
         if self._checkpoint_due():
             await self._wal.checkpoint_async()
 
-    def _end_record(self, job_id: str, result: pb.CompilationResult, event: int) -> pb.JobRecord:
+    def _end_record(self, job_id: str, result: pb.CompilationResult, event: int,
+                    outbox: Sequence[pb.OutboxEvent] = ()) -> pb.JobRecord:
         job = self._job(job_id).record
         stored = pb.CompilationResult()
         stored.CopyFrom(result)
         if not stored.job_id:
             stored.job_id = job_id
         return pb.JobRecord(event=event, job_id=job_id, artifact_id=job.artifact_id,
-                            sequence=job.sequence, result=stored)
+                            sequence=job.sequence, result=stored, outbox=list(outbox))
 
     def _checkpoint_due(self) -> bool:
         with self._lock:
@@ -291,4 +320,5 @@ class JobJournal:
                 copy = pb.CompilationResult()
                 copy.CopyFrom(result)
                 state.failures[artifact_id] = copy
+            state.unpublished = {job_id: list(events) for job_id, events in self._unpublished.items()}
         return state
