@@ -53,6 +53,11 @@ class JobLimits:
 BACKSTOP_GRACE_S = 2.0
 
 
+def backstop_s(budget_s: float) -> float:
+    """When the sandbox kills a task that did not stop at its `budget_s` deadline by itself."""
+    return budget_s + max(BACKSTOP_GRACE_S, 0.1 * budget_s)
+
+
 def limits_for(job: pb.WorkerJob, settings: Settings) -> JobLimits:
     """The job's limits: its own `memory_limit_mb`/`timeout_ms` when set, else its tier's."""
     tier = Strategy.parse(job.strategy) if job.HasField("strategy") else settings.compilation.default_strategy
@@ -60,7 +65,7 @@ def limits_for(job: pb.WorkerJob, settings: Settings) -> JobLimits:
     timeout_ms = int(job.timeout_ms) or settings.timeouts_ms.for_strategy(tier)
     budget_s = timeout_ms / 1000.0
     # Time for a cut-off task to write its result before the backstop kills the sandbox.
-    timeout_s = budget_s + max(BACKSTOP_GRACE_S, 0.1 * budget_s)
+    timeout_s = backstop_s(budget_s)
     cpu_s = max(1, int(timeout_s * settings.sandbox.cpu_time_factor + 0.999))
     return JobLimits(
         memory_mb=memory_mb,

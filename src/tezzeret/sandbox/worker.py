@@ -95,7 +95,7 @@ def _prepare_device(cpu_only: bool, gpu_fraction: float) -> None:
 
 def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict[str, str], gpu_fraction: float, cpu_factor: float) -> bytes:
     from tezzeret.leyline import codec, pb
-    from tezzeret.sandbox.limits import lower_own_limits
+    from tezzeret.sandbox.limits import backstop_s, lower_own_limits
     from tezzeret.sandbox.outcome import classify_exception
 
     started = time.perf_counter()
@@ -109,7 +109,9 @@ def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict
         why = broken.get(job.task, "not in the task mapping this worker was started with")
         result = pb.WorkerResult(outcome=pb.OUTCOME_REJECTED, error=f"task {job.task!r} unavailable: {why}", error_code="SANDBOX_UNKNOWN_TASK")
     else:
-        refused = lower_own_limits(int(job.memory_limit_mb), max(1, int(job.timeout_ms / 1000 * cpu_factor + 0.999)))
+        # CPU time may run to the sandbox's backstop, not just the task's own deadline.
+        cpu_s = max(1, int(backstop_s(job.timeout_ms / 1000) * cpu_factor + 0.999))
+        refused = lower_own_limits(int(job.memory_limit_mb), cpu_s)
         if refused:
             result = pb.WorkerResult(outcome=pb.OUTCOME_INTERNAL_ERROR, error=refused, error_code="SANDBOX_LIMIT_ABOVE_WORKER")
             return _finish(result, job_id, started)
