@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tezzeret import metrics
+from tezzeret.api import status
 from tezzeret.api.auth import Principal, TokenAuthority
 from tezzeret.config import Settings
 from tezzeret.forge.audit import AuditLog
@@ -319,6 +320,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         authority.require(principal, "admin", "draining the forge")
         return JSONResponse(forge.drain())
 
+    status.register(app)
     return app
 
 
