@@ -1,6 +1,6 @@
-"""Progress off a terminal: `tezzeret forge` with its output in a pipe prints plain, timestamped
-lines per blueprint and phase while it works (not a bar drawn only at the end); on a terminal the
-same code draws Rich's bar."""
+"""Progress off a terminal: `tezzeret forge` and `tezzeret submit --wait` with their output in a pipe
+print plain, timestamped lines per blueprint and phase while they work (not a bar drawn only at the
+end); on a terminal the same code draws Rich's bar."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
+from serverproc import ServerProcess
 
+from tezzeret.blueprint import library
 from tezzeret.progress import PlainProgress, progress_display
 
 LINE = re.compile(r"^\[\s*(\d+\.\d)s\] (.*)$")
@@ -84,3 +86,16 @@ def test_forge_prints_progress_lines_as_it_works_when_piped(tmp_path: Path) -> N
     elapsed = [float(LINE.match(x).group(1)) for x in text]  # type: ignore[union-attr]
     assert elapsed == sorted(elapsed) and elapsed[-1] > 2.0
     assert "2/2 blueprints compiled" in stdout
+
+
+def test_submit_wait_prints_progress_lines_when_piped(forge: ServerProcess) -> None:
+    path = next(lb.path for lb in library() if lb.name == "squeeze_excitation_64")
+    out = subprocess.run(
+        [sys.executable, "-m", "tezzeret.cli", "submit", str(path), "--strategy", "EMERGENCY", "--wait", "--url", forge.url],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = [m.group(2) for m in map(LINE.match, out.stdout.splitlines()) if m]
+    assert said[0] == "compiling: 0/1" and said[-1] == "compiling: 1/1", out.stdout
+    assert any(s.startswith("squeeze_excitation_64 → ") for s in said), out.stdout
+    assert "\x1b[" not in out.stdout + out.stderr

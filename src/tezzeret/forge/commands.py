@@ -282,12 +282,12 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
                 seen[job_id] = job["status"]
                 if job["status"] in ("SUCCEEDED", "FROM_CACHE", "FAILED"):
                     pending.pop(job_id)["final"] = job
-                    progress.advance(task)
                     if job["status"] == "FAILED":
                         failed = True
                         progress.print(f"[red]{job['blueprint_name']}[/red]: {job.get('error_code')}: {job.get('error')}")
                     else:
                         progress.print(f"[green]{job['blueprint_name']}[/green] → {job['artifact_id']}")
+                    progress.advance(task)
             time.sleep(0.5)
     if pending:
         console.print(f"[yellow]{len(pending)} job(s) still running after {timeout:.0f} s[/yellow]")
