@@ -44,3 +44,10 @@ def test_every_failure_mode_has_an_alert_with_a_runbook_url_and_a_unit_test() ->
     for a in alerts():
         assert a["annotations"]["runbook_url"] == f"docs/runbook.md#{a['alert'].lower()}", a["alert"]
         assert a["labels"]["severity"] in ("warning", "critical")
+
+
+def test_the_example_prometheus_config_loads_the_rules() -> None:
+    config = OPS / "prometheus" / "prometheus.yml"
+    out = subprocess.run([need("promtool"), "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS: 1 rule files found" in out.stdout
