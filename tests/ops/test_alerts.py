@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-from conftest import OPS, need
+from ops_helpers import OPS, need
 
 RULES = OPS / "prometheus" / "alerts.yml"
 UNIT_TESTS = OPS / "prometheus" / "alerts_test.yml"

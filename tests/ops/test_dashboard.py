@@ -14,7 +14,7 @@ from types import ModuleType
 
 import httpx
 import pytest
-from conftest import OPS, Prometheus, finish, submit
+from ops_helpers import OPS, Prometheus, finish, submit
 from serverproc import ServerProcess
 
 from tezzeret import metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import yaml
-from conftest import OPS, REPO
+from ops_helpers import OPS, REPO
 
 from tezzeret.forge.health import REASONS, RUNBOOK, HealthFacts, assess
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import need, submit
+from ops_helpers import need, submit
 from serverproc import ADMIN_TOKEN, ServerProcess
 
 playwright = pytest.importorskip("playwright.sync_api")
