@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml setup.py src/tezzeret/wal/_scan.c
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# System packages the tests and the sandbox use, installed when running as root.
+# System packages the tests and the sandbox use, installed when running as root: redis-server and
+# bubblewrap for the forge, prometheus (with promtool) for the dashboard and alert tests, chromium
+# for the status page's browser test.
+SYSTEM_PACKAGES := redis-server bubblewrap prometheus chromium
 system-deps:
-	@if command -v redis-server >/dev/null && command -v bwrap >/dev/null; then exit 0; fi; \
+	@if command -v redis-server >/dev/null && command -v bwrap >/dev/null && command -v prometheus >/dev/null \
+		&& command -v promtool >/dev/null && command -v chromium >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server bubblewrap >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	else \
-		echo "note: install redis-server and bubblewrap for the full test suite"; \
+		echo "note: install $(SYSTEM_PACKAGES) for the full test suite"; \
 	fi
 
 proto: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from tezzeret import doctor
 from tezzeret.api import commands as api_commands
 from tezzeret.blueprint import commands as blueprint_commands
 from tezzeret.compile import commands as compile_commands
@@ -31,7 +32,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for stage in (blueprint_commands, compile_commands, wal_commands, forge_commands, api_commands):
+for stage in (blueprint_commands, compile_commands, wal_commands, forge_commands, api_commands, doctor):
     stage.register(app)
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tezzeret import metrics
+from tezzeret.api import status
 from tezzeret.api.auth import Principal, TokenAuthority
 from tezzeret.config import Settings
 from tezzeret.forge.audit import AuditLog
@@ -342,6 +343,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         authority.require(principal, "admin", "draining the forge")
         return JSONResponse(forge.drain())
 
+    status.register(app)
     return app
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tezzeret.errors import TezzeretError
 from tezzeret.leyline import Strategy, codec, pb
+from tezzeret.progress import progress_display
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
 
@@ -104,10 +104,7 @@ def compile_cmd(
 
     err = Console(stderr=True)
     try:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-            console=err, transient=as_json, disable=as_json and not err.is_terminal,
-        ) as progress:
+        with progress_display(err, transient=as_json, disable=as_json and not err.is_terminal) as progress:
             task = progress.add_task(f"{strategy.value}: preparing", total=None)
 
             def report(what: str, done: int, total: int) -> None:

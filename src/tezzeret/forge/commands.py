@@ -18,10 +18,10 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tezzeret.errors import TezzeretError
+from tezzeret.progress import progress_display
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 
@@ -268,10 +268,8 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
     pending = {s["job_id"]: s for s in subs if s.get("job_id") and s["status"] not in ("SUCCEEDED", "FROM_CACHE", "FAILED")}
     failed = any(s["status"] == "FAILED" for s in subs)
     deadline = time.monotonic() + timeout
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=quiet, transient=False,
-    ) as progress:
+    seen: dict[str, str] = {}
+    with progress_display(console, disable=quiet) as progress:
         task = progress.add_task("compiling", total=len(subs), completed=len(subs) - len(pending))
         while pending and time.monotonic() < deadline:
             for job_id in list(pending):
@@ -279,14 +277,17 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
                 if resp.status_code != 200:
                     continue
                 job = resp.json()
+                if seen.setdefault(job_id, pending[job_id]["status"]) != job["status"] and job["status"] == "RUNNING":
+                    progress.print(f"{job['blueprint_name']}: running at {job['strategy']}")
+                seen[job_id] = job["status"]
                 if job["status"] in ("SUCCEEDED", "FROM_CACHE", "FAILED"):
                     pending.pop(job_id)["final"] = job
-                    progress.advance(task)
                     if job["status"] == "FAILED":
                         failed = True
-                        console.print(f"[red]{job['blueprint_name']}[/red]: {job.get('error_code')}: {job.get('error')}")
+                        progress.print(f"[red]{job['blueprint_name']}[/red]: {job.get('error_code')}: {job.get('error')}")
                     else:
-                        console.print(f"[green]{job['blueprint_name']}[/green] → {job['artifact_id']}")
+                        progress.print(f"[green]{job['blueprint_name']}[/green] → {job['artifact_id']}")
+                    progress.advance(task)
             time.sleep(0.5)
     if pending:
         console.print(f"[yellow]{len(pending)} job(s) still running after {timeout:.0f} s[/yellow]")
@@ -302,6 +303,8 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     entries = [lb for lb in library() if not only or lb.name in only]
     tier = Strategy.parse(strategy)
     console = Console(stderr=True)
+    progress = progress_display(console, disable=quiet)
+    progress.print(f"starting the forge in {settings.state_dir} (sandbox workers import torch first)")
     forge = Forge(settings)
     await forge.start()
     # Feed the forge as fast as it compiles rather than all at once: a tier that misses its budget
@@ -309,10 +312,7 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     slots = asyncio.Semaphore(settings.compile_slots())
     failed = 0
     try:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=quiet,
-        ) as progress:
+        with progress:
             task = progress.add_task(f"forging {len(entries)} blueprints at {strategy.upper()}", total=len(entries))
 
             async def one(lb: Any) -> dict[str, Any]:
@@ -325,6 +325,7 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
                     )
                     async with slots:
                         sub = await forge.submit(req, "cli")
+                        progress.print(f"{lb.name}: compiling at {want.value}" + (" (from cache)" if sub.from_cache else ""))
                         job = await forge.wait(sub.job_id)
                     row = _row(forge, lb, sub, job)
                     served = job.strategy
@@ -347,6 +348,7 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
                     if served is not tier and not notes:
                         notes.append(f"conservative mode: {tier.value} → {served.value}")
                     row["note"] = "; ".join(notes) or None
+                    progress.print(f"{lb.name}: {row['status']} at {row['tier']}" + _took(row) + (f" ({row['note']})" if row["note"] else ""))
                     progress.advance(task)
                     return row
 
@@ -355,6 +357,10 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     finally:
         await forge.close()
     return rows, failed
+
+
+def _took(row: dict[str, Any]) -> str:
+    return f", compiled in {row['compile_s']:.1f} s" if row.get("compile_s") is not None else ""
 
 
 def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
