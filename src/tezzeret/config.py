@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tezzeret.blueprint.limits import ValidationLimits
@@ -102,6 +102,8 @@ class ConservativeModeSettings(Strict):
 
 
 class WalSettings(Strict):
+    # Must stay true: the WAL is what makes accepted work survive a crash (kept as a key because
+    # the seed's YAML carries it; false is refused at start-up rather than silently ignored).
     enabled: bool = True
     # None: `<state_dir>/wal`.
     path: Path | None = None
@@ -112,6 +114,13 @@ class WalSettings(Strict):
     recovery_validation: Literal["strict", "warn"] = "strict"
     # Longest a commit waits for others to share its sync (group commit).
     group_commit_window_us: int = Field(0, ge=0, le=100_000)
+
+    @field_validator("enabled")
+    @classmethod
+    def _wal_on(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("the WAL cannot be turned off: it is what makes accepted work survive a crash")
+        return value
 
 
 class MemoryManagementSettings(Strict):
@@ -128,11 +137,39 @@ class MemoryManagementSettings(Strict):
 
 
 class ProtocolSettings(Strict):
-    version: str = "v2"
+    """The seed's protocol keys. Tezzeret speaks Leyline v2 (proto2, no `map<>`), checks every
+    decode→re-encode round trip and refuses forbidden features, always: the keys exist so the
+    seed's YAML loads, and any other value is refused at start-up with the reason."""
+
+    version: Literal["v2"] = "v2"
     validate_decode_reencode: bool = True
     forbidden_features_check: bool = True
     containerized_toolchain: bool = False
     toolchain_image: str = ""
+
+    @field_validator("validate_decode_reencode", "forbidden_features_check")
+    @classmethod
+    def _checks_on(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("contract checks cannot be turned off: they are part of validating every message")
+        return value
+
+    @field_validator("containerized_toolchain")
+    @classmethod
+    def _no_container(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "a containerized protoc toolchain is not supported: the contracts are generated at build "
+                "time (`make proto`); run the forge itself in a container if you need one"
+            )
+        return value
+
+    @field_validator("toolchain_image")
+    @classmethod
+    def _no_image(cls, value: str) -> str:
+        if value:
+            raise ValueError("only meaningful with containerized_toolchain, which is not supported")
+        return value
 
 
 class TimeoutSettings(Strict):
@@ -158,6 +195,9 @@ class PerJobMemoryLimits(Strict):
 
 
 class ResourceSettings(Strict):
+    # GPU memory compile workers may take, per device (with `compilation.gpu_utilization_limit`,
+    # whichever is smaller); CPU cores they may use (caps compile slots); memory all running compile
+    # jobs may take together (a job waits until its tier's limit fits under it).
     max_gpu_memory_gb: float = Field(16, gt=0)
     max_cpu_cores: int = Field(8, ge=1)
     memory_budget_gb: float = Field(16, gt=0)
@@ -362,12 +402,12 @@ class Settings(BaseSettings):
 
     def compile_slots(self, cores: int | None = None) -> int:
         """Compile jobs that may run at once: `compilation.max_concurrent_jobs`, lowered so the
-        workers leave `sandbox.training_reserved_cores` of the host's `cores` to training."""
+        workers leave `sandbox.training_reserved_cores` of the host's `cores` to training and use
+        no more than `resources.max_cpu_cores` cores."""
+        cores = min(cores if cores is not None else (os.cpu_count() or 1), self.resources.max_cpu_cores)
         reserved = self.sandbox.training_reserved_cores
-        if reserved == 0:
-            return self.compilation.max_concurrent_jobs
-        cores = cores if cores is not None else (os.cpu_count() or 1)
-        return min(self.compilation.max_concurrent_jobs, max(1, cores - reserved))
+        slots = self.compilation.max_concurrent_jobs if reserved == 0 else max(1, cores - reserved)
+        return max(1, min(self.compilation.max_concurrent_jobs, slots, self.resources.max_cpu_cores))
 
     def contention_threshold(self, cores: int | None = None) -> float:
         """Cores other processes must keep busy before the sandbox's CPU cap engages."""

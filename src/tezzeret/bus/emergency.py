@@ -12,6 +12,7 @@ without an answer it can give (a handler failure becomes a refused ack with the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -84,6 +85,8 @@ class EmergencyListener:
         # after another (each takes a WAL write in the forge), so the tail of the ack latency stays
         # short. Checks that must see every request (nonces, the bucket) run before any await.
         self._concurrency = max(1, concurrency)
+        # Decisions that missed the ack deadline and go on (kept referenced until they end).
+        self._late: set[asyncio.Future[pb.EmergencyAck]] = set()
         window = settings.emergency.freshness_window_s
         self._window_ns = int(window * 1e9)
         # A nonce must be remembered as long as a request carrying it could still pass freshness.
@@ -147,8 +150,21 @@ class EmergencyListener:
                     f"rate limit: more than emergency.max_per_min={self._settings.emergency.max_per_min} requests"
                 )
             caller = EmergencyCaller(key_id, key.roles, requested_by, raw.stream_id, raw.delivery_count, raw.enqueued_ms)
+            # Tamiyo waits `emergency.ack_timeout_ms` from its XADD; what is left of that is ours.
+            waited_s = max(0.0, (self._wall_ns() / 1e6 - raw.enqueued_ms) / 1000) if raw.enqueued_ms else 0.0
+            left_s = max(0.05, self._settings.emergency.ack_timeout_ms / 1000 - waited_s)
+            decision = asyncio.ensure_future(self._handler(req, caller))
             try:
-                ack = await self._handler(req, caller)
+                ack = await asyncio.wait_for(asyncio.shield(decision), left_s)
+            except TimeoutError:
+                # The decision goes on and is remembered by request id: a resend learns it.
+                self._late.add(decision)
+                decision.add_done_callback(self._late.discard)
+                raise _Refused(
+                    f"ACK_TIMEOUT: no decision within emergency.ack_timeout_ms="
+                    f"{self._settings.emergency.ack_timeout_ms}; it may still be admitted: resend with the "
+                    "same request_id to learn the answer"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - the caller must still get an answer
                 log.exception("emergency: handler failed for %s", request_id)
                 raise _Refused(f"the forge could not accept the request: {type(exc).__name__}: {exc}") from None

@@ -247,6 +247,8 @@ def compile_blueprint(
     grad_modes: tuple[bool, ...] | None = None,
     progress: Progress | None = None,
     hard_deadline: bool = False,
+    strategy_requested: str | None = None,
+    fallback_reason: str = "",
 ) -> CompileOutcome:
     """Compile, verify and package one blueprint; returns the written artifact's outcome.
 
@@ -364,6 +366,10 @@ def compile_blueprint(
     )
     manifest.blueprint.CopyFrom(ir)
     manifest.target_spec.CopyFrom(target_spec)
+    if strategy_requested and tier_for(strategy_requested) is not tier:
+        # The forge's fallback ladder served this tier instead of the one asked for.
+        manifest.strategy_requested = tier_for(strategy_requested).strategy.pb
+        manifest.fallback_reason = fallback_reason
     manifest.applied_passes.extend(
         ["dynamo-aot-precompile", "inductor", "aoti-packaging"] if tier.use_inductor else ["eager"]
     )

@@ -43,6 +43,8 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
             threads=int(params["threads"]) if params.get("threads") else None,
             budget_s=job.timeout_ms / 1000.0 if job.timeout_ms else None,
             hard_deadline=True,
+            strategy_requested=params.get("strategy_requested") or None,
+            fallback_reason=params.get("fallback_reason", ""),
         )
     except BlueprintRejected as exc:
         result.outcome = pb.OUTCOME_REJECTED

@@ -89,7 +89,8 @@ class BusIntake:
             schema_version=SCHEMA_VERSION,
             request_id=delivery.message_id,
             blueprint_id=msg.blueprint_id,
-            priority=msg.priority,
+            # Emergency work only through the authenticated emergency stream.
+            priority=pb.PRIORITY_STRATEGIC if msg.priority == pb.PRIORITY_EMERGENCY else msg.priority,
             requested_by=f"karn:{delivery.key_id}",
         )
         if msg.HasField("blueprint"):

@@ -34,6 +34,9 @@ class PipelineManager:
     # Returns why dispatch must wait (e.g. the store's breaker is OPEN: a compile now could not be
     # stored), or None. Checked at least every `recheck_s`.
     hold: Callable[[], str | None] = lambda: None
+    # Returns why this job may not start next to the running ones (e.g. its memory would not fit
+    # under `resources.memory_budget_gb`), or None. Not asked for the reserved emergency slot.
+    admits: Callable[[Job, list[Job]], str | None] = lambda job, running: None
     recheck_s: float = 1.0
     held_reason: str | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,10 +90,15 @@ class PipelineManager:
                 lane_emergency = True
             elif len(self._normal) < max(1, self.capacity()):
                 lane_emergency = False
+                why = self.admits(head, [self._jobs[j] for j in self._normal if j in self._jobs])
+                if why is not None:
+                    head.waiting_reason = why
+                    return
             else:
                 if not head.automatic:
                     self._preempt_automatic()
                 return
+            head.waiting_reason = None
             self.queue.pop()  # the head just peeked
             self._launch(head, emergency=lane_emergency)
 

@@ -93,11 +93,21 @@ class JobRunner:
     # Called when the bus did not take a job's events: the forge's outbox loop retries them.
     on_unpublished: Callable[[], None] = lambda: None
 
-    def worker_job(self, job: Job, tier: Strategy, *, budget_ms: int) -> pb.WorkerJob:
+    def worker_job(self, job: Job, tier: Strategy, *, budget_ms: int, notes: list[str] | tuple[str, ...] = ()) -> pb.WorkerJob:
         memory = self.settings.resources.per_job_memory_limits.for_strategy(tier)
         if job.request.options.memory_budget_mb:
             memory = min(memory, int(job.request.options.memory_budget_mb))
+        eff = self.conservative.effective()
+        params = [
+            # What the manifest records of the ladder: the tier asked and why this one serves.
+            pb.KeyValue(key="strategy_requested", value=(job.requested_strategy or job.strategy).value),
+            pb.KeyValue(key="fallback_reason", value="; ".join(notes)),
+            # The GPU share of this job (conservative mode lowers it) and the configured cap.
+            pb.KeyValue(key="gpu_fraction", value=f"{eff.gpu_utilization_limit:g}"),
+            pb.KeyValue(key="gpu_memory_gb", value=f"{self.settings.resources.max_gpu_memory_gb:g}"),
+        ]
         return pb.WorkerJob(
+            params=params,
             schema_version=SCHEMA_VERSION,
             job_id=job.job_id,
             task="compile",
@@ -107,7 +117,7 @@ class JobRunner:
             output_dir=str(self.jobs_dir / job.job_id),
             memory_limit_mb=memory,
             timeout_ms=budget_ms,
-            cpu_only=self.conservative.effective().cpu_only_requested,
+            cpu_only=eff.cpu_only_requested,
             target=target_string(host_target()),
         )
 
@@ -131,7 +141,14 @@ class JobRunner:
         tier = job.strategy
         notes: list[str] = list(job.fallback_notes)
         started = time.monotonic()
+        stored: Any = None  # a lower tier's artifact already in the store: served as it is
         while True:
+            if tier is not job.strategy:
+                stored = await asyncio.to_thread(self.store.find_artifact, artifact_id(job.digest, tier_for(tier)))
+                if stored is not None and not stored.corrupt:
+                    wres = pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_SUCCESS)
+                    break
+                stored = None
             budget = self._budget_ms(job, tier)
             if budget is None:
                 wres = pb.WorkerResult(
@@ -140,7 +157,7 @@ class JobRunner:
                           f"{tier.value} could start",
                 )
                 break
-            wjob = self.worker_job(job, tier, budget_ms=budget)
+            wjob = self.worker_job(job, tier, budget_ms=budget, notes=notes)
             Path(wjob.output_dir).mkdir(parents=True, exist_ok=True)
             wres = await self.executor.run(wjob, emergency=emergency)
             try:
@@ -165,7 +182,12 @@ class JobRunner:
             result.strategy_requested = requested.pb
             result.fallback_reason = "; ".join(notes) or "conservative mode cap"
         manifest: pb.CompiledKernelArtifact | None = None
-        if wres.outcome == pb.OUTCOME_SUCCESS:
+        if stored is not None:
+            manifest = stored.manifest
+            result.from_cache = True
+            result.artifact_ref = f"/v1/artifacts/{stored.artifact_id}/download"
+            result.payload_sha256 = stored.file_sha256
+        elif wres.outcome == pb.OUTCOME_SUCCESS:
             try:
                 manifest = await self.persist(job, tier, wres, result, claimed)
             except Exception as exc:  # noqa: BLE001 - recorded as this job's failure

@@ -113,6 +113,7 @@ class Forge:
         self.emergency_bucket = TokenBucket(s.emergency.max_per_min)
         # At-least-once delivery: the same emergency request id gets the same answer for an hour.
         self._emergency_acks = self.memory.create("emergency_acks", ttl_s=3600.0, max_entries=10_000)
+        check_wal_filesystem(s)
         t0 = time.monotonic()
         self.wal = await asyncio.to_thread(Wal.open, s.wal_dir, s.wal)
         self.journal = JobJournal(self.wal)
@@ -144,6 +145,7 @@ class Forge:
             runner=self._run_job,
             emergency_slot=s.emergency.reserved_worker,
             hold=self._dispatch_hold,
+            admits=self._memory_admits,
         )
         await self._recover(wal_open_s)
         self._started = True
@@ -184,6 +186,21 @@ class Forge:
 
         if self.breakers["store"].state is BreakerState.OPEN:
             return "store breaker OPEN"
+        return None
+
+    def job_memory_mb(self, job: Job) -> int:
+        """What a job's worker may take: its tier's limit, or less when the request says so."""
+        memory = self.settings.resources.per_job_memory_limits.for_strategy(job.strategy)
+        asked = int(job.request.options.memory_budget_mb)
+        return min(memory, asked) if asked else memory
+
+    def _memory_admits(self, job: Job, running: list[Job]) -> str | None:
+        budget = int(self.settings.resources.memory_budget_gb * 1024)
+        used = sum(self.job_memory_mb(j) for j in running)
+        need = self.job_memory_mb(job)
+        if running and used + need > budget:
+            return (f"waits for memory: {need} MiB more would exceed resources.memory_budget_gb "
+                    f"({used} of {budget} MiB taken by running jobs)")
         return None
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -855,6 +872,9 @@ class Forge:
             await asyncio.gather(sampler, return_exceptions=True)
 
     async def _look_at_disk_and_store(self) -> None:
+        workers = self.executor.status()
+        metrics.SANDBOX_WORKERS.labels(state="alive").set(workers.workers_alive)
+        metrics.SANDBOX_WORKERS.labels(state="busy").set(workers.workers_busy)
         try:
             usage = await asyncio.to_thread(shutil.disk_usage, self.settings.state_dir)
         except OSError as exc:
@@ -985,6 +1005,25 @@ def _artifact_summary(rec: Any) -> dict[str, Any]:
         "speedup_train": m.stats.speedup_train,
         "created_at_ns": rec.created_at_ns,
     }
+
+
+def check_wal_filesystem(settings: Settings) -> None:
+    """`wal.filesystem_type` (ext4 or xfs) is a promise about the WAL's disk: refuse to start on
+    another filesystem rather than run with durability assumptions that do not hold."""
+    from tezzeret.errors import ConfigError
+    from tezzeret.wal.mounts import check_directory
+
+    wanted = settings.wal.filesystem_type
+    if wanted == "auto":
+        return
+    settings.wal_dir.mkdir(parents=True, exist_ok=True)
+    mount = check_directory(settings.wal_dir).mount
+    actual = mount.fs_type if mount is not None else "unknown"
+    if actual != wanted:
+        raise ConfigError([(
+            "wal.filesystem_type",
+            f"is {wanted}, but {settings.wal_dir} is on {actual}; move wal.path to {wanted} or set it to auto",
+        )])
 
 
 def _safe(read: Callable[[], T], default: T) -> T:

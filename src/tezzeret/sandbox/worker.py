@@ -82,15 +82,28 @@ def _load_tasks(specs: list[str]) -> tuple[dict[str, TaskFn], dict[str, str]]:
     return tasks, broken
 
 
-def _prepare_device(cpu_only: bool, gpu_fraction: float) -> None:
-    if cpu_only:
+def gpu_share(fraction: float, memory_gb: float | None, total_bytes: int) -> float:
+    """The share of one device's memory a job may take: the fraction it was given, lowered so it
+    stays under `memory_gb` (`resources.max_gpu_memory_gb`) on this device."""
+    if memory_gb is not None and total_bytes > 0:
+        fraction = min(fraction, memory_gb * 2**30 / total_bytes)
+    return max(0.0, min(1.0, fraction))
+
+
+def _prepare_device(job: "pb.WorkerJob", gpu_fraction: float) -> None:
+    if job.cpu_only:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         return
     import torch
 
+    params = {kv.key: kv.value for kv in job.params}
+    # Per job: conservative mode lowers the share while it is on (the environment is per worker).
+    fraction = float(params.get("gpu_fraction", gpu_fraction))
+    memory_gb = float(params["gpu_memory_gb"]) if "gpu_memory_gb" in params else None
     if os.environ.get("CUDA_VISIBLE_DEVICES") != "" and torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
-            torch.cuda.set_per_process_memory_fraction(gpu_fraction, index)
+            total = torch.cuda.get_device_properties(index).total_memory
+            torch.cuda.set_per_process_memory_fraction(gpu_share(fraction, memory_gb, total), index)
 
 
 def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict[str, str], gpu_fraction: float, cpu_factor: float) -> bytes:
@@ -116,7 +129,7 @@ def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict
             result = pb.WorkerResult(outcome=pb.OUTCOME_INTERNAL_ERROR, error=refused, error_code="SANDBOX_LIMIT_ABOVE_WORKER")
             return _finish(result, job_id, started)
         try:
-            _prepare_device(job.cpu_only, gpu_fraction)
+            _prepare_device(job, gpu_fraction)
             returned = tasks[job.task](job, job_dir)
             if not isinstance(returned, pb.WorkerResult):
                 raise TypeError(f"task {job.task!r} returned {type(returned).__name__}, not leyline.WorkerResult")
