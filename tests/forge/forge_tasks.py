@@ -26,3 +26,24 @@ def crashing_compile(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     if not GATE.wait(120):
         raise TimeoutError("the test never opened the gate")
     return pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_CRASH, error="killed by SIGKILL", error_code="SANDBOX_CRASH")
+
+
+def _tier(job: pb.WorkerJob) -> str:
+    return pb.CompilationStrategy.Name(job.strategy).removeprefix("STRATEGY_")
+
+
+def fast_fails_verification(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """FAST cannot verify this blueprint (as torch 2.13's conv gradients once could not); the other
+    tiers compile for real."""
+    CALLS.append(f"{job.job_id}:{_tier(job)}")
+    if _tier(job) == "FAST":
+        return pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_REJECTED, error_code="COMPILE_VERIFICATION_FAILED",
+                               error="no entry passed verification against eager: weight gradients differ")
+    return run_compile_task(job, job_dir)
+
+
+def always_times_out(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """A blueprint that cannot compile in any tier's budget."""
+    CALLS.append(f"{job.job_id}:{_tier(job)}")
+    return pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_TIMEOUT, error_code="COMPILE_BUDGET_EXCEEDED",
+                           error="cut off at the tier's deadline with no entry verified")

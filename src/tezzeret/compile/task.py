@@ -11,6 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
+from tezzeret.cache import L3_HITS_DETAIL, L3_MISSES_DETAIL, l3_counts
 from tezzeret.compile.compile import _peak_rss_bytes, compile_blueprint
 from tezzeret.compile.errors import BudgetExceeded, CompileError
 from tezzeret.errors import TezzeretError
@@ -33,6 +34,7 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     result = pb.WorkerResult(schema_version=codec.SCHEMA_VERSION, job_id=job.job_id)
     params = _params(job)
     out_dir = Path(job.output_dir) if job.output_dir else Path(job_dir) / "out"
+    l3_before = _l3()
     try:
         outcome = compile_blueprint(
             bytes(job.blueprint),
@@ -79,6 +81,20 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
             result.details.add(key=f"dropped:{d.key}", value=d.drop_reason)
         if outcome.cut_off:
             result.details.add(key=RECYCLE_DETAIL, value="an entry was cut off at the tier's deadline")
+    hits, misses = (after - before for after, before in zip(_l3(), l3_before, strict=True))
+    result.details.add(key=L3_HITS_DETAIL, value=str(hits))
+    result.details.add(key=L3_MISSES_DETAIL, value=str(misses))
     result.compile_ms = (time.perf_counter() - started) * 1000.0
     result.peak_rss_bytes = _peak_rss_bytes()
     return result
+
+
+def _l3() -> tuple[int, int]:
+    """Inductor's persistent-cache (L3) hits and misses so far in this worker process."""
+    import sys
+
+    if "torch._dynamo.utils" not in sys.modules:
+        return 0, 0
+    from torch._dynamo.utils import counters
+
+    return l3_counts(counters)

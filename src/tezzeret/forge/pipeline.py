@@ -84,8 +84,15 @@ class PipelineManager:
             except TimeoutError:
                 pass
 
+    def _next(self) -> Job | None:
+        """The queue's head, except that a waiting user job goes before automatic work."""
+        head = self.queue.peek()
+        if head is not None and head.automatic:
+            return next((j for j in self.queue.ordered() if not j.automatic), head)
+        return head
+
     def _dispatch_ready(self) -> None:
-        while (head := self.queue.peek()) is not None:
+        while (head := self._next()) is not None:
             if head.priority == pb.PRIORITY_EMERGENCY and self.emergency_slot and not self._emergency:
                 lane_emergency = True
             elif len(self._normal) < max(1, self.capacity()):
@@ -99,7 +106,7 @@ class PipelineManager:
                     self._preempt_automatic()
                 return
             head.waiting_reason = None
-            self.queue.pop()  # the head just peeked
+            self.queue.remove(head.job_id)
             self._launch(head, emergency=lane_emergency)
 
     def _preempt_automatic(self) -> None:
@@ -127,7 +134,11 @@ class PipelineManager:
             await self.runner(job, emergency)
         except asyncio.CancelledError:
             if job.preempted and not self._stopping:
-                return  # the runner put it back in the queue
+                # Preempted (maybe before it even started): back in line, in its original place.
+                job.preempted = False
+                self.queue.push(job)
+                self._wake.set()
+                return
             raise
         except Exception:  # noqa: BLE001 - one job's bug must not stop the forge
             log.exception("job %s failed inside the forge", job.job_id)

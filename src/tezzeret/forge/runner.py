@@ -169,7 +169,7 @@ class JobRunner:
             reason = fallback_reason(wres)
             if wres.outcome == pb.OUTCOME_SUCCESS or reason is None or tier is Strategy.EMERGENCY:
                 break
-            await asyncio.to_thread(self._record_attempt, job, tier, wres.outcome, wres.error_code)
+            await asyncio.to_thread(self._record_attempt, job, tier, wres.outcome, wres.error_code, False)
             if await asyncio.to_thread(self._quarantined, job.digest):
                 break  # no automatic path, the ladder included, works on a quarantined blueprint
             lower = tier.down()
@@ -339,10 +339,10 @@ class JobRunner:
 
     # ---- the blueprint's record (blocking: run in a thread) ------------------------------------
 
-    def _record_attempt(self, job: Job, tier: Strategy, outcome: int, error_code: str) -> None:
+    def _record_attempt(self, job: Job, tier: Strategy, outcome: int, error_code: str, final: bool = True) -> None:
         try:
             toolchain = toolchain_for_tier(tier_for(tier)).hash()
-            self.store.record_attempt(job.digest, tier.pb, outcome, toolchain=toolchain, error_code=error_code)
+            self.store.record_attempt(job.digest, tier.pb, outcome, toolchain=toolchain, error_code=error_code, final=final)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail the job
             log.info("recording the attempt for %s failed: %s", job.digest, exc)
 

@@ -564,13 +564,11 @@ class Forge:
             job.result = await self.runner.run(job, emergency=emergency)
         except asyncio.CancelledError:
             if job.preempted and not self._closing:
-                # Gave its slot to user work: back in line, as if the forge had restarted.
-                job.preempted = False
+                # Gave its slot to user work; the pipeline puts it back in line (the journal has
+                # it as started, exactly as after a crash).
                 job.status = JobStatus.QUEUED
                 job.started_at = None
-                self.queue.push(job)
-                self.pipeline.wakeup()
-                return
+                raise
             self._end_job(job)  # cut off at shutdown: the journal still says started
             raise
         except Exception:

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Literal
 
 from tezzeret import metrics
+from tezzeret.cache import l3_environment
 from tezzeret.compile.task import RECYCLE_DETAIL
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results, throttle
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
+from tezzeret.sandbox.l3relay import L3Relay
 from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
 from tezzeret.sandbox.status import SandboxStatus
 
@@ -103,6 +105,8 @@ class SandboxExecutor:
         self._background: set[asyncio.Task[None]] = set()
         self._throttle: throttle.ContentionThrottle | None = None
         self._throttle_note = "not started"
+        self._relay: L3Relay | None = None
+        self._l3_env: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -124,6 +128,7 @@ class SandboxExecutor:
             f"; stronger levels unavailable: {'; '.join(skipped)}" if skipped else "",
         )
         self._prepare_dirs()
+        await self._start_relay()
         await self._start_throttle()
         count = self.settings.compile_slots()
         self._slots = [_Slot(i, emergency=False) for i in range(count)]
@@ -157,6 +162,22 @@ class SandboxExecutor:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_all()
         await self._stop_throttle()
+        if self._relay is not None:
+            await self._relay.close()
+            self._relay = None
+
+    async def _start_relay(self) -> None:
+        """The L3 caches for the workers: Inductor's local caches in the shared cache dir, and with
+        `redis_url` its remote caches through the relay (workers have no network to Redis)."""
+        self._l3_env = l3_environment(self.settings)
+        if "TORCHINDUCTOR_REDIS_URL" not in self._l3_env:
+            return
+        if self.isolation_level == "subprocess":
+            return  # the worker shares our network: it reaches Redis itself
+        self._relay = L3Relay(self._l3_env["TORCHINDUCTOR_REDIS_URL"], self._root / "relay" / "l3.sock")
+        await self._relay.start()
+        self._l3_env["TORCHINDUCTOR_REDIS_URL"] = self._relay.url
+        log.info("L3: remote Inductor caches on %s through %s", self.settings.redis_url, self._relay.url)
 
     async def _start_throttle(self) -> None:
         """The CPU cap for general workers while other processes keep the host busy (see
@@ -485,6 +506,7 @@ class SandboxExecutor:
             readable=self._readable,
             drop_to_uid=self._drop_uid,
             gpu_devices=isolation.gpu_device_nodes(),
+            sockets=[self._relay.socket_path.parent] if self._relay is not None else [],
         )
 
     def _command(self, workdir: Path) -> list[str]:
@@ -512,7 +534,8 @@ class SandboxExecutor:
         if self._drop_uid is not None:
             os.chown(workdir, self._drop_uid, self._drop_uid)
         argv = isolation.build_argv(self.isolation_level, self._plan(workdir), self._command(workdir))
-        env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"), user=_WORKER_USER)
+        env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"),
+                                user=_WORKER_USER, extra=self._l3_env)
         spawn_limits = limits.spawn_limits(self.settings, memory_mb or self._spawn_memory(slot))
         preexec = limits.preexec(spawn_limits, self.settings)
         if self._throttle is not None and not slot.emergency:

@@ -275,10 +275,12 @@ class BlueprintTable:
         *,
         toolchain: str | None = None,
         error_code: str = "",
+        final: bool = True,
     ) -> BlueprintRecord:
         """Count one compile attempt (and a success when `outcome` is SUCCESS) and remember the
         strategy tried and why it failed. Pass `toolchain` so idle recompilation does not retry a
-        strategy that already failed under the current toolchain."""
+        strategy that already failed under the current toolchain; `final=False` for a tier the
+        fallback ladder stepped down from (the job went on)."""
         check_digest(digest)
         strat = strategy_name(strategy)
         result = outcome_name(outcome)
@@ -286,9 +288,9 @@ class BlueprintTable:
         with self._db.write() as conn:
             self._require_blueprint(conn, digest)
             conn.execute(
-                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, error_code, at_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (digest, strat, result, toolchain, error_code, now),
+                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, error_code, final, at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (digest, strat, result, toolchain, error_code, int(final), now),
             )
             conn.execute(
                 "UPDATE blueprints SET compilation_attempts = compilation_attempts + 1, "
@@ -319,14 +321,15 @@ class BlueprintTable:
         return out
 
     def failures_since_success(self, digest: str, outcomes: frozenset[str]) -> int:
-        """Attempts on `digest` that ended with one of `outcomes` since its last success."""
+        """Jobs on `digest` that ended with one of `outcomes` since its last success (fallback
+        steps inside a job do not count: the job is one failure, or a success)."""
         check_digest(digest)
         with self._db.read() as conn:
             last_ok = conn.execute(
                 "SELECT COALESCE(MAX(id), 0) FROM compile_attempts WHERE digest = ? AND outcome = 'SUCCESS'", (digest,)
             ).fetchone()[0]
             rows = conn.execute(
-                "SELECT outcome FROM compile_attempts WHERE digest = ? AND id > ?", (digest, int(last_ok))
+                "SELECT outcome FROM compile_attempts WHERE digest = ? AND id > ? AND final = 1", (digest, int(last_ok))
             ).fetchall()
         return sum(1 for (outcome,) in rows if outcome in outcomes)
 

@@ -94,10 +94,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX artifact_status_history_id ON artifact_status_history(artifact_id, id);
     """,
     # 2: why an attempt failed (a tier that cannot verify or compile a blueprint is skipped under
-    # that toolchain), a blueprint quarantined from automatic work, and an artifact's blob found
-    # corrupt (the rebuild replaces it under the same id).
+    # that toolchain) and whether it ended its job (a fallback step did not), a blueprint quarantined
+    # from automatic work, and an artifact's blob found corrupt (the rebuild replaces it).
     """
     ALTER TABLE compile_attempts ADD COLUMN error_code TEXT NOT NULL DEFAULT '';
+    ALTER TABLE compile_attempts ADD COLUMN final INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE blueprints ADD COLUMN quarantine_reason TEXT NOT NULL DEFAULT '';
     ALTER TABLE blueprints ADD COLUMN quarantined_at_ns INTEGER;
     ALTER TABLE artifacts ADD COLUMN corrupt_at_ns INTEGER;
