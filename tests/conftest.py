@@ -15,3 +15,24 @@ import tempfile  # noqa: E402
 os.environ.pop("TEZZERET_TRUSTED_KEYS", None)
 os.environ.pop("TEZZERET_KEYRING", None)
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tezzeret-test-config-")
+
+# Helpers every test folder shares (real servers, free ports): `from servers import RedisServer`.
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real redis-server on a free loopback port for one test (killed after)."""
+    from servers import RedisServer, require
+
+    require("redis-server")
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.kill()
