@@ -13,6 +13,7 @@ from tezzeret.api import commands as api_commands
 from tezzeret.blueprint import commands as blueprint_commands
 from tezzeret.compile import commands as compile_commands
 from tezzeret.forge import commands as forge_commands
+from tezzeret.store import commands as store_commands
 from tezzeret.wal import commands as wal_commands
 
 app = typer.Typer(
@@ -23,7 +24,6 @@ app = typer.Typer(
 )
 
 
-
 @app.command()
 def version() -> None:
     """Print Tezzeret's version."""
@@ -32,7 +32,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for stage in (blueprint_commands, compile_commands, wal_commands, forge_commands, api_commands, doctor):
+for stage in (blueprint_commands, compile_commands, wal_commands, store_commands, forge_commands, api_commands, doctor):
     stage.register(app)
 
 

@@ -98,3 +98,34 @@ async def test_scrub_finds_what_nobody_asked_for(forge: Forge) -> None:
     report = await forge.scrub()
     assert report["checked"] == 2 and report["corrupt"] == [damaged]
     assert forge.store.get_artifact(damaged).corrupt and not forge.store.get_artifact(intact).corrupt
+
+
+async def test_the_scrub_command_finds_it_offline_and_the_next_start_rebuilds(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000})
+    forge_tasks.GATE.set()
+    executor = InProcessExecutor(settings, tasks={"compile": "forge_tasks:gated_compile"})
+    first = await Forge(settings, executor=executor).start()
+    try:
+        artifact_id = await _built(first, "mlp_512")
+    finally:
+        await first.close(grace_s=5)
+    from tezzeret.store import Store
+
+    with Store.open(settings.store_dir) as store:
+        _flip_a_byte(store.artifact_path(artifact_id))
+    scrub = subprocess.run([sys.executable, "-m", "tezzeret.cli", "store", "scrub", "--state-dir", str(settings.state_dir),
+                            "--json"], capture_output=True, text=True, timeout=120)
+    assert scrub.returncode == 1, scrub.stderr
+    assert '"new": true' in scrub.stdout and artifact_id in scrub.stdout
+    second = await Forge(settings, executor=InProcessExecutor(settings, tasks={"compile": "forge_tasks:gated_compile"})).start()
+    try:
+        for _ in range(600):
+            if not second.store.get_artifact(artifact_id).corrupt:
+                break
+            await asyncio.sleep(0.1)
+        assert not second.store.get_artifact(artifact_id).corrupt
+    finally:
+        await second.close(grace_s=5)

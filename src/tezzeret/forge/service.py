@@ -154,6 +154,9 @@ class Forge:
         self._spawn(self._housekeeping_loop(), "housekeeping")
         self._spawn(self._outbox_loop(), "outbox")
         self._spawn(self._scrub_loop(), "store-scrub")
+        # Artifacts found corrupt while the forge was down (`tezzeret store scrub`) are rebuilt now.
+        for record in await asyncio.to_thread(self.store.corrupt_artifacts):
+            self._spawn(self._rebuild(record), f"rebuild-{record.artifact_id}")
         self.poller = UrzaPoller(self.store, self.submit, self.active_digests, s.polling)
         self.idle = IdleRecompiler(
             self.store, self.submit, may_run=self._idle_allowed, is_finished=self._job_finished,
