@@ -55,7 +55,13 @@ class AuditLog:
                 os.write(self._fd, (json.dumps(note, sort_keys=True) + "\n").encode())
                 self._dropped = 0
             while self._spool:
-                os.write(self._fd, self._spool[0])
+                head = self._spool[0]
+                written = os.write(self._fd, head)
+                if written < len(head):
+                    # A full disk takes part of a line: the rest goes first next time, so the log
+                    # never holds a broken line followed by another.
+                    self._spool[0] = head[written:]
+                    raise OSError(28, "No space left on device (short write)")
                 self._spool.popleft()
         except OSError as exc:
             self.failures += 1

@@ -79,7 +79,8 @@ class JournalFailed(ForgeError):
     """The WAL could not make the job durable; nothing was accepted. Check the WAL directory."""
 
     code = "JOURNAL_FAILED"
-    http_status = 500
+    # Not a bug of the request: the service cannot make work durable right now (a full disk).
+    http_status = 503
 
 
 class JobNotFound(ForgeError):
