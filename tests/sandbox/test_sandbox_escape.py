@@ -224,3 +224,17 @@ def test_every_ended_job_reached_on_result(live: LiveExecutor) -> None:
     outcomes = {outcome for _, outcome in live.ended}
     assert pb.OUTCOME_SUCCESS in outcomes
     assert len(live.ended) >= 10
+
+
+def test_a_worker_killed_while_idle_is_replaced_before_dispatch(live: LiveExecutor, tmp_path: Path) -> None:
+    """A worker SIGKILLed between jobs (the OOM killer, an operator) is noticed before the next job
+    is handed to it: the job runs on a fresh worker and succeeds, nothing is called out of memory."""
+    import signal
+
+    live.assert_healthy()
+    for pid in live.executor.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    # At once: before the event loop has reaped anything.
+    result = live.run("tiny_torch", strategy=pb.STRATEGY_FAST, output_dir=str(tmp_path / "out"))
+    assert result.outcome == pb.OUTCOME_SUCCESS, result
+    live.assert_healthy()

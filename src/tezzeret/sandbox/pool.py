@@ -331,6 +331,12 @@ class SandboxExecutor:
                 return self._shutdown_result(job.job_id)
             try:
                 worker = await self._ready_worker(slot)
+                if not await worker.ping():
+                    # Killed while idle (the OOM killer, an operator): never hand it the job, and
+                    # never blame the job for its death.
+                    log.warning("sandbox worker %d did not answer before dispatch; replacing it", worker.pid)
+                    await self._retire(slot)
+                    worker = await self._ready_worker(slot)
             except WorkerStartFailed as exc:
                 return outcome.result_for(job.job_id, pb.OUTCOME_INTERNAL_ERROR, str(exc), [("phase", "worker start")], error_code=exc.code)
             if job_limits.memory_mb > worker.memory_mb:

@@ -24,6 +24,7 @@ from tezzeret.sandbox.errors import WorkerStartFailed
 # Control lines are a status word and a job id; anything longer is a protocol violation.
 CONTROL_LINE_LIMIT = 256
 READY_LINE = b"READY -\n"
+PONG_LINE = b"PONG -\n"
 
 
 @dataclass
@@ -87,6 +88,16 @@ class WorkerProcess:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line.encode())
         await self.proc.stdin.drain()
+
+    async def ping(self, timeout_s: float = 5.0) -> bool:
+        """Whether the idle worker still answers (a worker killed between jobs does not)."""
+        if not self.alive:
+            return False
+        try:
+            await self.send("PING\n")
+            return await self.read_line(timeout_s) == PONG_LINE
+        except (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ValueError):
+            return False
 
     async def read_line(self, timeout_s: float) -> bytes:
         """The next control line (b"" at EOF); raises TimeoutError, or ValueError when over-long."""

@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         words = line.split()
         if words == ["QUIT"]:
             return 0
+        if words == ["PING"]:  # the pool checks the worker still answers before handing it a job
+            control.write("PONG -\n")
+            continue
         if len(words) != 2 or words[0] != "RUN" or not _JOB_ID.match(words[1]):
             print(f"worker: bad control line {line[:80]!r}", file=sys.stderr)
             return 3
