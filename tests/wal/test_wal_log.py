@@ -26,7 +26,6 @@ from tezzeret.wal import (
 )
 from tezzeret.wal.faults import FaultyFileLayer
 from tezzeret.wal.fileio import OsFileLayer
-from tezzeret.wal import recovery as recovery_module
 from tezzeret.wal.format import HEADER, HEADER_SIZE, EntryType, pack_record
 from tezzeret.wal.merkle import merkle_root
 from tezzeret.wal.reader import list_segments, scan_segment, segment_name
@@ -409,31 +408,54 @@ def _random_events(rng: random.Random) -> list[tuple[bytes, EntryType, bytes]]:
     return events
 
 
-def test_c_and_python_grouping_recover_the_same_transactions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if recovery_module._group_c is None:
-        pytest.skip("the C extension is not built")
+def _model(events: list[tuple[bytes, EntryType, bytes]]) -> tuple[object, ...]:
+    """What grouping must find in `events`, written the plain way: committed (id, payloads) in
+    commit order, lost (Merkle mismatch), ABORTs met, open (id, payloads), problem kinds."""
+    live: dict[bytes, tuple[bytes, list[bytes]]] = {}
+    ended: set[bytes] = set()
+    committed, lost, kinds, aborted = [], [], [], 0
+    for tid, etype, payload in events:
+        if etype == EntryType.BEGIN:
+            if tid in live or tid in ended:
+                kinds.append("duplicate")
+            else:
+                live[tid] = (payload, [])
+        elif tid not in live:
+            kinds.append("orphan")
+        elif etype == EntryType.DATA:
+            live[tid][1].append(payload)
+        else:
+            ctx_bytes, data = live.pop(tid)
+            ended.add(tid)
+            if etype == EntryType.ABORT:
+                aborted += 1
+            elif payload == merkle_root(ctx_bytes, [hashlib.sha256(d).digest() for d in data]).encode():
+                committed.append((tid.hex(), data))
+            else:
+                lost.append(tid.hex())
+                kinds.append("merkle_mismatch")
+    return committed, lost, aborted, [(t.hex(), d) for t, (_, d) in live.items()], kinds
+
+
+def test_grouping_finds_what_a_plain_model_of_the_log_finds(tmp_path: Path) -> None:
     rng = random.Random(5)
     seen: set[str] = set()
     for case in range(150):
         events = _random_events(rng)
         directory = tmp_path / str(case)
         _write_events(directory, events, rng.randint(0, len(events)))
-        fast = analyze(directory)
-        with monkeypatch.context() as patch:
-            patch.setattr(recovery_module, "_group_c", None)
-            slow = analyze(directory)
-        assert fast.committed == slow.committed
-        assert all(type(t) is CommittedTransaction for t in fast.committed)
-        assert (fast.open, fast.previously_aborted, fast.lost, fast.last_sequence) == (
-            slow.open, slow.previously_aborted, slow.lost, slow.last_sequence)
-        assert fast.problems == slow.problems
-        seen |= {p.kind for p in fast.problems}
-        seen |= {f"{len(t.payloads)} DATA" for t in fast.committed if len(t.payloads) < 3}
-        seen |= {"aborted"} if fast.previously_aborted else set()
-        seen |= {"open"} if fast.open else set()
-    # Every path of both loops was taken.
+        found = analyze(directory)
+        assert all(type(t) is CommittedTransaction for t in found.committed)
+        assert (
+            [(t.txn_id, t.payloads) for t in found.committed], found.lost, found.previously_aborted,
+            [(t.txn_id, t.payloads) for t in found.open], [p.kind for p in found.problems],
+        ) == _model(events)
+        assert found.last_sequence == len(events)
+        seen |= {p.kind for p in found.problems}
+        seen |= {f"{len(t.payloads)} DATA" for t in found.committed if len(t.payloads) < 3}
+        seen |= {"aborted"} if found.previously_aborted else set()
+        seen |= {"open"} if found.open else set()
+    # Every path of the loop was taken.
     assert {"merkle_mismatch", "orphan", "duplicate", "0 DATA", "1 DATA", "2 DATA", "aborted",
             "open"} <= seen, seen
 

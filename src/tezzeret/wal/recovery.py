@@ -4,9 +4,7 @@ Owns: choosing the base (the newest segment that starts with a committed checkpo
 every record after it (header magic/version/endian/CRC-32C, payload SHA-256), telling a torn tail
 (truncated) from corruption before the tail (the damaged rest is moved to `quarantine/` and the
 state is restored from the checkpoint plus the valid records before the damage, naming the
-transactions lost), checking each COMMIT's Merkle root, and listing open transactions. The
-scan and the grouping of records into transactions run in C where `_scan` was built (`_group`
-takes over at any record the C side leaves to it, and is the whole loop where it was not).
+transactions lost), checking each COMMIT's Merkle root, and listing open transactions.
 `analyze` only reads; `repair` changes files. Must never write records (the WAL aborts open
 transactions through its writer) nor interpret payloads beyond the BEGIN context's `operation`.
 """
@@ -14,6 +12,7 @@ transactions through its writer) nor interpret payloads beyond the BEGIN context
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import shutil
 import time
@@ -23,7 +22,7 @@ from typing import NamedTuple
 
 from tezzeret.durable import fsync_path
 from tezzeret.leyline import codec, pb
-from tezzeret.wal.format import EntryType, Record, _scan
+from tezzeret.wal.format import EntryType, Record
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import (
     TMP_SUFFIX,
@@ -177,63 +176,66 @@ def _checkpoint_complete(scan: SegmentScan) -> bool:
     return False
 
 
-_group_c = getattr(_scan, "group", None)
-
-
 def _group(
-    records: list[Record], start: int, end: int, name: str, checkpoint_tid: bytes | None,
-    txns: dict[bytes, list], committed: list[CommittedTransaction], lost: list[str],  # type: ignore[type-arg]
-    problems: list[Problem],
+    records: list[Record], name: str, checkpoint_tid: bytes | None,
+    txns: dict[bytes, list[Record]], ended: set[bytes], committed: list[CommittedTransaction],
+    lost: list[str], problems: list[Problem],
 ) -> int:
-    """Group `records[start:end]` into transactions (`txns`: tid -> [BEGIN, [DATA...], end
-    mark]); returns how many ABORTs it met. The whole of recovery's grouping where the C
-    extension is not built, else only the records `_scan.group` leaves to it. Plain lists, int
-    compares and tuple indexing (a Record's fields by position: 1 txn_id, 3 epoch, 5 entry_type,
-    7 payload_sha256, 8 payload; faster than attribute access), no per-record objects."""
-    begin_t, data_t, commit_t = int(EntryType.BEGIN), int(EntryType.DATA), int(EntryType.COMMIT)
+    """Group `records` into transactions: `txns` maps each open one's id to its BEGIN and DATA
+    records, `ended` holds the ids of those that committed or aborted; returns how many ABORTs
+    it met. Recovery time is this loop and the scan, so it works on the records' fields by
+    position (0 offset, 1 txn_id, 3 epoch, 5 entry_type, 7 payload_sha256, 8 payload) and
+    builds one object per transaction."""
     new = tuple.__new__  # skips the NamedTuple's Python-level __new__
+    sha = hashlib.sha256
     append_committed = committed.append
     aborted = 0
-    for index in range(start, end):
-        record = records[index]
+    for record in records:
         etype = record[5]
         tid = record[1]
-        if etype == begin_t:
-            if tid in txns:
-                problems.append(Problem("duplicate", name, record.offset, tid.hex(),
+        if etype == 1:  # BEGIN
+            if tid in txns or tid in ended:
+                problems.append(Problem("duplicate", name, record[0], tid.hex(),
                                         "a second BEGIN for one transaction"))
-                continue
-            txns[tid] = [record, [], None]
-            continue
-        acc = txns.get(tid)
-        if acc is None or acc[2] is not None:
-            problems.append(Problem(
-                "orphan", name, record.offset, tid.hex(),
-                f"{EntryType(etype).name} record with no open transaction (BEGIN missing or "
-                "already ended)",
-            ))
-            continue
-        if etype == data_t:
-            acc[1].append(record)
-        elif etype == commit_t:
-            begin = acc[0]
-            data = acc[1]
-            root = merkle_root_from_hash(begin[7], [d[7] for d in data])
-            payloads = [d[8] for d in data]
-            if record[8] == root.encode():
-                acc[2] = "committed"
-                append_committed(new(CommittedTransaction, (
-                    tid.hex(), begin[8], payloads, root, begin[3],
-                    name, record[0], tid == checkpoint_tid,
-                )))
             else:
-                acc[2] = "lost"
-                lost.append(tid.hex())
-                problems.append(Problem("merkle_mismatch", name, record.offset, tid.hex(),
-                                        "COMMIT's Merkle root does not match its BEGIN and DATA"))
-        else:
-            acc[2] = "aborted"
-            aborted += 1
+                txns[tid] = [record]
+            continue
+        if etype == 2:  # DATA
+            acc = txns.get(tid)
+            if acc is not None:
+                acc.append(record)
+                continue
+        else:  # COMMIT or ABORT
+            acc = txns.pop(tid, None)
+            if acc is not None:
+                ended.add(tid)
+                if etype == 4:
+                    aborted += 1
+                    continue
+                begin = acc[0]
+                if len(acc) == 2:  # the common transaction: one DATA (merkle's shortcut, inline)
+                    only = acc[1]
+                    root = sha(only[7] + begin[7]).hexdigest()
+                    payloads = [only[8]]
+                else:
+                    data = acc[1:]
+                    root = merkle_root_from_hash(begin[7], [d[7] for d in data])
+                    payloads = [d[8] for d in data]
+                if record[8] == root.encode():
+                    append_committed(new(CommittedTransaction, (
+                        tid.hex(), begin[8], payloads, root, begin[3], name, record[0],
+                        tid == checkpoint_tid,
+                    )))
+                else:
+                    lost.append(tid.hex())
+                    problems.append(Problem("merkle_mismatch", name, record[0], tid.hex(),
+                                            "COMMIT's Merkle root does not match its BEGIN and DATA"))
+                continue
+        problems.append(Problem(
+            "orphan", name, record[0], tid.hex(),
+            f"{EntryType(etype).name} record with no open transaction (BEGIN missing or "
+            "already ended)",
+        ))
     return aborted
 
 
@@ -306,34 +308,21 @@ def _analyze(directory: Path) -> Analysis:
     else:
         kept = scans
 
-    txns: dict[bytes, list] = {}  # type: ignore[type-arg]  # tid -> [BEGIN, [DATA...], end]
+    txns: dict[bytes, list[Record]] = {}
+    ended: set[bytes] = set()
     committed: list[CommittedTransaction] = []
     lost: list[str] = []
     previously_aborted = 0
     last_sequence = 0
     checkpoint_tid = scans[0].records[0].txn_id if base_checkpoint else None
     for scan in kept:
-        name = scan.path.name
-        records = scan.records
-        if _group_c is None:
-            previously_aborted += _group(records, 0, len(records), name, checkpoint_tid, txns,
-                                         committed, lost, problems)
-        else:
-            # C takes every record it can decide alone; the rest, one at a time, here.
-            i = 0
-            while i < len(records):
-                i, aborted = _group_c(records, i, txns, committed, CommittedTransaction, name,
-                                      checkpoint_tid)
-                previously_aborted += aborted
-                if i < len(records):
-                    previously_aborted += _group(records, i, i + 1, name, checkpoint_tid, txns,
-                                                 committed, lost, problems)
-                    i += 1
-        if records and records[-1].sequence > last_sequence:
-            last_sequence = records[-1].sequence
+        previously_aborted += _group(scan.records, scan.path.name, checkpoint_tid, txns, ended,
+                                     committed, lost, problems)
+        if scan.records and scan.records[-1].sequence > last_sequence:
+            last_sequence = scan.records[-1].sequence
     open_txns = [
-        OpenTransaction(tid.hex(), acc[0].payload, [d.payload for d in acc[1]], acc[0].epoch)
-        for tid, acc in txns.items() if acc[2] is None
+        OpenTransaction(tid.hex(), acc[0].payload, [d.payload for d in acc[1:]], acc[0].epoch)
+        for tid, acc in txns.items()
     ]
     # Name what the damage cost: transactions whose COMMIT lies in the quarantined or torn bytes.
     for scan in scans:
