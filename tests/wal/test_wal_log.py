@@ -203,7 +203,8 @@ def test_bit_flips_anywhere_are_detected_never_accepted(tmp_path: Path) -> None:
         if n % 8:
             continue
         with Wal.open(d) as wal:
-            assert wal.recovery.outcome in ("truncated_tail", "restored_from_checkpoint")
+            # No checkpoint in this log: damage is never labelled as restored from one.
+            assert wal.recovery.outcome in ("truncated_tail", "damage_quarantined")
             for txn_id, payloads in _committed(wal).items():
                 assert written[txn_id] == payloads
 
@@ -223,7 +224,7 @@ def test_corruption_before_the_tail_quarantines_and_names_losses(tmp_path: Path)
     assert analysis.problems[0].offset == target.offset
     with Wal.open(tmp_path) as wal:
         report = wal.recovery
-        assert report.outcome == "restored_from_checkpoint"
+        assert report.outcome == "damage_quarantined" and report.base_checkpoint is None
         assert list(_committed(wal)) == order[:1]
         assert set(report.lost_transactions) == set(order[1:])
         assert report.quarantined_bytes == len(data) - target.offset
@@ -502,7 +503,7 @@ def test_missing_middle_segment_is_reported(tmp_path: Path) -> None:
     assert "missing_segment" in {p.kind for p in analysis.problems}
     assert analysis.corrupt
     with Wal.open(tmp_path) as wal:
-        assert wal.recovery.outcome == "restored_from_checkpoint"
+        assert wal.recovery.outcome == "damage_quarantined"
         kept = _committed(wal)
         assert kept and all(written[t] == p for t, p in kept.items())
         assert wal.recovery.lost_transactions
@@ -746,7 +747,7 @@ def test_recovery_interrupted_while_quarantining_repeats_the_same_cut(tmp_path: 
     for _, later in segments[2:]:
         later.rename(tmp_path / "quarantine" / later.name)
     with Wal.open(tmp_path) as wal:
-        assert wal.recovery.outcome == "restored_from_checkpoint"
+        assert wal.recovery.outcome == "damage_quarantined"
         assert list(_committed(wal)) == expected
         assert all(written[t] == p for t, p in _committed(wal).items())
     assert not analyze(tmp_path).problems
