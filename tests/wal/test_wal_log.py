@@ -198,6 +198,9 @@ def test_bit_flips_anywhere_are_detected_never_accepted(tmp_path: Path) -> None:
         (d / seg.name).write_bytes(bytes(data))
         analysis = analyze(d)
         assert analysis.problems, f"flip of bit {bit} went unnoticed"
+        mapped = analyze(d, exclusive=True)  # what recovery runs: the segments memory-mapped
+        assert (mapped.committed, mapped.problems, mapped.cut, mapped.lost, mapped.in_doubt) == (
+            analysis.committed, analysis.problems, analysis.cut, analysis.lost, analysis.in_doubt)
         for txn in analysis.committed:
             assert written[txn.txn_id] == txn.payloads
         if n % 8:

@@ -380,7 +380,7 @@ class Wal:
         for warning in verdict.unsafe + verdict.notes:
             log.warning("WAL durability: %s", warning)
         start = time.perf_counter()
-        analysis = analyze(directory)
+        analysis = analyze(directory, exclusive=True)  # this process holds the LOCK
         if analysis.history_missing:
             # Starting on a partial history would re-run (or forget) work the lost part recorded;
             # leave every file as it is for the operator.

@@ -296,20 +296,21 @@ def _group(
     return aborted
 
 
-def analyze(directory: Path) -> Analysis:
-    """Scan and validate the WAL in `directory` without changing it."""
+def analyze(directory: Path, *, exclusive: bool = False) -> Analysis:
+    """Scan and validate the WAL in `directory` without changing it. `exclusive`: the caller
+    holds the directory's `LOCK` (see `reader.scan_segment`)."""
     # Recovery allocates hundreds of thousands of small objects and no cycles; the cyclic GC
     # would rescan them all again and again (it doubled recovery time in measurements).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyze(Path(directory))
+        return _analyze(Path(directory), exclusive)
     finally:
         if enabled:
             gc.enable()
 
 
-def _analyze(directory: Path) -> Analysis:
+def _analyze(directory: Path, exclusive: bool) -> Analysis:
     segments = list_segments(directory)
     temporaries = [p for p in directory.glob("*" + TMP_SUFFIX)] if directory.is_dir() else []
     problems: list[Problem] = []
@@ -318,7 +319,7 @@ def _analyze(directory: Path) -> Analysis:
     by_newest: list[SegmentScan] = []
     for pos in range(len(segments) - 1, -1, -1):
         index, path = segments[pos]
-        scan = scan_segment(index, path)
+        scan = scan_segment(index, path, exclusive=exclusive)
         by_newest.append(scan)
         if _checkpoint_complete(scan):
             base_pos = pos
