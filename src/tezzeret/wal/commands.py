@@ -22,7 +22,7 @@ from rich.table import Table
 
 from tezzeret.wal.errors import WalError
 from tezzeret.wal.format import EntryType
-from tezzeret.wal.losses import LossLedger
+from tezzeret.wal.losses import Loss, LossLedger
 from tezzeret.wal.reader import list_segments, scan_segment
 from tezzeret.wal.recovery import analyze
 
@@ -57,8 +57,6 @@ def _losses(directory: Path) -> dict[str, Any]:
 
 
 def _loss_lines(losses: dict[str, Any], directory: Path) -> list[str]:
-    from tezzeret.wal.losses import Loss
-
     lines = []
     if losses["error"]:
         lines.append(f"loss ledger unreadable: {losses['error']}")
