@@ -7,7 +7,7 @@ PROTO := src/tezzeret/leyline/proto/leyline.proto
 
 .PHONY: run test system-deps proto bench clean
 
-$(STAMP): pyproject.toml setup.py src/tezzeret/wal/_scan.c
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch 2.13.0 is on disk on our machines; any other version downloads gigabytes.

@@ -47,8 +47,11 @@ def test_verify_names_offset_and_transaction_then_recover_fixes(tmp_path: Path) 
     recovered = runner.invoke(wal_app, ["recover", str(tmp_path), "--json"])
     assert recovered.exit_code == 0, recovered.output
     report = json.loads(recovered.output)
-    assert report["outcome"] == "restored_from_checkpoint"
+    assert report["outcome"] == "damage_quarantined"
     assert set(report["lost_transactions"]) == set(list(written)[1:])
+    # The log itself is clean now, but its losses stand until someone acknowledges them.
+    assert runner.invoke(wal_app, ["verify", str(tmp_path)]).exit_code == 1
+    assert runner.invoke(wal_app, ["acknowledge", str(tmp_path), "--by", "ops"]).exit_code == 0
     assert runner.invoke(wal_app, ["verify", str(tmp_path)]).exit_code == 0
 
 

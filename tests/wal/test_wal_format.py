@@ -24,7 +24,6 @@ from tezzeret.wal.format import (
     pack_records,
     parse_record,
     scan_records,
-    scan_records_python,
 )
 from tezzeret.wal.merkle import merkle_root, tree_root
 
@@ -120,7 +119,7 @@ def test_random_payloads_roundtrip() -> None:
     assert count == 50
 
 
-# -- the C scan and the Python scan agree -----------------------------------------------------------
+# -- the scan loop (parse_record inlined) against parse_record itself ------------------------------
 
 def _log(rng: random.Random, n: int) -> bytes:
     buf = b""
@@ -130,25 +129,37 @@ def _log(rng: random.Random, n: int) -> bytes:
     return buf
 
 
+def _reference_scan(buf: bytes, limit: int | None = None) -> tuple[list[Record], int]:
+    """What `scan_records` must find: `parse_record` from offset 0 until it refuses."""
+    records: list[Record] = []
+    offset = 0
+    while offset < len(buf) and (limit is None or len(records) < limit):
+        try:
+            records.append(parse_record(buf, offset))
+        except RecordInvalid:
+            break
+        offset = records[-1].end
+    return records, offset
+
+
 def _same_scan(buf: bytes, limit: int | None = None) -> tuple[int, int]:
     fast = scan_records(buf, limit)
-    slow = scan_records_python(buf, limit)
+    slow = _reference_scan(buf, limit)
     assert fast[0] == slow[0]
     assert all(type(r) is Record for r in fast[0])
     assert fast[1] == slow[1]
-    assert (fast[2] is None) == (slow[2] is None)
+    rest = buf[fast[1]:]
+    stopped_early = limit is not None and len(fast[0]) >= limit
+    # The scan names what is wrong where it stops, unless only zeros (preallocated) follow.
+    assert (fast[2] is None) == (stopped_early or not rest.strip(b"\0"))
     if fast[2] is not None:
-        assert slow[2] is not None
-        assert (fast[2].reason, fast[2].torn) == (slow[2].reason, slow[2].torn)
+        with pytest.raises(RecordInvalid) as info:
+            parse_record(buf, fast[1])
+        assert fast[2].reason.startswith(info.value.reason)
     return len(fast[0]), fast[1]
 
 
-def test_the_c_scan_is_built_here() -> None:
-    # `make test` builds it; where it is missing, recovery silently takes the slow path, so say so.
-    assert format_module._scan is not None, "tezzeret.wal._scan was not built (pip install -e .)"
-
-
-def test_c_and_python_scans_agree_on_clean_logs_and_limits() -> None:
+def test_scan_reads_clean_logs_and_limits() -> None:
     rng = random.Random(7)
     buf = _log(rng, 60)
     assert _same_scan(buf) == (60, len(buf))
@@ -157,7 +168,7 @@ def test_c_and_python_scans_agree_on_clean_logs_and_limits() -> None:
     assert _same_scan(b"") == (0, 0)
 
 
-def test_c_and_python_scans_stop_at_the_same_place_after_any_damage() -> None:
+def test_scan_stops_where_parse_record_does_after_any_damage() -> None:
     rng = random.Random(11)
     for _ in range(300):
         buf = bytearray(_log(rng, rng.randint(1, 6)))
@@ -172,14 +183,32 @@ def test_c_and_python_scans_stop_at_the_same_place_after_any_damage() -> None:
         _same_scan(bytes(buf))
 
 
-def test_c_header_crc_is_crc32c_with_the_crc_field_zeroed() -> None:
-    if format_module._scan is None:
-        pytest.skip("the C scan is not built")
+def test_scan_accepts_a_repeated_context_only_where_it_is_the_same_bytes() -> None:
+    # The scan skips hashing a BEGIN payload identical to the last one it verified; a payload
+    # that differs (or a digest that does) must still be caught.
+    tid = bytes(16)
+    ctx = b"the same context"
+    good = hashlib.sha256(ctx).digest()
+    buf = b""
+    for i in range(4):
+        buf += pack_record(txn_id=tid, sequence=i, epoch=0, timestamp_ns=0, entry_type=EntryType.BEGIN,
+                           payload=ctx, payload_sha256=good, offset=len(buf))
+    assert _same_scan(buf) == (4, len(buf))
+    forged = bytearray(buf)
+    forged[-1] ^= 0x01  # the last BEGIN's payload differs, its digest does not
+    assert _same_scan(bytes(forged)) == (3, 3 * (256 + len(ctx)))
+    wrong = buf + pack_record(txn_id=tid, sequence=4, epoch=0, timestamp_ns=0,
+                              entry_type=EntryType.BEGIN, payload=ctx,
+                              payload_sha256=hashlib.sha256(b"other").digest(), offset=len(buf))
+    assert _same_scan(wrong) == (4, len(buf))  # same bytes, another digest: refused
+
+
+def test_header_crc_is_crc32c_with_the_crc_field_zeroed() -> None:
     rng = random.Random(3)
     for _ in range(200):
         header = rng.randbytes(HEADER_SIZE)
         zeroed = header[:CRC_OFFSET] + b"\0\0\0\0" + header[CRC_OFFSET + 4 :]
-        assert format_module._scan.header_crc(header) == google_crc32c.value(zeroed)
+        assert format_module.header_crc(header) == google_crc32c.value(zeroed)
 
 
 @dataclass
@@ -197,20 +226,18 @@ def _pending(rng: random.Random) -> _Pending:
                     hashlib.sha256(payload).digest(), rng.randrange(1 << 64))
 
 
-def test_c_and_python_pack_the_same_bytes_and_scan_reads_them_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    if format_module._scan is None:
-        pytest.skip("the C scan is not built")
+def test_pack_records_is_pack_record_back_to_back_and_scan_reads_them_back() -> None:
     rng = random.Random(5)
     for _ in range(100):
         records = [_pending(rng) for _ in range(rng.randint(0, 12))]
         seq, offset, ts = rng.randrange(1 << 63), rng.randrange(1 << 40), rng.randrange(1 << 64)
-        fast = pack_records(records, sequence=seq, offset=offset, timestamp_ns=ts)
-        with monkeypatch.context() as m:
-            m.setattr(format_module, "_scan", None)
-            slow = pack_records(records, sequence=seq, offset=offset, timestamp_ns=ts)
-        assert fast == slow
+        packed = pack_records(records, sequence=seq, offset=offset, timestamp_ns=ts)
+        one_by_one = b""
+        for i, p in enumerate(records):
+            one_by_one += pack_record(txn_id=p.txn_id, sequence=seq + i, epoch=p.epoch,
+                                      timestamp_ns=ts, entry_type=p.entry_type, payload=p.payload,
+                                      payload_sha256=p.sha256, offset=offset + len(one_by_one))
+        assert packed == one_by_one
         # Packed at offset 0 they read back as a clean log, field for field.
         buf = pack_records(records, sequence=seq, offset=0, timestamp_ns=ts)
         scanned, stop, error = scan_records(buf)
@@ -220,15 +247,8 @@ def test_c_and_python_pack_the_same_bytes_and_scan_reads_them_back(
                                       for i, p in enumerate(records)]
 
 
-@pytest.mark.parametrize("use_c", [True, False])
-def test_pack_refuses_ids_and_digests_of_the_wrong_size(
-    use_c: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pack_refuses_ids_and_digests_of_the_wrong_size() -> None:
     # struct's "16s" would pad a short id with zeros: the record would name another transaction.
-    if use_c and format_module._scan is None:
-        pytest.skip("the C scan is not built")
-    if not use_c:
-        monkeypatch.setattr(format_module, "_scan", None)
     good = _Pending(bytes(16), EntryType.DATA, b"x", hashlib.sha256(b"x").digest(), 0)
     for bad in (replace(good, txn_id=bytes(15)), replace(good, txn_id=bytes(17)),
                 replace(good, sha256=bytes(31))):

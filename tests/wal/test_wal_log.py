@@ -26,7 +26,6 @@ from tezzeret.wal import (
 )
 from tezzeret.wal.faults import FaultyFileLayer
 from tezzeret.wal.fileio import OsFileLayer
-from tezzeret.wal import recovery as recovery_module
 from tezzeret.wal.format import HEADER, HEADER_SIZE, EntryType, pack_record
 from tezzeret.wal.merkle import merkle_root
 from tezzeret.wal.reader import list_segments, scan_segment, segment_name
@@ -199,12 +198,16 @@ def test_bit_flips_anywhere_are_detected_never_accepted(tmp_path: Path) -> None:
         (d / seg.name).write_bytes(bytes(data))
         analysis = analyze(d)
         assert analysis.problems, f"flip of bit {bit} went unnoticed"
+        mapped = analyze(d, exclusive=True)  # what recovery runs: the segments memory-mapped
+        assert (mapped.committed, mapped.problems, mapped.cut, mapped.lost, mapped.in_doubt) == (
+            analysis.committed, analysis.problems, analysis.cut, analysis.lost, analysis.in_doubt)
         for txn in analysis.committed:
             assert written[txn.txn_id] == txn.payloads
         if n % 8:
             continue
         with Wal.open(d) as wal:
-            assert wal.recovery.outcome in ("truncated_tail", "restored_from_checkpoint")
+            # No checkpoint in this log: damage is never labelled as restored from one.
+            assert wal.recovery.outcome in ("truncated_tail", "damage_quarantined")
             for txn_id, payloads in _committed(wal).items():
                 assert written[txn_id] == payloads
 
@@ -224,7 +227,7 @@ def test_corruption_before_the_tail_quarantines_and_names_losses(tmp_path: Path)
     assert analysis.problems[0].offset == target.offset
     with Wal.open(tmp_path) as wal:
         report = wal.recovery
-        assert report.outcome == "restored_from_checkpoint"
+        assert report.outcome == "damage_quarantined" and report.base_checkpoint is None
         assert list(_committed(wal)) == order[:1]
         assert set(report.lost_transactions) == set(order[1:])
         assert report.quarantined_bytes == len(data) - target.offset
@@ -409,31 +412,54 @@ def _random_events(rng: random.Random) -> list[tuple[bytes, EntryType, bytes]]:
     return events
 
 
-def test_c_and_python_grouping_recover_the_same_transactions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if recovery_module._group_c is None:
-        pytest.skip("the C extension is not built")
+def _model(events: list[tuple[bytes, EntryType, bytes]]) -> tuple[object, ...]:
+    """What grouping must find in `events`, written the plain way: committed (id, payloads) in
+    commit order, lost (Merkle mismatch), ABORTs met, open (id, payloads), problem kinds."""
+    live: dict[bytes, tuple[bytes, list[bytes]]] = {}
+    ended: set[bytes] = set()
+    committed, lost, kinds, aborted = [], [], [], 0
+    for tid, etype, payload in events:
+        if etype == EntryType.BEGIN:
+            if tid in live or tid in ended:
+                kinds.append("duplicate")
+            else:
+                live[tid] = (payload, [])
+        elif tid not in live:
+            kinds.append("orphan")
+        elif etype == EntryType.DATA:
+            live[tid][1].append(payload)
+        else:
+            ctx_bytes, data = live.pop(tid)
+            ended.add(tid)
+            if etype == EntryType.ABORT:
+                aborted += 1
+            elif payload == merkle_root(ctx_bytes, [hashlib.sha256(d).digest() for d in data]).encode():
+                committed.append((tid.hex(), data))
+            else:
+                lost.append(tid.hex())
+                kinds.append("merkle_mismatch")
+    return committed, lost, aborted, [(t.hex(), d) for t, (_, d) in live.items()], kinds
+
+
+def test_grouping_finds_what_a_plain_model_of_the_log_finds(tmp_path: Path) -> None:
     rng = random.Random(5)
     seen: set[str] = set()
     for case in range(150):
         events = _random_events(rng)
         directory = tmp_path / str(case)
         _write_events(directory, events, rng.randint(0, len(events)))
-        fast = analyze(directory)
-        with monkeypatch.context() as patch:
-            patch.setattr(recovery_module, "_group_c", None)
-            slow = analyze(directory)
-        assert fast.committed == slow.committed
-        assert all(type(t) is CommittedTransaction for t in fast.committed)
-        assert (fast.open, fast.previously_aborted, fast.lost, fast.last_sequence) == (
-            slow.open, slow.previously_aborted, slow.lost, slow.last_sequence)
-        assert fast.problems == slow.problems
-        seen |= {p.kind for p in fast.problems}
-        seen |= {f"{len(t.payloads)} DATA" for t in fast.committed if len(t.payloads) < 3}
-        seen |= {"aborted"} if fast.previously_aborted else set()
-        seen |= {"open"} if fast.open else set()
-    # Every path of both loops was taken.
+        found = analyze(directory)
+        assert all(type(t) is CommittedTransaction for t in found.committed)
+        assert (
+            [(t.txn_id, t.payloads) for t in found.committed], found.lost, found.previously_aborted,
+            [(t.txn_id, t.payloads) for t in found.open], [p.kind for p in found.problems],
+        ) == _model(events)
+        assert found.last_sequence == len(events)
+        seen |= {p.kind for p in found.problems}
+        seen |= {f"{len(t.payloads)} DATA" for t in found.committed if len(t.payloads) < 3}
+        seen |= {"aborted"} if found.previously_aborted else set()
+        seen |= {"open"} if found.open else set()
+    # Every path of the loop was taken.
     assert {"merkle_mismatch", "orphan", "duplicate", "0 DATA", "1 DATA", "2 DATA", "aborted",
             "open"} <= seen, seen
 
@@ -480,7 +506,7 @@ def test_missing_middle_segment_is_reported(tmp_path: Path) -> None:
     assert "missing_segment" in {p.kind for p in analysis.problems}
     assert analysis.corrupt
     with Wal.open(tmp_path) as wal:
-        assert wal.recovery.outcome == "restored_from_checkpoint"
+        assert wal.recovery.outcome == "damage_quarantined"
         kept = _committed(wal)
         assert kept and all(written[t] == p for t, p in kept.items())
         assert wal.recovery.lost_transactions
@@ -724,7 +750,7 @@ def test_recovery_interrupted_while_quarantining_repeats_the_same_cut(tmp_path: 
     for _, later in segments[2:]:
         later.rename(tmp_path / "quarantine" / later.name)
     with Wal.open(tmp_path) as wal:
-        assert wal.recovery.outcome == "restored_from_checkpoint"
+        assert wal.recovery.outcome == "damage_quarantined"
         assert list(_committed(wal)) == expected
         assert all(written[t] == p for t, p in _committed(wal).items())
     assert not analyze(tmp_path).problems

@@ -1,7 +1,8 @@
 """Stage: wal, the write-ahead log (ARCHITECTURE.md decision 6; upstream §1).
 
-Owns: the record format, the writer with its durability barriers and group commit, recovery, the
-Merkle root, checkpoints and the job journal the forge rebuilds its queue from. It is a library
+Owns: the record format, the writer with its durability barriers and group commit, recovery and
+the ledger of what it lost, the Merkle root, checkpoints and the job journal the forge rebuilds
+its queue from. It is a library
 the forge uses; it must never import torch, the forge or any other later stage (crash-test
 children import only this package and must start fast).
 """
@@ -24,7 +25,14 @@ from tezzeret.wal.log import (
     WalOptions,
     WalStateMachine,
 )
-from tezzeret.wal.recovery import CommittedTransaction, OpenTransaction, Problem, RecoveryReport
+from tezzeret.wal.losses import Loss, QuarantinedRange
+from tezzeret.wal.recovery import (
+    OUTCOMES,
+    CommittedTransaction,
+    OpenTransaction,
+    Problem,
+    RecoveryReport,
+)
 
 __all__ = [
     "CRASH_POINTS",
@@ -32,8 +40,11 @@ __all__ = [
     "CommittedTransaction",
     "JobJournal",
     "JournalState",
+    "Loss",
+    "OUTCOMES",
     "OpenTransaction",
     "Problem",
+    "QuarantinedRange",
     "RecoveryReport",
     "Transaction",
     "TxnState",

@@ -1,11 +1,11 @@
 """The on-disk record format: a 256-byte little-endian header followed by the payload.
 
-Owns: packing and validating one record (`<8sII16sQQQIQ32sQI144s`: magic, version, endian marker,
+Owns: packing and validating records (`<8sII16sQQQIQ32sQI144s`: magic, version, endian marker,
 transaction id, sequence, epoch, timestamp_ns, entry type, payload size, payload SHA-256, next
 offset, header CRC-32C, reserved). The CRC is CRC-32C (Castagnoli, via `google_crc32c`, hardware
 accelerated) over the 256 header bytes with the CRC field zeroed; the payload is covered by its
-SHA-256. `scan_records`, the loop recovery time is made of, and `pack_records`, which the writer
-runs between two writes, run in C (`_scan.c`) where that extension is built. Must never do I/O
+SHA-256. `scan_records` is the loop recovery time is made of, `pack_records` the one the writer
+runs between two writes; both keep Python's work per record to a few C calls. Must never do I/O
 or decide what a bad record means for recovery (that is `recovery`).
 """
 
@@ -19,11 +19,6 @@ from typing import NamedTuple, Protocol
 
 import google_crc32c
 
-try:
-    from tezzeret.wal import _scan  # the C record scan (see _scan.c); optional
-except ImportError:  # not built here: the Python loop does the same checks
-    _scan = None
-
 MAGIC = b"ESPERWAL"
 VERSION = 2
 ENDIAN_MARKER = 0x12345678
@@ -34,6 +29,11 @@ assert HEADER_SIZE == 256
 CRC_OFFSET = struct.calcsize("<8sII16sQQQIQ32sQ")
 _ZERO_CRC = b"\x00\x00\x00\x00"
 _RESERVED = bytes(144)
+# What the CRC covers after the fields when packing: the zeroed CRC field and the reserved bytes.
+_ZERO_TAIL = _ZERO_CRC + _RESERVED
+# The fields before the CRC, and the CRC itself.
+_PREFIX = struct.Struct("<8sII16sQQQIQ32sQ")
+_CRC = struct.Struct("<I")
 _MAX_PAYLOAD = 1 << 40
 
 
@@ -65,6 +65,16 @@ class Record(NamedTuple):
 
 # The header without `reserved`: parsing never needs those bytes (the CRC covers them).
 _FIELDS = struct.Struct("<8sII16sQQQIQ32sQI")
+
+
+class _One(NamedTuple):
+    """One record for `pack_record` to hand to `pack_records`."""
+
+    txn_id: bytes
+    entry_type: int
+    payload: bytes
+    sha256: bytes
+    epoch: int
 
 
 class RecordInvalid(Exception):
@@ -99,30 +109,8 @@ def pack_record(
     offset: int,
 ) -> bytes:
     """Header + payload bytes for a record that will start at `offset` of its segment."""
-    if len(txn_id) != 16 or len(payload_sha256) != 32:
-        # struct would pad or cut them silently, and the record would name another transaction
-        raise ValueError(
-            f"txn_id must be 16 bytes and payload_sha256 32, not {len(txn_id)} and "
-            f"{len(payload_sha256)}"
-        )
-    size = len(payload)
-    unsigned = HEADER.pack(
-        MAGIC,
-        VERSION,
-        ENDIAN_MARKER,
-        txn_id,
-        sequence,
-        epoch,
-        timestamp_ns,
-        int(entry_type),
-        size,
-        payload_sha256,
-        offset + HEADER_SIZE + size,
-        0,
-        _RESERVED,
-    )
-    crc = crc32c(unsigned)
-    return unsigned[:CRC_OFFSET] + struct.pack("<I", crc) + unsigned[CRC_OFFSET + 4 :] + payload
+    return pack_records([_One(txn_id, int(entry_type), payload, payload_sha256, epoch)],
+                        sequence=sequence, offset=offset, timestamp_ns=timestamp_ns)
 
 
 class Packable(Protocol):
@@ -138,20 +126,30 @@ class Packable(Protocol):
 def pack_records(
     records: Sequence[Packable], *, sequence: int, offset: int, timestamp_ns: int
 ) -> bytes:
-    """`records` packed back to back as one buffer: the first starts at `offset` of its segment
-    with sequence number `sequence`, each next one follows it. In C (`_scan.pack`) where the
-    extension was built: the writer packs a whole round this way while the disk waits."""
-    if _scan is not None:
-        return _scan.pack(records, sequence, offset, timestamp_ns)
-    parts = []
+    """`records` packed back to back as one buffer (what the writer writes in one round): the
+    first starts at `offset` of its segment with sequence number `sequence`, each next one
+    follows it. The CRC is taken with its own field and the reserved bytes zero, so it is the
+    CRC of the fields before it followed by 148 zero bytes."""
+    pack = _PREFIX.pack
+    crc_of = google_crc32c.value
+    parts: list[bytes] = []
+    append = parts.append
     for r in records:
-        parts.append(pack_record(
-            txn_id=r.txn_id, sequence=sequence, epoch=r.epoch, timestamp_ns=timestamp_ns,
-            entry_type=EntryType(r.entry_type), payload=r.payload, payload_sha256=r.sha256,
-            offset=offset,
-        ))
+        txn_id, sha, payload = r.txn_id, r.sha256, r.payload
+        if len(txn_id) != 16 or len(sha) != 32:
+            # struct would pad or cut them silently, and the record would name another transaction
+            raise ValueError(
+                f"txn_id must be 16 bytes and payload_sha256 32, not {len(txn_id)} and {len(sha)}"
+            )
+        size = len(payload)
+        head = pack(MAGIC, VERSION, ENDIAN_MARKER, txn_id, sequence, r.epoch, timestamp_ns,
+                    r.entry_type, size, sha, offset + HEADER_SIZE + size)
+        append(head)
+        append(_CRC.pack(crc_of(head + _ZERO_TAIL)))
+        append(_RESERVED)
+        append(payload)
         sequence += 1
-        offset += HEADER_SIZE + len(r.payload)
+        offset += HEADER_SIZE + size
     return b"".join(parts)
 
 
@@ -208,23 +206,18 @@ def parse_record(buf: bytes, offset: int) -> Record:
     return Record(offset, f[3], f[4], f[5], f[6], f[7], size, f[9], payload)
 
 
-def scan_records(buf: bytes, limit: int | None = None) -> tuple[list[Record], int, RecordInvalid | None]:
-    """Parse records back to back from offset 0; stop at the first invalid one.
-
-    Returns (records, stop offset, error or None). Recovery time is this loop: it runs in C
-    (`_scan`) where that extension was built, else in Python; either way `parse_record` is called
-    only at the stop offset, to say what is wrong there."""
-    if _scan is not None:
-        records, offset = _scan.scan(buf, Record, -1 if limit is None else limit)
-        return _finish_scan(buf, records, offset, limit)
-    return scan_records_python(buf, limit)
-
-
-def scan_records_python(
+def scan_records(
     buf: bytes, limit: int | None = None
 ) -> tuple[list[Record], int, RecordInvalid | None]:
-    """`scan_records` in Python: `parse_record` inlined, with as few Python operations per record
-    as it can."""
+    """Parse records back to back from offset 0; stop at the first invalid one (or after
+    `limit` records).
+
+    Returns (records, stop offset, error or None). Recovery time is this loop, so it is
+    `parse_record` inlined with as few Python operations per record as it can: one unpack, one
+    CRC-32C, one SHA-256, one tuple. A BEGIN payload identical to the last one verified (the
+    journal's transactions all carry the same context) is not hashed again: the same bytes
+    have the same digest. `parse_record` runs only at the stop offset, to say what is wrong
+    there."""
     unpack = _FIELDS.unpack_from
     new = tuple.__new__  # Record(...) runs a Python-level __new__; this skips it
     crc_of = google_crc32c.value
@@ -232,11 +225,11 @@ def scan_records_python(
     records: list[Record] = []
     append = records.append
     end = len(buf)
+    remaining = -1 if limit is None else limit
+    known_sha = known = b""  # the last BEGIN payload verified, and its digest
     offset = 0
-    crc_at = CRC_OFFSET
-    while offset < end:
-        if limit is not None and len(records) >= limit:
-            break
+    while offset < end and remaining:
+        remaining -= 1
         start = offset + HEADER_SIZE
         if start > end:
             break
@@ -245,12 +238,16 @@ def scan_records_python(
         if (
             magic != MAGIC or version != VERSION or endian != ENDIAN_MARKER or nxt != stop
             or stop > end or not 1 <= etype <= 4
-            or crc_of(buf[offset : offset + crc_at] + _ZERO_CRC + buf[offset + crc_at + 4 : start]) != crc
+            or crc_of(buf[offset : offset + CRC_OFFSET] + _ZERO_CRC
+                      + buf[offset + CRC_OFFSET + 4 : start]) != crc
         ):
             break
         payload = buf[start:stop]
-        if sha(payload).digest() != psha:
-            break
+        if psha != known_sha or payload != known:
+            if sha(payload).digest() != psha:
+                break
+            if etype == 1:
+                known_sha, known = psha, payload
         append(new(Record, (offset, tid, seq, epoch, ts, etype, size, psha, payload)))
         offset = stop
     return _finish_scan(buf, records, offset, limit)

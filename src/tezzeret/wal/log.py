@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tezzeret import metrics
@@ -40,6 +40,7 @@ from tezzeret.wal.errors import (
 from tezzeret.wal.fileio import FileLayer, OsFileLayer
 from tezzeret.wal.format import EntryType, pack_records
 from tezzeret.wal.ids import TxnIds
+from tezzeret.wal.losses import Loss, LossLedger, now_stamp, utc_now
 from tezzeret.wal.merkle import merkle_root, merkle_root_from_hash
 from tezzeret.wal.reader import TMP_SUFFIX, list_segments, segment_name
 from tezzeret.wal.recovery import (
@@ -47,6 +48,7 @@ from tezzeret.wal.recovery import (
     CommittedTransaction,
     RecoveryReport,
     analyze,
+    plan_quarantine,
     repair,
 )
 from tezzeret.wal.writer import CrashHook, PendingRecord, SegmentWriter
@@ -70,7 +72,7 @@ _SPILL_BYTES = 1 << 20
 _COMMITTED = metrics.WAL_TRANSACTIONS.labels(status="committed")
 # Records carry these very members, so `_on_written` compares them by identity.
 _COMMIT, _ABORT = EntryType.COMMIT, EntryType.ABORT
-_LOCK_NAME = "LOCK"
+LOCK_NAME = "LOCK"
 
 
 async def to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -341,7 +343,7 @@ class Wal:
         self._live_commits = 0
         self._closed = False
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -378,7 +380,7 @@ class Wal:
         for warning in verdict.unsafe + verdict.notes:
             log.warning("WAL durability: %s", warning)
         start = time.perf_counter()
-        analysis = analyze(directory)
+        analysis = analyze(directory, exclusive=True)  # this process holds the LOCK
         if analysis.history_missing:
             # Starting on a partial history would re-run (or forget) work the lost part recorded;
             # leave every file as it is for the operator.
@@ -390,7 +392,28 @@ class Wal:
                 "(`tezzeret wal verify` lists what is there)",
                 segment=problem.segment, offset=problem.offset,
             )
-        truncated, quarantined = repair(analysis)
+        ledger = self._ledger = LossLedger(directory, holds_lock=True)
+        ledger.unacknowledged()  # an unreadable ledger stops the open (WalCorruption)
+        stamp = now_stamp()
+        plan = plan_quarantine(analysis, stamp)
+        outcome = analysis.outcome
+        loss: Loss | None = None
+        if analysis.damaged:
+            # Recorded durably before a byte moves: a process that dies in `repair`, or one
+            # restarted later, still knows what this recovery gave up.
+            candidate = Loss(
+                loss_id=f"loss-{stamp}", recorded_at=utc_now(), outcome=outcome,
+                lost_transactions=list(analysis.lost), in_doubt_transactions=list(analysis.in_doubt),
+                quarantined=plan, problems=[p.describe() for p in analysis.problems],
+                base_checkpoint=analysis.base_checkpoint,
+            )
+            if ledger.is_new(candidate):
+                ledger.record(candidate)
+                loss = candidate
+        truncated, quarantined = repair(analysis, plan)
+        unaccounted = ledger.record_unaccounted()
+        if unaccounted is not None:
+            log.warning("WAL recovery: %s", unaccounted.describe())
         segments = list_segments(directory)
         dsync = self.options.durability_mode == "O_DSYNC"
         if not segments:
@@ -428,16 +451,7 @@ class Wal:
                 durable=True,
             )
         duration_ms = (time.perf_counter() - start) * 1000
-        kinds = {p.kind for p in analysis.problems}
-        if not analysis.scans:
-            outcome = "empty"
-        elif analysis.cut is not None or kinds - {"torn_tail"}:
-            outcome = "restored_from_checkpoint"
-        elif analysis.torn_tail:
-            outcome = "truncated_tail"
-        else:
-            outcome = "clean"
-        self._recovered = [t for t in analysis.committed]
+        self._recovered = analysis.committed
         self._last_checkpoint = analysis.base_checkpoint
         self.recovery = RecoveryReport(
             outcome=outcome,
@@ -447,6 +461,10 @@ class Wal:
             truncated_bytes=truncated,
             quarantined_bytes=quarantined,
             lost_transactions=list(analysis.lost),
+            in_doubt_transactions=list(analysis.in_doubt),
+            rolled_back=analysis.rolled_back,
+            quarantined=plan,
+            loss_id=loss.loss_id if loss is not None else None,
             duration_ms=duration_ms,
             segments=[p.name for _, p in list_segments(directory)],
             base_checkpoint=analysis.base_checkpoint,
@@ -462,6 +480,9 @@ class Wal:
             metrics.WAL_TRANSACTIONS.labels(status="aborted").inc(len(analysis.open))
         if analysis.lost:
             metrics.WAL_TRANSACTIONS.labels(status="lost").inc(len(analysis.lost))
+        if loss is not None:
+            log.error("WAL recovery lost data; recorded as %s until acknowledged: %s",
+                      loss.loss_id, loss.describe())
 
     # -- the transaction API -------------------------------------------------------------------
     @property
@@ -583,6 +604,20 @@ class Wal:
             if commits:
                 self._live_commits += commits
                 _COMMITTED.inc(commits)
+
+    # -- losses ----------------------------------------------------------------------------------
+    def unacknowledged_losses(self) -> list[Loss]:
+        """What recoveries of this log gave up (lost or in-doubt transactions, quarantined bytes)
+        and nobody has acknowledged yet, oldest first. Kept in `losses.json` across restarts."""
+        return self._ledger.unacknowledged()
+
+    def acknowledge_losses(self, by: str, *, loss_ids: Sequence[str] | None = None) -> list[Loss]:
+        """Record that `by` has seen the unacknowledged losses (all, or those named), durably
+        on return; returns them. They move to the ledger's history with who and when, plus an
+        audit line; the quarantined bytes stay where they are."""
+        if self._closed:
+            raise WalStateError(f"the WAL in {self.directory} is closed")
+        return self._ledger.acknowledge(by, None if loss_ids is None else list(loss_ids))
 
     # -- state machine and checkpoints --------------------------------------------------------
     def recovered_transactions(self) -> list[CommittedTransaction]:

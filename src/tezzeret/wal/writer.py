@@ -35,7 +35,7 @@ from typing import Any
 from tezzeret import metrics
 from tezzeret.wal.errors import WalIOError, WalStateError
 from tezzeret.wal.fileio import FileLayer
-from tezzeret.wal.format import EntryType, pack_records
+from tezzeret.wal.format import HEADER_SIZE, EntryType, pack_records
 from tezzeret.wal.reader import segment_name
 
 CrashHook = Callable[[str], None]
@@ -340,34 +340,30 @@ class SegmentWriter:
     def _write_round(self, carry: list[_Item], fresh: list[_Item]) -> list[PendingRecord]:
         records = [r for item in carry for r in item.then or ()]
         records += [r for item in fresh for r in item.records]
-        data = self._pack(records)
-        if data and self.size > 0 and self.size + len(data) > self._max:
+        total = sum(HEADER_SIZE + len(r.payload) for r in records)
+        if total and self.size > 0 and self.size + total > self._max:
             self._rotate()
-            data = self._pack(records)  # its offsets start again at 0
-        if self.size + len(data) > self._allocated:
-            self._preallocate(self.size + len(data))
+        if self.size + total > self._allocated:
+            self._preallocate(self.size + total)
         for item in carry:
             if item.between is not None:
                 item.between()
-        if data:
+        if records:
+            data = pack_records(records, sequence=self.next_sequence, offset=self.size,
+                                timestamp_ns=time.time_ns())
             start = time.perf_counter()
             self._files.write(self._handle, data)
             if self._dsync:
                 # Under O_DSYNC the write is the barrier: it returns once the data is durable.
                 self.syncs += 1
                 _FSYNC_MS.observe((time.perf_counter() - start) * 1000)
-            self.size += len(data)
+            self.size += total
             self.next_sequence += len(records)
         if self._hook is not None and any(r.entry_type == EntryType.COMMIT for r in records):
             self._hook("after_commit_before_sync")
         if not self._dsync and (carry or any(item.durable for item in fresh)):
             self._sync()
         return records
-
-    def _pack(self, records: list[PendingRecord]) -> bytes:
-        """`records` as they will lie at the end of the segment."""
-        return pack_records(records, sequence=self.next_sequence, offset=self.size,
-                            timestamp_ns=time.time_ns())
 
     def _preallocate(self, needed: int) -> None:
         """Zero-fill and sync the segment ahead of the writes (see `fileio`), a growing chunk at a
