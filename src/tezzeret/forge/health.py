@@ -127,8 +127,10 @@ def assess(facts: HealthFacts, *, sandbox_started: bool = True) -> HealthReport:
     if facts.isolation_level not in ("bwrap", "unknown"):
         add("weak-isolation", f"sandbox isolation is {facts.isolation_level}, weaker than bubblewrap")
     if facts.wal_losses:
-        lost = sum(int(loss.get("count", 0)) for loss in facts.wal_losses)
-        add("wal-losses", f"WAL recovery lost {lost} transaction(s), not yet acknowledged")
+        lost = sum(int(loss.get("lost", 0)) for loss in facts.wal_losses)
+        doubt = sum(int(loss.get("in_doubt", 0)) for loss in facts.wal_losses)
+        add("wal-losses", f"WAL recovery lost {lost} committed transaction(s) ({doubt} more in doubt) in "
+                          f"{len(facts.wal_losses)} recovery(ies), not yet acknowledged: POST /v1/admin/wal/acknowledge")
     if facts.corrupt_artifacts:
         add("store-corruption", f"{facts.corrupt_artifacts} corrupt artifact(s) quarantined; rebuilds queued")
     if facts.audit.get("failing"):

@@ -739,17 +739,22 @@ class Forge:
     # ------------------------------------------------------------------ operator actions
 
     def wal_losses(self) -> list[dict[str, Any]]:
-        losses = getattr(self.wal, "unacknowledged_losses", None)
-        return [_plain(loss) for loss in losses()] if losses is not None else []
+        """What WAL recovery lost and no operator has acknowledged yet (health stays DEGRADED)."""
+        return [
+            {"loss_id": loss.loss_id, "recorded_at": loss.recorded_at, "outcome": loss.outcome,
+             "count": loss.lost_count + len(loss.in_doubt_transactions), "lost": loss.lost_count,
+             "in_doubt": len(loss.in_doubt_transactions), "what": loss.describe()}
+            for loss in self.wal.unacknowledged_losses()
+        ]
 
     async def acknowledge_wal_losses(self, by: str) -> dict[str, Any]:
         """An operator has seen what WAL recovery lost: health stops reporting it (durably)."""
         self._check_started()
         acknowledged = await asyncio.to_thread(self.wal.acknowledge_losses, by)
-        metrics.WAL_UNACKNOWLEDGED_LOSSES.set(0)
         self.audit.record(requestor=by, action="wal_losses_acknowledged", outcome="acknowledged",
-                          count=len(acknowledged))
-        return {"acknowledged": [_plain(a) for a in acknowledged], "by": by}
+                          losses=[loss.describe() for loss in acknowledged])
+        metrics.WAL_UNACKNOWLEDGED_LOSSES.set(0)
+        return {"acknowledged": [loss.describe() for loss in acknowledged], "by": by}
 
     async def release_blueprint(self, digest: str, by: str) -> dict[str, Any]:
         """Lift a blueprint's quarantine: automatic paths may submit it again."""
