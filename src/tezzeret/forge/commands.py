@@ -208,9 +208,8 @@ def register(app: typer.Typer) -> None:
         strategy: str = typer.Option(
             "FAST", "--strategy", "-s",
             help="Tier for every blueprint. Defaults to FAST so the library finishes in minutes on a "
-            "small CPU machine; STANDARD/AGGRESSIVE take much longer. A blueprint whose tier misses "
-            "its budget (timeouts_ms) is retried one tier down, one whose compiled entries all fail "
-            "verification falls back to EMERGENCY, and the table says so.",
+            "small CPU machine; STANDARD/AGGRESSIVE take much longer. A tier that fails or misses its "
+            "budget (timeouts_ms) is served by the next tier down, and the table says which and why.",
         ),
         state_dir: Optional[Path] = typer.Option(None, help="State directory (default: the settings' state_dir)."),
         only: Optional[list[str]] = typer.Option(None, "--only", help="Compile only these library blueprints (by name)."),
@@ -248,13 +247,6 @@ def register(app: typer.Typer) -> None:
         else:
             _library_table(rows)
         raise typer.Exit(1 if failed else 0)
-
-
-# Compile errors after which no Inductor tier can serve the blueprint (the blueprint itself is valid).
-_NO_INDUCTOR_ENTRY = {
-    "COMPILE_VERIFICATION_FAILED": "failed verification",
-    "COMPILE_FAILED": "could not be compiled by torch",
-}
 
 
 def _size(n: int | float | None) -> str:
@@ -307,8 +299,8 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
     progress.print(f"starting the forge in {settings.state_dir} (sandbox workers import torch first)")
     forge = Forge(settings)
     await forge.start()
-    # Feed the forge as fast as it compiles rather than all at once: a tier that misses its budget
-    # turns conservative mode on, which then caps the tier of everything submitted after it.
+    # Feed the forge as fast as it compiles rather than all at once, so the table's tiers are what
+    # each blueprint could serve, not what a full queue's load made the policy choose.
     slots = asyncio.Semaphore(settings.compile_slots())
     failed = 0
     try:
@@ -316,41 +308,20 @@ async def _forge_library(settings: Any, strategy: str, only: Optional[list[str]]
             task = progress.add_task(f"forging {len(entries)} blueprints at {strategy.upper()}", total=len(entries))
 
             async def one(lb: Any) -> dict[str, Any]:
-                want = tier
-                notes: list[str] = []
-                while True:
-                    req = pb.CompilationRequest(
-                        schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=want.pb,
-                        priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
-                    )
-                    async with slots:
-                        sub = await forge.submit(req, "cli")
-                        progress.print(f"{lb.name}: compiling at {want.value}" + (" (from cache)" if sub.from_cache else ""))
-                        job = await forge.wait(sub.job_id)
-                    row = _row(forge, lb, sub, job)
-                    served = job.strategy
-                    outcome = job.result.outcome if job.result is not None else None
-                    # A tier that cannot finish inside its budget on this machine: try the next one
-                    # down (upstream §3.4: EMERGENCY is the last conservative fallback).
-                    if row["status"] == "FAILED" and outcome in (pb.OUTCOME_TIMEOUT, pb.OUTCOME_OUT_OF_MEMORY) and served is not Strategy.EMERGENCY:
-                        lower = served.down()
-                        notes.append(f"{served.value} {pb.JobOutcome.Name(outcome).removeprefix('OUTCOME_').lower()} → {lower.value}")
-                        want = lower
-                        continue
-                    # Every compiled entry failed parity with eager (e.g. torch 2.13's Conv → BatchNorm
-                    # gradients) or torch could not compile one: no Inductor tier will do better, so
-                    # serve the verified eager build.
-                    error_code = job.result.error_code if job.result is not None else ""
-                    if row["status"] == "FAILED" and error_code in _NO_INDUCTOR_ENTRY and want is not Strategy.EMERGENCY:
-                        notes.append(f"{served.value} {_NO_INDUCTOR_ENTRY[error_code]} → EMERGENCY")
-                        want = Strategy.EMERGENCY
-                        continue
-                    if served is not tier and not notes:
-                        notes.append(f"conservative mode: {tier.value} → {served.value}")
-                    row["note"] = "; ".join(notes) or None
-                    progress.print(f"{lb.name}: {row['status']} at {row['tier']}" + _took(row) + (f" ({row['note']})" if row["note"] else ""))
-                    progress.advance(task)
-                    return row
+                # The service walks the ladder itself: a tier that fails or misses its budget is
+                # served one tier down, and the result says which tier served and why.
+                req = pb.CompilationRequest(
+                    schema_version=SCHEMA_VERSION, blueprint=lb.ir, strategy=tier.pb,
+                    priority=pb.PRIORITY_NORMAL, requested_by="cli:forge",
+                )
+                async with slots:
+                    sub = await forge.submit(req, "cli")
+                    progress.print(f"{lb.name}: compiling at {sub.strategy}" + (" (from cache)" if sub.from_cache else ""))
+                    job = await forge.wait(sub.job_id)
+                row = _row(forge, lb, sub, job)
+                progress.print(f"{lb.name}: {row['status']} at {row['tier']}" + _took(row) + (f" ({row['note']})" if row["note"] else ""))
+                progress.advance(task)
+                return row
 
             rows = list(await asyncio.gather(*(one(lb) for lb in entries)))
             failed = sum(r["status"] == "FAILED" for r in rows)
@@ -364,16 +335,26 @@ def _took(row: dict[str, Any]) -> str:
 
 
 def _row(forge: Any, lb: Any, sub: Any, job: Any) -> dict[str, Any]:
+    from tezzeret.leyline import Strategy
+
+    result = job.result
+    served = Strategy.parse(result.strategy_used) if result is not None and result.strategy_used else job.strategy
+    note = None
+    if result is not None and result.HasField("strategy_requested"):
+        note = f"asked {Strategy.parse(result.strategy_requested).value}: {result.fallback_reason}"
+    elif job.strategy.value != sub.strategy:
+        note = f"conservative mode: {sub.strategy} → {job.strategy.value}"
+    artifact_id = result.artifact_id if result is not None and result.artifact_id else sub.artifact_id
     row: dict[str, Any] = {
-        "blueprint": lb.name, "category": lb.category, "tier": job.strategy.value, "artifact_id": sub.artifact_id,
+        "blueprint": lb.name, "category": lb.category, "tier": served.value, "artifact_id": artifact_id,
         "status": job.status.value, "from_cache": sub.from_cache,
-        "compile_s": None, "speedup": None, "size": None, "error": None, "note": None,
+        "compile_s": None, "speedup": None, "size": None, "error": None, "note": note,
     }
     if job.status.value == "FAILED":
         row["error"] = f"{job.error_code}: {job.error}"
         return row
     try:
-        rec = forge.store.get_artifact(sub.artifact_id)
+        rec = forge.store.get_artifact(artifact_id)
     except Exception:  # noqa: BLE001 - shown as missing in the table
         return row
     m = rec.manifest
