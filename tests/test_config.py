@@ -156,3 +156,41 @@ def test_contention_threshold_is_half_the_cores_the_workers_leave_free() -> None
     assert load_settings(sandbox={"contended_threshold_cores": 3}).contention_threshold(cores=16) == 3
     with pytest.raises(ConfigError, match="contended_cpu_quota"):
         load_settings(sandbox={"contended_cpu_quota": -1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "why"),
+    [
+        ({"wal": {"enabled": False}}, "wal.enabled", "cannot be turned off"),
+        ({"protocol": {"version": "v3"}}, "protocol.version", "v2"),
+        ({"protocol": {"validate_decode_reencode": False}}, "protocol.validate_decode_reencode", "cannot be turned off"),
+        ({"protocol": {"forbidden_features_check": False}}, "protocol.forbidden_features_check", "cannot be turned off"),
+        ({"protocol": {"containerized_toolchain": True}}, "protocol.containerized_toolchain", "not supported"),
+        ({"protocol": {"toolchain_image": "protoc:3"}}, "protocol.toolchain_image", "containerized_toolchain"),
+    ],
+)
+def test_keys_that_cannot_take_effect_are_refused_with_their_path(overrides: dict, path: str, why: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(**overrides)
+    assert path in str(err.value) and why in str(err.value)
+
+
+def test_max_cpu_cores_caps_compile_slots() -> None:
+    # The default cap (8 cores) less the core left to training.
+    assert load_settings(compilation={"max_concurrent_jobs": 8}).compile_slots(cores=16) == 7
+    assert load_settings(compilation={"max_concurrent_jobs": 8}, resources={"max_cpu_cores": 3}).compile_slots(cores=16) == 2
+    assert load_settings(resources={"max_cpu_cores": 1}).compile_slots(cores=16) == 1
+
+
+def test_wal_filesystem_type_is_checked_against_the_real_mount(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tezzeret.forge.service import check_wal_filesystem
+    from tezzeret.wal.mounts import check_directory
+
+    actual = check_directory(tmp_path).mount
+    assert actual is not None
+    other = "xfs" if actual.fs_type != "xfs" else "ext4"
+    check_wal_filesystem(load_settings(state_dir=tmp_path, wal={"filesystem_type": "auto"}))
+    with pytest.raises(ConfigError, match=f"wal.filesystem_type.*is {other}, but .* is on {actual.fs_type}"):
+        check_wal_filesystem(load_settings(state_dir=tmp_path, wal={"filesystem_type": other}))
+    if actual.fs_type in ("ext4", "xfs"):
+        check_wal_filesystem(load_settings(state_dir=tmp_path, wal={"filesystem_type": actual.fs_type}))

@@ -47,3 +47,10 @@ def always_times_out(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     CALLS.append(f"{job.job_id}:{_tier(job)}")
     return pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_TIMEOUT, error_code="COMPILE_BUDGET_EXCEEDED",
                            error="cut off at the tier's deadline with no entry verified")
+
+
+def held(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Holds its slot until the test opens `GATE`, then ends without compiling anything."""
+    CALLS.append(f"{job.job_id}:{_tier(job)}")
+    GATE.wait(120)
+    return pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_CRASH, error="held by the test", error_code="TEST_HELD")

@@ -136,3 +136,64 @@ async def test_emergency_priority_needs_the_emergency_role_on_every_path(tmp_pat
         assert sorted(j.priority for j in forge.queue) == [pb.PRIORITY_STRATEGIC, pb.PRIORITY_STRATEGIC]
     finally:
         await forge.close(grace_s=10)
+
+
+async def test_memory_budget_holds_a_job_whose_limit_would_not_fit(tmp_path: Path) -> None:
+    # Two slots, but memory for one STANDARD job (8 GiB) plus an EMERGENCY one (2 GiB) only.
+    forge = await _forge(tmp_path, "held", compilation={"max_concurrent_jobs": 2},
+                         sandbox={"training_reserved_cores": 0}, resources={"memory_budget_gb": 10})
+    forge_tasks.GATE.clear()
+    try:
+        first = await forge.submit(request("mlp_512", strategy=pb.STRATEGY_STANDARD))
+        second = await forge.submit(request("residual_mlp_256", strategy=pb.STRATEGY_STANDARD))
+        for _ in range(100):
+            if forge.registry.get(first.job_id).status is JobStatus.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        waiting = forge.job(second.job_id)
+        assert waiting["status"] == "QUEUED" and "resources.memory_budget_gb" in waiting["waiting_reason"]
+        small = await forge.submit(request("swiglu_mlp_512", strategy=pb.STRATEGY_EMERGENCY, priority=pb.PRIORITY_STRATEGIC))
+        for _ in range(100):  # 8 + 2 GiB fit: the EMERGENCY job runs beside the STANDARD one
+            if forge.registry.get(small.job_id).status is not JobStatus.QUEUED:
+                break
+            await asyncio.sleep(0.05)
+        assert forge.registry.get(small.job_id).status is not JobStatus.QUEUED
+    finally:
+        forge_tasks.GATE.set()
+        forge.pipeline.pause()
+        await forge.close(grace_s=1)
+
+
+async def test_idle_recompilation_compares_each_artifact_with_its_own_tier(tmp_path: Path) -> None:
+    from tezzeret.forge.idle import current_toolchains
+
+    forge = await _forge(tmp_path, "gated_compile")
+    try:
+        sub = await forge.submit(request("mlp_512", strategy=pb.STRATEGY_EMERGENCY))
+        assert (await forge.wait(sub.job_id, timeout=120)).status is JobStatus.SUCCEEDED
+        # An up-to-date EMERGENCY artifact and no FAST one: nothing is outdated.
+        assert forge.store.recompilation_candidates(current_toolchains()) == []
+        stale = {**current_toolchains(), "EMERGENCY": "0" * 64}
+        assert [c.reason for c in forge.store.recompilation_candidates(stale)] == ["outdated toolchain"]
+    finally:
+        await forge.close(grace_s=5)
+
+
+async def test_an_emergency_deadline_bounds_the_job(tmp_path: Path) -> None:
+    forge = await _forge(tmp_path, "gated_compile")
+    forge_tasks.GATE.clear()
+    forge.pipeline.pause()
+    try:
+        msg = pb.EmergencyCompile(schema_version=SCHEMA_VERSION, request_id="em-deadline",
+                                  blueprint=request("mlp_512").blueprint, deadline_ms=1000)
+        ack = await forge.handle_emergency(msg)
+        assert ack.accepted
+        job = next(j for j in forge.registry.recent(10) if "em-deadline" in j.emergency_requests)
+        await asyncio.sleep(1.2)  # the deadline passes while it waits
+        forge.pipeline.resume()
+        ended = await forge.wait(job.job_id, timeout=60)
+        assert ended.status is JobStatus.FAILED and ended.result.error_code == "JOB_DEADLINE"
+    finally:
+        forge_tasks.GATE.set()
+        await forge.close(grace_s=5)

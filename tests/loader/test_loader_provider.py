@@ -128,3 +128,20 @@ def test_a_missing_artifact_is_asked_for_again_only_after_retry_s(tmp_path: Path
         provider.get(ir)
         provider.wait(digest(ir), timeout=30)
         assert len(asked) == 3
+
+
+def test_a_refused_offer_never_hides_what_is_still_served(tmp_path: Path) -> None:
+    ir = ir_of(TINY_MLP)
+    good = compile_blueprint(ir, "emergency", tmp_path / "good").path
+    bad = compile_blueprint(ir, "emergency", tmp_path / "bad").path
+    data = bytearray(bad.read_bytes())
+    data[3] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with KernelProvider(trust_unsigned=True) as provider:
+        module = provider.get(ir)
+        assert provider.offer(digest(ir), good).result(timeout=60).mode == "compiled"
+        state = provider.offer(digest(ir), bad).result(timeout=60)
+        # Still serving the first artifact's entries: the state says so, and names the refusal.
+        assert state.mode == "compiled" and state.artifact_id == good.name.removesuffix(".tzart")
+        assert "ARTIFACT_CORRUPT" in state.refused and module is not None and module.entries
+        assert provider.state(digest(ir)) == state

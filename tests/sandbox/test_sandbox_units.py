@@ -159,3 +159,13 @@ def test_worker_env_carries_no_service_secrets() -> None:
 def test_task_specs_are_checked() -> None:
     with pytest.raises(TaskSpecInvalid):
         SandboxExecutor(load_settings(), tasks={"x": "not a spec"})
+
+
+def test_a_jobs_gpu_share_stays_under_max_gpu_memory_gb() -> None:
+    from tezzeret.sandbox.worker import gpu_share
+
+    h100 = 80 * 2**30
+    assert gpu_share(0.25, 16, h100) == 0.2  # 16 GiB of 80 is less than a quarter
+    assert gpu_share(0.15, 16, h100) == 0.15  # conservative mode's share is already smaller
+    assert gpu_share(0.25, None, h100) == 0.25
+    assert gpu_share(0.25, 16, 0) == 0.25  # no device size known: the fraction alone
