@@ -184,7 +184,7 @@ class KernelProvider:
             why = f"{code}: {exc}"
             with self._lock:
                 module = self._modules.get(digest)
-            if module is not None and module.compiled:
+            if module is not None and module.artifact_id is not None:
                 return self._set(ProviderState(digest, "compiled", artifact_id=module.artifact_id, refused=why))
             return self._set(ProviderState(digest, "refused", reason=why, refused=why))
         return self._set(ProviderState(digest, "compiled", artifact_id=verified.manifest.artifact_id))
@@ -193,7 +193,7 @@ class KernelProvider:
         """The state while an artifact is fetched or adopted (caller holds the lock): compiled
         entries already attached keep serving, and the state says so."""
         module = self._modules.get(digest)
-        if module is not None and module.compiled:
+        if module is not None and module.artifact_id is not None:
             return ProviderState(digest, "compiled", artifact_id=module.artifact_id, reason="adopting a newer artifact")
         return ProviderState(digest, "loading")
 
