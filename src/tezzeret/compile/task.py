@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from tezzeret.compile.compile import _peak_rss_bytes, compile_blueprint
+from tezzeret.cache import L3_HITS_DETAIL, L3_MISSES_DETAIL, l3_counts
 from tezzeret.compile.errors import CompileError
 from tezzeret.errors import TezzeretError
 from tezzeret.leyline import codec, pb
@@ -29,6 +30,7 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     result = pb.WorkerResult(schema_version=codec.SCHEMA_VERSION, job_id=job.job_id)
     params = _params(job)
     out_dir = Path(job.output_dir) if job.output_dir else Path(job_dir) / "out"
+    l3_before = _l3_counts()
     try:
         outcome = compile_blueprint(
             bytes(job.blueprint),
@@ -63,6 +65,18 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
         result.manifest.CopyFrom(outcome.manifest)
         for d in outcome.dropped:
             result.details.add(key=f"dropped:{d.key}", value=d.drop_reason)
+    # Inductor's persistent-cache counters for this job alone (a worker runs many jobs).
+    hits, misses = (after - before for after, before in zip(_l3_counts(), l3_before))
+    result.details.add(key=L3_HITS_DETAIL, value=str(hits))
+    result.details.add(key=L3_MISSES_DETAIL, value=str(misses))
     result.compile_ms = (time.perf_counter() - started) * 1000.0
     result.peak_rss_bytes = _peak_rss_bytes()
     return result
+
+
+def _l3_counts() -> tuple[int, int]:
+    """(hits, misses) of Inductor's FX-graph and AOTAutograd caches so far in this process."""
+    import sys
+
+    utils = sys.modules.get("torch._dynamo.utils")
+    return l3_counts(utils.counters) if utils is not None else (0, 0)

@@ -1,21 +1,26 @@
 """Stage: sandbox. Compile workers that cannot escape, cannot starve training, and cannot take the forge down.
 
-Owns the worker pool (`SandboxExecutor`), isolation (bubblewrap, `unshare`, plain subprocess),
+Owns the executors (`make_executor` picks one from `sandbox.backend`: the local worker pool
+`SandboxExecutor`, or `RayExecutor` over a Ray cluster), isolation (bubblewrap, `unshare`, plain subprocess),
 resource limits, failure classes and the worker entry point (`python -m tezzeret.sandbox.worker`).
 It must never import the forge or the API.
 """
 
 from tezzeret.sandbox.errors import (
+    BackendUnavailable,
     ExecutorNotRunning,
     IsolationUnavailable,
     SandboxError,
     TaskSpecInvalid,
     WorkerStartFailed,
 )
+from tezzeret.sandbox.executor import Executor, make_executor
 from tezzeret.sandbox.pool import DEFAULT_TASKS, SandboxExecutor, SandboxStatus, run_job_sync
 
 __all__ = [
     "DEFAULT_TASKS",
+    "BackendUnavailable",
+    "Executor",
     "ExecutorNotRunning",
     "IsolationUnavailable",
     "SandboxError",
@@ -23,5 +28,6 @@ __all__ = [
     "SandboxStatus",
     "TaskSpecInvalid",
     "WorkerStartFailed",
+    "make_executor",
     "run_job_sync",
 ]
