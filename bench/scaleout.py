@@ -7,8 +7,8 @@ one CPU each, separate `ray start` processes) and drives `RayExecutor` as the fo
   3. one compile alone (the baseline), then the same compile with its node SIGKILLed
      `--kill-at` of the way through the baseline; on OUTCOME_NODE_LOST it is resubmitted at once
      (the forge's journal does this), and lands on the surviving node.
-Inductor's caches are off (`compilation.enable_caching: false`) so no run warms another, and the
-contention CPU cap is off: two nodes on one machine would count each other's compiles as
+Every phase starts on fresh state dirs (cold local Inductor caches) with no shared L3
+(`compilation.enable_caching: false`), so no run warms another, and the contention CPU cap is off: two nodes on one machine would count each other's compiles as
 training load. Prints one JSON line: `one_node_cpm`, `two_node_cpm`, `efficiency` (two-node
 rate / (2 x one-node rate), target >= 0.8), `kill_cost_s` (completion time with the kill minus
 without; target <= the job's own compile time + 15 s), the detail behind each, and the machine.
@@ -43,12 +43,15 @@ TIMEOUT_MS = 300_000
 
 
 def _settings(root: Path) -> Any:
+    """Fresh state on the forge and on every node (so each phase starts with cold Inductor
+    caches), no shared L3, no CPU cap."""
+    run = uuid.uuid4().hex[:8]
     return load_settings(
-        state_dir=str(root / f"forge-{uuid.uuid4().hex[:6]}"),
+        state_dir=str(root / f"forge-{run}"),
         compilation={"enable_caching": False},
         emergency={"reserved_worker": False},
         sandbox={"backend": "ray", "contended_cpu_quota": 0},
-        ray={"node_state_dir": str(root / "nodes"), "namespace": f"scaleout-{uuid.uuid4().hex[:8]}",
+        ray={"node_state_dir": str(root / f"nodes-{run}"), "namespace": f"scaleout-{run}",
              "targets": {"cpu-bench": NODE_RESOURCES}, "poll_interval_s": 0.5},
     )
 
@@ -81,15 +84,22 @@ async def _batch(settings: Any, names: list[str], out: Path, tag: str) -> dict[s
     }
 
 
-async def _kill(cluster: LocalCluster, settings: Any, name: str, out: Path, kill_at: float) -> dict[str, object]:
+async def _baseline(settings: Any, name: str, out: Path) -> float:
     executor = make_executor(settings)
     await executor.start()
     try:
         started = time.perf_counter()
         base = await executor.run(_job(name, out, "base"))
-        base_s = time.perf_counter() - started
         assert base.outcome == pb.OUTCOME_SUCCESS, base
+        return time.perf_counter() - started
+    finally:
+        await executor.close(0)
 
+
+async def _kill(cluster: LocalCluster, settings: Any, name: str, out: Path, kill_at: float, base_s: float) -> dict[str, object]:
+    executor = make_executor(settings)
+    await executor.start()
+    try:
         job = _job(name, out, "killed")
         started = time.perf_counter()
         running = asyncio.create_task(executor.run(job))
@@ -133,7 +143,9 @@ def main() -> None:
             one = asyncio.run(_batch(_settings(root), names, root / "out", "one"))
             cluster.add_node("b", cpus=1, resources=NODE_RESOURCES)
             two = asyncio.run(_batch(_settings(root), names, root / "out", "two"))
-            kill = asyncio.run(_kill(cluster, _settings(root), names[0], root / "out", args.kill_at))
+            # Baseline and killed run each on fresh node state: neither warms the other.
+            base_s = asyncio.run(_baseline(_settings(root), names[0], root / "out"))
+            kill = asyncio.run(_kill(cluster, _settings(root), names[0], root / "out", args.kill_at, base_s))
         finally:
             cluster.stop()
     print(json.dumps({

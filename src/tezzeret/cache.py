@@ -345,19 +345,21 @@ def l3_environment(settings: Settings) -> dict[str, str]:
     """Environment variables that give a compile worker the shared L3 caches.
 
     Always: `TORCHINDUCTOR_CACHE_DIR` = `settings.inductor_cache_dir` (the sandbox must mount it
-    writable) with the local FX-graph and AOTAutograd caches switched on (off when
-    `compilation.enable_caching` is false). With an L3 Redis (`l3_redis_url`): Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
+    writable) with the local FX-graph and AOTAutograd caches switched on (the precompile path needs
+    them). With an L3 Redis (`l3_redis_url`, none when `compilation.enable_caching` is false): Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
     torch 2.13: `_inductor/config.py`, `_functorch/config.py`, `_inductor/remote_cache.py`,
     `_inductor/runtime/cache_dir_utils.py`). A
     worker in its own network namespace cannot reach Redis: the sandbox pool replaces the URL with
     its relay's socket (`sandbox.l3relay`).
     """
     url = l3_redis_url(settings)
-    on = "1" if settings.compilation.enable_caching else "0"
+    # Always on, whatever `compilation.enable_caching` says: torch 2.13's AOT precompile serializes
+    # an entry through its AOTAutograd cache entry, and with that cache off every FAST-or-better
+    # compile fails ("'NoneType' object is not callable" in serialize_compile_artifacts).
     env = {
         "TORCHINDUCTOR_CACHE_DIR": str(settings.inductor_cache_dir),
-        "TORCHINDUCTOR_FX_GRAPH_CACHE": on,
-        "TORCHINDUCTOR_AUTOGRAD_CACHE": on,
+        "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
     }
     if url:
         env |= {

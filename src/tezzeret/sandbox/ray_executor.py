@@ -53,7 +53,8 @@ _KEYWORD_RESOURCES = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory"}
 class _Actor:
     name: str
     handle: Any
-    state: Literal["warming", "ready", "failed", "lost"] = "warming"
+    # incompatible: its Python/torch/Tezzeret differ from the forge's; it is left alone.
+    state: Literal["warming", "ready", "failed", "incompatible", "lost"] = "warming"
     slots: int = 0
     emergency_slot: bool = False
     busy: int = 0
@@ -102,7 +103,9 @@ class _Node:
         states = {a.state for a in self.actors}
         if "ready" in states:
             return "ready"
-        return "failed" if states == {"failed"} else "warming"
+        if states and states <= {"failed", "incompatible"}:
+            return "incompatible" if "incompatible" in states else "failed"
+        return "warming"
 
     def in_flight(self) -> int:
         return sum(a.busy + int(a.emergency_busy) for a in self.actors)
@@ -502,7 +505,7 @@ class RayExecutor:
                 actor.state = "failed"
                 actor.note = "replaced: built with another configuration"
             elif info.get("toolchain") != self._toolchain:
-                actor.state = "failed"
+                actor.state = "incompatible"
                 actor.note = node.note = f"toolchain {info.get('toolchain')} differs from the forge's {self._toolchain}"
                 log.error("compile node %s: %s; it gets no jobs", node.short, actor.note)
             else:
@@ -605,7 +608,7 @@ class RayExecutor:
                 actor.orphans = max(0, busy - actor.busy - int(actor.emergency_busy))
 
     def _export_metrics(self, now: float) -> None:
-        counts: dict[str, int] = {"ready": 0, "warming": 0, "drained": 0, "lost": 0, "failed": 0}
+        counts: dict[str, int] = {"ready": 0, "warming": 0, "drained": 0, "lost": 0, "failed": 0, "incompatible": 0}
         for node in self._nodes.values():
             counts[node.state(now)] = counts.get(node.state(now), 0) + 1
             metrics.NODE_JOBS_IN_FLIGHT.labels(node=node.short).set(node.in_flight())
