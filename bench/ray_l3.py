@@ -4,9 +4,10 @@ Starts a `redis-server` on a free loopback port and a local Ray cluster of two o
 (`tezzeret.sandbox.ray_local`), each offering its own target, so a job can be sent to either.
 Each node's compile actor has its own state dir and so its own local Inductor cache: the only thing
 the nodes share is Redis, which their sandboxed workers reach through the pool's L3 relay
-(`sandbox.l3relay`; the workers keep no network). Compiles one blueprint at FAST on node A, then
-the same blueprint on node B, and prints one JSON line with each compile's time and the Inductor
-cache hits and misses its worker reported (`inductor_cache_hits`/`_misses` in the result), the
+(`sandbox.l3relay`; the workers keep no network). Compiles one blueprint at FAST (Tezzeret's
+compile task: AOT precompile) on node A, then on node B; then a plain `torch.compile` of a small
+block (`bench_tasks:inductor_block`) on A, then on B. Prints one JSON line with each job's time
+and the Inductor cache hits and misses its worker reported (`inductor_cache_hits`/`_misses` in the result), the
 Redis keys written, and the machine.
 
 Usage: python bench/ray_l3.py [--blueprint mlp_512]
@@ -26,13 +27,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_tasks import TASKS
 from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 from tezzeret.blueprint import library_blueprint
 from tezzeret.config import load_settings
 from tezzeret.leyline import codec, pb
-from tezzeret.sandbox import make_executor
+from tezzeret.sandbox import DEFAULT_TASKS, make_executor
 from tezzeret.sandbox.ray_local import LocalCluster
+
+
+HERE = Path(__file__).resolve().parent
 
 
 def _free_port() -> int:
@@ -42,20 +47,21 @@ def _free_port() -> int:
 
 
 async def _compile_on_a_then_b(settings: Any, name: str, out: Path) -> list[dict[str, object]]:
-    executor = make_executor(settings)
+    executor = make_executor(settings, tasks={**DEFAULT_TASKS, **TASKS}, extra_sys_path=[HERE])
     await executor.start()
     runs = []
     try:
-        for node in ("a", "b"):
+        for task, node in (("compile", "a"), ("compile", "b"), ("inductor_block", "a"), ("inductor_block", "b")):
             job = pb.WorkerJob(
-                schema_version=1, job_id=f"{name}-on-{node}", task="compile", target=f"model-{node}",
+                schema_version=1, job_id=f"{task}-{name}-on-{node}", task=task, target=f"model-{node}",
                 strategy=pb.STRATEGY_FAST, blueprint=codec.encode(library_blueprint(name)),
-                output_dir=str(out / node), cpu_only=True, timeout_ms=300_000,
+                output_dir=str(out / task / node), cpu_only=True, timeout_ms=300_000,
             )
             started = time.perf_counter()
             result = await executor.run(job)
             details = {kv.key: kv.value for kv in result.details}
             runs.append({
+                "task": task,
                 "node": node,
                 "outcome": pb.JobOutcome.Name(result.outcome),
                 "wall_s": round(time.perf_counter() - started, 1),

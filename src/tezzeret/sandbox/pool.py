@@ -28,8 +28,8 @@ from tezzeret import metrics
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results, throttle
-from tezzeret.sandbox.l3relay import L3Relay, relayable
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
+from tezzeret.sandbox.l3relay import L3Relay, relayable
 from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
 from tezzeret.sandbox.status import SandboxStatus
 
