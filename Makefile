@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch 2.13.0 is on disk on our machines; any other version downloads gigabytes.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# The Ray extra too: the executor tests run a real local Ray cluster.
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $(STAMP)
 
 # System packages the tests and the sandbox use, installed when running as root: redis-server and

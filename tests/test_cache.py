@@ -150,6 +150,11 @@ def test_l3_environment(tmp_path: Path) -> None:
     assert remote["TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE"] == "1"
     off = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://x", cache={"remote_inductor_cache": False}))
     assert "TORCHINDUCTOR_REDIS_URL" not in off
+    # No caching means no shared cache, but the local ones stay: AOT precompile serializes
+    # through the AOTAutograd cache entry and fails without it.
+    uncached = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://x", compilation={"enable_caching": False}))
+    assert uncached["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "1" and uncached["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
+    assert "TORCHINDUCTOR_REDIS_URL" not in uncached
     # Every variable we set is one the installed torch actually reads.
     spec = importlib.util.find_spec("torch")
     assert spec is not None and spec.origin is not None

@@ -227,27 +227,37 @@ def l3_counts(counters: Mapping[str, Mapping[str, int]]) -> tuple[int, int]:
     return hits, misses
 
 
+def l3_redis_url(settings: Settings) -> str | None:
+    """The Redis of the shared L3 (`cache.l3_redis_url`, else `redis_url`), or None when the
+    remote caches are off (`cache.remote_inductor_cache`, `compilation.enable_caching`)."""
+    if not (settings.cache.remote_inductor_cache and settings.compilation.enable_caching):
+        return None
+    return settings.cache.l3_redis_url or settings.redis_url
+
+
 def l3_environment(settings: Settings) -> dict[str, str]:
     """Environment variables that give a compile worker the shared L3 caches.
 
     Always: `TORCHINDUCTOR_CACHE_DIR` = `settings.inductor_cache_dir` (the sandbox must mount it
-    writable) with the local FX-graph and AOTAutograd caches switched on (off when
-    `compilation.enable_caching` is false). With `redis_url` set and `cache.remote_inductor_cache`
-    on: Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
+    writable) with the local FX-graph and AOTAutograd caches switched on (the precompile path needs
+    them). With an L3 Redis (`l3_redis_url`, none when `compilation.enable_caching` is false): Inductor's remote FX-graph, AOTAutograd and autotune caches on that Redis (names checked in
     torch 2.13: `_inductor/config.py`, `_functorch/config.py`, `_inductor/remote_cache.py`,
     `_inductor/runtime/cache_dir_utils.py`). A
-    worker in its own network namespace cannot reach Redis: the sandbox must share the loopback
-    network with the worker when these are set.
+    worker in its own network namespace cannot reach Redis: the sandbox pool replaces the URL with
+    its relay's socket (`sandbox.l3relay`).
     """
-    on = "1" if settings.compilation.enable_caching else "0"
+    url = l3_redis_url(settings)
+    # Always on, whatever `compilation.enable_caching` says: torch 2.13's AOT precompile serializes
+    # an entry through its AOTAutograd cache entry, and with that cache off every FAST-or-better
+    # compile fails ("'NoneType' object is not callable" in serialize_compile_artifacts).
     env = {
         "TORCHINDUCTOR_CACHE_DIR": str(settings.inductor_cache_dir),
-        "TORCHINDUCTOR_FX_GRAPH_CACHE": on,
-        "TORCHINDUCTOR_AUTOGRAD_CACHE": on,
+        "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
+        "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
     }
-    if settings.redis_url and settings.cache.remote_inductor_cache and settings.compilation.enable_caching:
+    if url:
         env |= {
-            "TORCHINDUCTOR_REDIS_URL": settings.redis_url,
+            "TORCHINDUCTOR_REDIS_URL": url,
             "TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE": "1",
             "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE": "1",
             "TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE": "1",

@@ -208,6 +208,9 @@ class ResourceSettings(Strict):
 
 
 class SandboxSettings(Strict):
+    # Who runs compile jobs: "local" (this host's bubblewrap pool) or "ray" (a bubblewrap pool on
+    # each node of a Ray cluster; see `RaySettings` and the README's "Scale-out on Ray").
+    backend: Literal["local", "ray"] = "local"
     # auto: bubblewrap when installed, else `unshare --net` where permitted, else a plain subprocess.
     isolation: Literal["auto", "bwrap", "unshare", "subprocess"] = "auto"
     max_jobs_per_worker: int = Field(20, ge=1)
@@ -239,6 +242,41 @@ class SandboxSettings(Strict):
     contended_cpu_quota: float = Field(0.25, ge=0.0)
     contended_threshold_cores: float | None = Field(None, gt=0.0)
     throttle_period_ms: int = Field(100, ge=1, le=1000)
+
+
+class RaySettings(Strict):
+    """The Ray backend (`sandbox.backend: ray`). Only read when that backend is chosen."""
+
+    # "auto" (a `ray start` cluster this host belongs to), "host:port" (its GCS), or "ray://host:port"
+    # (Ray Client, for a forge outside the cluster, e.g. next to KubeRay).
+    address: str = "auto"
+    # Named actors live here: two forges on one cluster need different namespaces.
+    namespace: str = "tezzeret"
+    # Artifact target -> the Ray resources a node must offer to compile for it, e.g.
+    # {"cpu-x86_64-avx2": {"tezzeret_cpu_x86_64_avx2": 1}, "cuda-sm90": {"GPU": 1,
+    # "accelerator_type:H100": 0.001}}. An empty mapping: every compile node offers that target.
+    # A job whose target is not listed here waits (see `unplaceable_timeout_s`); a job with no
+    # target goes to any compile node.
+    targets: dict[str, dict[str, float]] = {}
+    # What each compile actor holds on its node: a node hosts actors only if it offers these, so a
+    # head started with `--num-cpus=0` compiles nothing. Add a custom resource to opt nodes in.
+    actor_resources: dict[str, float] = {"CPU": 1.0}
+    actors_per_node: int = Field(1, ge=1, le=16)
+    # How long a job waits for a node offering its target before it ends as INTERNAL_ERROR
+    # (code SANDBOX_NO_NODE_FOR_TARGET). Jobs waiting for busy nodes wait without limit.
+    unplaceable_timeout_s: float = Field(600.0, ge=0)
+    # Where a compile actor keeps its pool's state on its node (one subdirectory per actor).
+    node_state_dir: Path = Path("/tmp/tezzeret-node")
+    # Ray restarts a dead actor (its process crashed, the node is alive) this often, warm again.
+    max_restarts: int = Field(5, ge=-1)
+    # A node whose actors fail this many jobs in a row (lost, crashed, workers that will not
+    # start) takes no new jobs for `drain_s`.
+    drain_after_failures: int = Field(3, ge=1)
+    drain_s: float = Field(600.0, ge=0)
+    # How often the forge reads the cluster's node table and each actor's pool status.
+    poll_interval_s: float = Field(2.0, gt=0)
+    # `start()` waits this long for the actors on the nodes present at start to warm up.
+    start_timeout_s: float = Field(600.0, gt=0)
 
 
 class PollingSettings(Strict):
@@ -315,6 +353,10 @@ class CacheSettings(Strict):
     # None: `<state_dir>/inductor`.
     inductor_cache_dir: Path | None = None
     remote_inductor_cache: bool = True
+    # The Redis of the shared L3 (Inductor's remote caches) when it must not be `redis_url` (the
+    # bus's): compile workers hold these credentials, so give them an ACL user limited to the
+    # cache's keys. None: `redis_url`.
+    l3_redis_url: str | None = None
 
 
 _LIMITS = ValidationLimits()
@@ -379,6 +421,7 @@ class Settings(BaseSettings):
     timeouts_ms: TimeoutSettings = TimeoutSettings()
     resources: ResourceSettings = ResourceSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    ray: RaySettings = RaySettings()
     polling: PollingSettings = PollingSettings()
     bus: BusSettings = BusSettings()
     emergency: EmergencySettings = EmergencySettings()

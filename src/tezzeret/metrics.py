@@ -95,6 +95,16 @@ CACHE_HIT_RATE = Gauge(
 CACHE_LOOKUPS = Counter(
     "tezzeret_cache_lookups", "Cache lookups by tier and result.", ["tier", "result"], registry=REGISTRY
 )
+COMPILE_NODES = Gauge(
+    "tezzeret_compile_nodes", "Compile nodes of a remote executor by state (ready, warming, drained, lost).",
+    ["state"], registry=REGISTRY,
+)
+NODE_JOBS_IN_FLIGHT = Gauge(
+    "tezzeret_node_jobs_in_flight", "Compile jobs running on each compile node.", ["node"], registry=REGISTRY
+)
+NODE_WARM_WORKERS = Gauge(
+    "tezzeret_node_warm_workers", "Warm sandbox workers on each compile node.", ["node"], registry=REGISTRY
+)
 QUEUE_DEPTH = Gauge("tezzeret_queue_depth", "Jobs waiting to compile.", registry=REGISTRY)
 JOBS = Counter(
     "tezzeret_jobs",

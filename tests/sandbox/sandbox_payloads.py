@@ -221,8 +221,47 @@ def reject(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
     raise TezzeretError("blueprint node 3 has an unknown op 'frobnicate'; use an op from the registry", code="BLUEPRINT_UNKNOWN_OP")
 
 
+def noop(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Nothing at all: what a job costs the executor itself."""
+    return _ok(job, pid=os.getpid())
+
+
+def blob(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """An artifact of `mib` MiB (a byte pattern the caller can check), plus a file beside it."""
+    size = int(float(_param(job, "mib", "4")) * 1024 * 1024)
+    out = Path(job.output_dir)
+    artifact = out / "blob.bin"
+    artifact.write_bytes(bytes(range(256)) * (size // 256) + b"\0" * (size % 256))
+    (out / "sub").mkdir()
+    (out / "sub" / "note.txt").write_text(job.job_id)
+    result = _ok(job, pid=os.getpid(), host=os.uname().nodename)
+    result.artifact_path = str(artifact)
+    return result
+
+
+def sleep(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Sleep `s` seconds, then end like `blob` with a small artifact (a job to kill mid-way)."""
+    time.sleep(float(_param(job, "s", "30")))
+    job.params.add(key="mib", value="0.01")
+    return blob(job, job_dir)
+
+
+def l3_env(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
+    """Report the L3 cache variables and whether the Redis they name answers PING from here."""
+    import redis
+
+    url = os.environ.get("TORCHINDUCTOR_REDIS_URL", "")
+    ping = "no url"
+    if url:
+        try:
+            ping = str(redis.Redis.from_url(url, socket_timeout=5).ping())
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            ping = f"{type(exc).__name__}: {exc}"
+    return _ok(job, url=url, ping=ping, remote=os.environ.get("TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE", ""))
+
+
 TASKS = {name: f"sandbox_payloads:{name}" for name in (
-    "tiny_torch", "connect_out", "write_outside", "peek_secrets", "fork_bomb", "memory_bomb", "spin",
+    "noop", "blob", "sleep", "l3_env", "tiny_torch", "connect_out", "write_outside", "peek_secrets", "fork_bomb", "memory_bomb", "spin",
     "segfault", "huge_file", "forge_garbage_result", "forge_link_result", "forge_outside_result",
     "forge_wrong_id", "forge_swapped_dir", "reject",
 )}

@@ -38,3 +38,10 @@ class WorkerStartFailed(SandboxError):
     """A worker process died or stayed silent before reporting ready; the message has its stderr."""
 
     code = "SANDBOX_WORKER_START_FAILED"
+
+
+class BackendUnavailable(SandboxError):
+    """The executor backend named in `sandbox.backend` cannot be used (Ray not installed, or its
+    cluster unreachable); the message says what to install or check."""
+
+    code = "SANDBOX_BACKEND_UNAVAILABLE"

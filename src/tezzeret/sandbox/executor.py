@@ -12,14 +12,18 @@ status) and the contract every implementation keeps:
 - `status()` is cheap and never blocks: health reads it on every request.
 
 Implementations: `pool.SandboxExecutor` (local pre-warmed workers under bubblewrap, the default),
-`inprocess.InProcessExecutor` (tasks run in this process, for service tests), and the Ray
-executor (`sandbox.backend: ray`). Must never import the forge or the API.
+`inprocess.InProcessExecutor` (tasks run in this process, for service tests), and
+`ray_executor.RayExecutor` (`sandbox.backend: ray`). `make_executor` builds the one the
+configuration names. Must never import the forge or the API, nor Ray unless the backend is ray.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
+from tezzeret.config import Settings
 from tezzeret.leyline import pb
 from tezzeret.sandbox.status import SandboxStatus
 
@@ -37,3 +41,23 @@ class Executor(Protocol):
 
     def status(self) -> SandboxStatus:
         """What health and operators see: workers, slots, isolation, per-node state."""
+
+
+def make_executor(
+    settings: Settings,
+    *,
+    tasks: Mapping[str, str] | None = None,
+    on_result: Callable[[pb.WorkerJob, pb.WorkerResult], None] | None = None,
+    extra_sys_path: Sequence[Path] = (),
+    warm: Literal["inductor", "torch", "none"] = "inductor",
+) -> Executor:
+    """The executor `sandbox.backend` names, not started: the local pool, or the Ray executor
+    (imports Ray; raises `BackendUnavailable` when it is not installed). The arguments are the
+    pool's (see `SandboxExecutor`); with Ray they travel to every node's pool."""
+    if settings.sandbox.backend == "ray":
+        from tezzeret.sandbox.ray_executor import RayExecutor
+
+        return RayExecutor(settings, tasks=tasks, on_result=on_result, extra_sys_path=extra_sys_path, warm=warm)
+    from tezzeret.sandbox.pool import SandboxExecutor
+
+    return SandboxExecutor(settings, tasks=tasks, on_result=on_result, extra_sys_path=extra_sys_path, warm=warm)

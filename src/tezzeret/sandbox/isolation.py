@@ -37,9 +37,6 @@ class SandboxPlan:
     readable: Sequence[Path] = ()
     drop_to_uid: int | None = None
     gpu_devices: Sequence[str] = field(default_factory=tuple)
-    # Directories of service sockets a worker may connect to (the L3 relay), bound read-only after
-    # everything is hidden: a socket is reachable, nothing else of the directory it lies in.
-    sockets: Sequence[Path] = ()
 
 
 @dataclass(frozen=True)
@@ -219,8 +216,6 @@ def bwrap_argv(plan: SandboxPlan, command: Sequence[str]) -> list[str]:
             masked.append(path)
     for path in plan.writable:
         argv += _open_parents(path, masked, made) + ["--bind", str(path), str(path)]
-    for path in plan.sockets:
-        argv += _open_parents(Path(path), masked, made) + ["--ro-bind", str(path), str(path)]
     # A secret dir inside a writable one (odd, but configurable) is covered after the bind.
     for path in plan.hidden:
         if path.exists() and _is_under(path, list(plan.writable)):

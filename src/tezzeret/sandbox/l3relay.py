@@ -1,16 +1,18 @@
-"""The L3 relay: compile workers reach the shared Inductor cache on Redis without a network.
+"""The L3 relay: sandbox workers reach the shared Inductor cache on Redis without a network.
 
-Owns: a Unix socket the sandbox binds read-only into every worker (their network namespace has
-no route to Redis), speaking just enough of Redis's protocol (RESP) for torch's remote caches
-(`torch/_inductor/remote_cache.py` uses GET and SET through redis-py, which also sends PING and
-CLIENT SETINFO on connect), and forwarding those to the real server with the forge's own client.
-Only keys under `pt2:` (torch's prefix) are reachable and values are capped: a worker can neither
-read nor touch the bus's streams, nor flush the server, nor fill it with one write. Everything
-else is refused with an error reply.
+Owns: for one worker, a Unix socket in a directory only that worker may write, speaking just
+enough of Redis's protocol (RESP) for torch's remote caches (`torch/_inductor/remote_cache.py`
+uses GET and SET through redis-py, which also sends HELLO, PING and CLIENT SETINFO on connect), and
+forwarding those to the Redis that `cache.l3_redis_url` names with the forge's own client; plus
+the `TORCHINDUCTOR_REDIS_URL` that points the worker's Inductor at that socket. Workers keep their
+empty network namespace (bubblewrap's `--unshare-net`): the relay is their only way out. Only keys
+under torch's `pt2:` prefix are reachable and values are capped, so a worker can neither read nor
+touch the bus's streams, nor flush the server; every other command gets an error reply. The
+worker never holds Redis credentials. A Redis ACL user limited to the cache's keys (set in
+`cache.l3_redis_url`) is a second line, not the first.
 
-Why our own and not a TCP proxy: a byte-for-byte proxy would hand the worker every Redis command.
-Why not give workers the network: their network namespace is part of the sandbox. Must never
-forward a command it does not understand, and never hold a worker's connection once it misbehaves.
+Why our own protocol code: a byte pipe would hand the worker every Redis command. Must never
+forward a command it does not understand, and never listen on TCP.
 """
 
 from __future__ import annotations
@@ -19,13 +21,118 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
+
+def relayable(url: str) -> bool:
+    """Whether the relay can carry this URL (plain `redis://`; TLS and sockets cannot be relayed)."""
+    return urlsplit(url).scheme == "redis"
+
+
+class L3Relay:
+    """One worker's relay: `start()` before the worker spawns, `close()` after it is gone."""
+
+    def __init__(self, redis_url: str, *, owner_uid: int | None) -> None:
+        parts = urlsplit(redis_url)
+        if parts.scheme != "redis":
+            raise ValueError(f"the L3 relay carries redis:// URLs only, not {parts.scheme}://")
+        self._url = redis_url
+        self._client: Any = None
+        self._owner_uid = owner_uid
+        self.forwarded = 0
+        self.refused = 0
+        # Short and outside the state dir: a Unix socket path must fit in 107 bytes.
+        self.directory = Path(tempfile.mkdtemp(prefix="tz-l3-"))
+        self.socket_path = self.directory / "redis.sock"
+        self._server: asyncio.AbstractServer | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+        if self._owner_uid is not None:
+            os.chown(self.directory, self._owner_uid, self._owner_uid)
+            os.chown(self.socket_path, self._owner_uid, self._owner_uid)
+        os.chmod(self.socket_path, 0o600)
+
+    def worker_url(self) -> str:
+        """`TORCHINDUCTOR_REDIS_URL` for the worker (redis-py's `unix://` form; the credentials and
+        the database stay with the relay's own client)."""
+        return f"unix://{self.socket_path}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._pipes.add(task)
+        try:
+            while (args := await _read_command(reader)) is not None:
+                writer.write(await self._answer(args))
+                await writer.drain()
+        except (RelayProtocolError, ValueError, asyncio.IncompleteReadError) as exc:
+            self.refused += 1
+            log.warning("L3 relay: dropping a worker connection: %s", exc)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(_error(f"protocol error: {exc}"))
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._pipes.discard(task)
+
+    async def _answer(self, args: list[bytes]) -> bytes:
+        command = args[0].upper()
+        if command == b"PING":
+            return b"+PONG\r\n"
+        if command == b"CLIENT":
+            return b"+OK\r\n"  # SETINFO: library name and version, nothing to forward
+        if command == b"HELLO":
+            return b"-NOPROTO this relay speaks RESP2\r\n"  # redis-py then falls back to RESP2
+        if command in (b"GET", b"SET") and len(args) >= 2 and args[1].startswith(KEY_PREFIX):
+            try:
+                if command == b"GET" and len(args) == 2:
+                    self.forwarded += 1
+                    return _bulk(await self._redis().get(args[1]))
+                if command == b"SET" and len(args) == 3:
+                    self.forwarded += 1
+                    await self._redis().set(args[1], args[2])
+                    return b"+OK\r\n"
+            except Exception as exc:  # noqa: BLE001 - Redis away: answered as a miss, a write dropped
+                log.debug("L3 relay: redis %s failed: %s", command, exc)
+                return _bulk(None) if command == b"GET" else b"+OK\r\n"
+        self.refused += 1
+        return _error(f"{command.decode(errors='replace')[:20]} is not allowed through the Tezzeret L3 relay")
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as redis
+
+            self._client = redis.Redis.from_url(self._url)
+        return self._client
+
+
 KEY_PREFIX = b"pt2:"
 MAX_VALUE_BYTES = 256 * 1024 * 1024
-MAX_ARGS = 8
+_MAX_ARGS = 8
 _MAX_LINE = 64
 
 
@@ -41,7 +148,7 @@ async def _read_command(reader: asyncio.StreamReader) -> list[bytes] | None:
     if not line.startswith(b"*") or not line.endswith(b"\r\n") or len(line) > _MAX_LINE:
         raise RelayProtocolError("expected a RESP array")
     count = int(line[1:-2])
-    if not 0 < count <= MAX_ARGS:
+    if not 0 < count <= _MAX_ARGS:
         raise RelayProtocolError(f"{count} arguments")
     args: list[bytes] = []
     for _ in range(count):
@@ -62,83 +169,3 @@ def _bulk(value: bytes | None) -> bytes:
 
 def _error(text: str) -> bytes:
     return b"-ERR " + text.encode() + b"\r\n"
-
-
-class L3Relay:
-    """Serve `socket_path` for workers, forwarding torch's cache traffic to `redis_url`."""
-
-    def __init__(self, redis_url: str, socket_path: Path) -> None:
-        self.redis_url = redis_url
-        self.socket_path = Path(socket_path)
-        self.forwarded = 0
-        self.refused = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._client = None
-
-    @property
-    def url(self) -> str:
-        """What workers put in `TORCHINDUCTOR_REDIS_URL`."""
-        return f"unix://{self.socket_path}"
-
-    async def start(self) -> None:
-        import redis.asyncio as redis
-
-        self._client = redis.Redis.from_url(self.redis_url)
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.socket_path.parent, 0o755)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
-        # Workers may run as another uid (the sandbox drops root): anyone who can reach the path may
-        # connect; only the sandbox's bind makes it reachable.
-        os.chmod(self.socket_path, 0o777)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while (args := await _read_command(reader)) is not None:
-                writer.write(await self._answer(args))
-                await writer.drain()
-        except (RelayProtocolError, ValueError, asyncio.IncompleteReadError) as exc:
-            self.refused += 1
-            log.warning("L3 relay: dropping a worker connection: %s", exc)
-            with contextlib.suppress(ConnectionError):
-                writer.write(_error(f"protocol error: {exc}"))
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _answer(self, args: list[bytes]) -> bytes:
-        assert self._client is not None
-        command = args[0].upper()
-        if command == b"PING":
-            return b"+PONG\r\n"
-        if command == b"CLIENT":
-            return b"+OK\r\n"  # SETINFO: library name and version, nothing to forward
-        if command in (b"GET", b"SET") and len(args) >= 2 and args[1].startswith(KEY_PREFIX):
-            try:
-                if command == b"GET" and len(args) == 2:
-                    self.forwarded += 1
-                    return _bulk(await self._client.get(args[1]))
-                if command == b"SET" and len(args) == 3:
-                    self.forwarded += 1
-                    await self._client.set(args[1], args[2])
-                    return b"+OK\r\n"
-            except Exception as exc:  # noqa: BLE001 - Redis away: answered as a miss / a dropped write
-                log.debug("L3 relay: redis %s failed: %s", command, exc)
-                return _bulk(None) if command == b"GET" else b"+OK\r\n"
-        self.refused += 1
-        return _error(f"{command.decode(errors='replace')[:20]} is not allowed through the Tezzeret L3 relay")

@@ -138,11 +138,8 @@ def lower_own_limits(memory_mb: int, cpu_s: int) -> str | None:
     return None
 
 
-def worker_env(
-    settings: Settings, base: Mapping[str, str], *, tmpdir: str, user: str, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The worker's whole environment: a short allowlist, never the service's secrets; `extra`
-    adds what the executor decided (the L3 caches' switches and where to reach them)."""
+def worker_env(settings: Settings, base: Mapping[str, str], *, tmpdir: str, user: str) -> dict[str, str]:
+    """The worker's whole environment: a short allowlist, never the service's secrets."""
     threads = str(settings.sandbox.worker_threads)
     env = {
         "PATH": base.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -166,5 +163,4 @@ def worker_env(
             env[key] = value
         elif key in ("CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED"):
             env[key] = value
-    env.update(extra or {})
     return env

@@ -3,7 +3,8 @@
 Owns: the worker slots (under the isolation level chosen at start), the per-job directory and its
 files, the limits each job carries to its worker, the wall-clock timeout and SIGKILL of the sandbox,
 recycling after `sandbox.max_jobs_per_worker` jobs or any failure, the reserved emergency slot,
-the CPU-only retry after a crash, and reporting every ended job to `on_result`. It must never
+the CPU-only retry after a crash, each worker's L3 cache environment (and its relay to the L3
+Redis, `l3relay`), and reporting every ended job to `on_result`. It must never
 import the forge or the API, never compile anything in the service process, and never raise for a
 job that failed: every job ends as exactly one `pb.JobOutcome`.
 """
@@ -24,13 +25,12 @@ from pathlib import Path
 from typing import Literal
 
 from tezzeret import metrics
-from tezzeret.cache import l3_environment
 from tezzeret.compile.task import RECYCLE_DETAIL
 from tezzeret.config import Settings
 from tezzeret.leyline import codec, pb
 from tezzeret.sandbox import isolation, limits, outcome, results, throttle
 from tezzeret.sandbox.errors import ExecutorNotRunning, TaskSpecInvalid, WorkerStartFailed
-from tezzeret.sandbox.l3relay import L3Relay
+from tezzeret.sandbox.l3relay import L3Relay, relayable
 from tezzeret.sandbox.process import WorkerProcess, sweep_leftovers
 from tezzeret.sandbox.status import SandboxStatus
 
@@ -105,8 +105,8 @@ class SandboxExecutor:
         self._background: set[asyncio.Task[None]] = set()
         self._throttle: throttle.ContentionThrottle | None = None
         self._throttle_note = "not started"
-        self._relay: L3Relay | None = None
-        self._l3_env: dict[str, str] = {}
+        # Each live worker's relay to the L3 Redis, by its workdir (see `l3relay`).
+        self._relays: dict[Path, L3Relay] = {}
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -128,7 +128,6 @@ class SandboxExecutor:
             f"; stronger levels unavailable: {'; '.join(skipped)}" if skipped else "",
         )
         self._prepare_dirs()
-        await self._start_relay()
         await self._start_throttle()
         count = self.settings.compile_slots()
         self._slots = [_Slot(i, emergency=False) for i in range(count)]
@@ -162,22 +161,6 @@ class SandboxExecutor:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_all()
         await self._stop_throttle()
-        if self._relay is not None:
-            await self._relay.close()
-            self._relay = None
-
-    async def _start_relay(self) -> None:
-        """The L3 caches for the workers: Inductor's local caches in the shared cache dir, and with
-        `redis_url` its remote caches through the relay (workers have no network to Redis)."""
-        self._l3_env = l3_environment(self.settings)
-        if "TORCHINDUCTOR_REDIS_URL" not in self._l3_env:
-            return
-        if self.isolation_level == "subprocess":
-            return  # the worker shares our network: it reaches Redis itself
-        self._relay = L3Relay(self._l3_env["TORCHINDUCTOR_REDIS_URL"], self._root / "relay" / "l3.sock")
-        await self._relay.start()
-        self._l3_env["TORCHINDUCTOR_REDIS_URL"] = self._relay.url
-        log.info("L3: remote Inductor caches on %s through %s", self.settings.redis_url, self._relay.url)
 
     async def _start_throttle(self) -> None:
         """The CPU cap for general workers while other processes keep the host busy (see
@@ -503,16 +486,15 @@ class SandboxExecutor:
                 for name in filenames:
                     os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
-    def _plan(self, workdir: Path) -> isolation.SandboxPlan:
+    def _plan(self, workdir: Path, relay: L3Relay | None = None) -> isolation.SandboxPlan:
         s = self.settings
         hidden = [s.state_dir, s.key_dir, s.wal_dir, s.store_dir, s.audit_log_path.parent]
         return isolation.SandboxPlan(
-            writable=[workdir, s.inductor_cache_dir],
+            writable=[workdir, s.inductor_cache_dir, *([relay.directory] if relay else [])],
             hidden=[Path(p) for p in dict.fromkeys(hidden)],
             readable=self._readable,
             drop_to_uid=self._drop_uid,
             gpu_devices=isolation.gpu_device_nodes(),
-            sockets=[self._relay.socket_path.parent] if self._relay is not None else [],
         )
 
     def _command(self, workdir: Path) -> list[str]:
@@ -539,9 +521,11 @@ class SandboxExecutor:
         workdir.mkdir(mode=0o700)
         if self._drop_uid is not None:
             os.chown(workdir, self._drop_uid, self._drop_uid)
-        argv = isolation.build_argv(self.isolation_level, self._plan(workdir), self._command(workdir))
-        env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"),
-                                user=_WORKER_USER, extra=self._l3_env)
+        env = limits.worker_env(self.settings, os.environ, tmpdir=str(self.settings.inductor_cache_dir / "tmp"), user=_WORKER_USER)
+        relay = await self._l3_relay(env)
+        if relay is not None:
+            self._relays[workdir] = relay
+        argv = isolation.build_argv(self.isolation_level, self._plan(workdir, relay), self._command(workdir))
         spawn_limits = limits.spawn_limits(self.settings, memory_mb or self._spawn_memory(slot))
         preexec = limits.preexec(spawn_limits, self.settings)
         if self._throttle is not None and not slot.emergency:
@@ -554,9 +538,30 @@ class SandboxExecutor:
         except WorkerStartFailed as exc:
             self._last_spawn_error = str(exc)
             shutil.rmtree(workdir, ignore_errors=True)
+            if relay is not None:
+                await self._relays.pop(workdir).close()
             raise
         self._last_spawn_error = None
         return worker
+
+    async def _l3_relay(self, env: dict[str, str]) -> L3Relay | None:
+        """Adds the L3 cache variables to `env`; with an L3 Redis, starts the worker's relay to it."""
+        from tezzeret.cache import l3_environment
+
+        env |= l3_environment(self.settings)
+        url = env.pop("TORCHINDUCTOR_REDIS_URL", None)
+        if url is None:
+            return None
+        if not relayable(url):
+            log.warning("L3 Redis %s cannot be relayed into the sandbox (redis:// only): workers use the local cache only",
+                        url.split("://")[0] + "://...")
+            for key in ("TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE", "TORCHINDUCTOR_AUTOGRAD_REMOTE_CACHE", "TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE"):
+                env.pop(key, None)
+            return None
+        relay = L3Relay(url, owner_uid=self._drop_uid)
+        await relay.start()
+        env["TORCHINDUCTOR_REDIS_URL"] = relay.worker_url()
+        return relay
 
     async def _ready_worker(self, slot: _Slot, memory_mb: int | None = None) -> WorkerProcess:
         if slot.worker is not None and slot.worker.alive:
@@ -608,6 +613,9 @@ class SandboxExecutor:
 
     async def _kill(self, worker: WorkerProcess) -> None:
         await worker.kill()
+        relay = self._relays.pop(worker.workdir, None)
+        if relay is not None:
+            await relay.close()
         if self.isolation_level == "subprocess" and self._drop_uid is not None:
             # No PID namespace: forks that left the session (double fork, setsid) are found by uid.
             sweep_leftovers(self._drop_uid, str(self._root / "workers"), set(self.worker_pids()))

@@ -33,3 +33,6 @@ class SandboxStatus:
     backend: str = "local"
     # Per compile node (remote backends): id, targets offered, warm workers, jobs in flight, state.
     nodes: list[dict[str, object]] = field(default_factory=list)
+    # Jobs waiting for a node (remote backends): job id, target, seconds waited and why, e.g.
+    # "no node offers target 'cuda-sm90' (needs {'GPU': 1})".
+    waiting: list[dict[str, object]] = field(default_factory=list)
