@@ -21,6 +21,8 @@ def node(name: str, op: str, inputs: list[str], **attrs: object) -> dict:
             items.append({"key": k, "f": v})
         elif isinstance(v, str):
             items.append({"key": k, "s": v})
+        elif any(isinstance(x, float) for x in v):  # type: ignore[attr-defined]
+            items.append({"key": k, "floats": {"values": list(v)}})  # type: ignore[call-overload]
         else:
             items.append({"key": k, "ints": {"values": list(v)}})  # type: ignore[call-overload]
     if items:

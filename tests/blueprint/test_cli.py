@@ -80,3 +80,46 @@ def test_ops_command_lists_the_allowlist() -> None:
     assert linear["attrs"]["out_features"]["required"] is True
     assert linear["attrs"]["bias"] == {**linear["attrs"]["bias"], "required": False, "default": True}
     assert "cat" in next(r for r in rows if r["op"] == "concat")["aliases"]
+
+
+def test_ops_json_says_which_bounds_are_exclusive() -> None:
+    result = RUNNER.invoke(app, ["ops", "--json"])
+    assert result.exit_code == 0
+    attrs = {r["op"]: r["attrs"] for r in json.loads(result.output)}
+    # dropout p is in [0, 1): 0 allowed, 1 not.
+    p = attrs["dropout"]["p"]
+    assert (p["min"], p["min_exclusive"], p["max"], p["max_exclusive"]) == (0.0, False, 1.0, True)
+    # An attention scale is > 0, a normalisation eps too; upsampling's scale_factor as well.
+    for op, key in (("scaled_dot_product_attention", "scale"), ("layer_norm", "eps"), ("upsample", "scale_factor")):
+        a = attrs[op][key]
+        assert a["min"] == 0.0 and a["min_exclusive"] is True and a["max_exclusive"] is False, (op, key, a)
+    # Integer bounds are inclusive, and an absent bound is never exclusive.
+    out = attrs["linear"]["out_features"]
+    assert (out["min"], out["min_exclusive"], out["max_exclusive"]) == (1, False, False)
+    assert attrs["gelu"]["approximate"]["min"] is None and attrs["gelu"]["approximate"]["min_exclusive"] is False
+    # The flags say what validation enforces: an exclusive bound itself is refused, an inclusive one accepted.
+    from tezzeret.blueprint import BlueprintRejected, validate
+    from tezzeret.leyline import from_json, pb
+
+    def valid(op: str, key: str, value: float) -> bool:
+        doc = {"schema_version": 1, "inputs": [{"name": "x", "dtype": "DTYPE_FLOAT32", "dims": [{"size": 2}, {"size": 4}]}],
+               "nodes": [{"name": "n", "op": op, "inputs": ["x"], "attrs": [{"key": key, "f": value}]}], "outputs": ["n"],
+               "metadata": {"name": "bounds", "init_seed": "1"}}
+        try:
+            validate(from_json(pb.BlueprintIR, json.dumps(doc)))
+        except BlueprintRejected as exc:
+            assert exc.field == "nodes[0].attrs." + key, exc
+            return False
+        return True
+
+    for op, key in (("dropout", "p"), ("layer_norm", "eps"), ("batch_norm", "momentum")):
+        a = attrs[op][key]
+        assert valid(op, key, a["min"]) is not a["min_exclusive"], (op, key, "min")
+        assert valid(op, key, a["max"]) is not a["max_exclusive"], (op, key, "max")
+
+
+def test_ops_table_shows_open_and_closed_float_bounds() -> None:
+    result = RUNNER.invoke(app, ["ops"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "p: float = 0.1 in [0, 1)" in result.output
+    assert "scale: float = None in (0, 1000]" in result.output

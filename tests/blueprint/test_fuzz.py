@@ -111,6 +111,7 @@ def _any_attr_value(choices: tuple[str, ...] | None) -> st.SearchStrategy[dict]:
         st.builds(lambda v: {"b": v}, st.booleans()),
         st.builds(lambda v: {"s": v}, st.sampled_from(list(choices or ()) + ["", "bogus"])),
         st.builds(lambda v: {"ints": {"values": v}}, st.lists(st.integers(-2, 6), max_size=4)),
+        st.builds(lambda v: {"floats": {"values": v}}, st.lists(st.sampled_from([0.0, 1.5, -2.0, math.nan]), max_size=3)),
     )
 
 
@@ -123,6 +124,8 @@ def _plausible_attr_value(kind: str, choices: tuple[str, ...] | None) -> st.Sear
         return st.builds(lambda v: {"b": v}, st.booleans())
     if kind == "str":
         return st.builds(lambda v: {"s": v}, st.sampled_from(list(choices or ("x",))))
+    if kind == "floats":
+        return st.builds(lambda v: {"floats": {"values": v}}, st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=1, max_size=2))
     return st.builds(lambda v: {"ints": {"values": v}}, st.lists(st.integers(0, 3), min_size=1, max_size=2))
 
 

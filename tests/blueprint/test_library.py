@@ -43,6 +43,7 @@ FAMILIES = {
     "cross-attention": "cross_attention_256",
     "top-2 MoE": "moe_top2_256",
     "embedding bag": "embedding_bag_pool_256",
+    "U-Net decoder": "unet_decoder_64",
 }
 
 

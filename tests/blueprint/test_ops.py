@@ -16,6 +16,8 @@ REQUIRED_BY_ISSUE = {
     "silu", "tanh", "sigmoid", "softmax", "dropout", "add", "mul", "matmul", "reshape", "flatten", "permute", "concat",
     "split", "mean", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "embedding", "scaled_dot_product_attention",
     "multi_head_attention", "moe",
+    # Decoder and U-Net blocks.
+    "conv_transpose1d", "conv_transpose2d", "upsample",
 }
 
 # Small single-purpose graphs for variants the library does not use.
@@ -55,6 +57,22 @@ CASES = {
                                 [node("a", "adaptive_avg_pool2d", ["x"], output_size=[3, 2]),
                                  node("m", "adaptive_max_pool2d", ["x"], output_size=3)], ["a", "m"]),
     "output_is_input": blueprint([tensor("x", 3)], [node("r", "relu", ["x"])], ["x", "r"]),
+    "conv_transpose2d_stride_output_padding": blueprint(
+        [tensor("x", 4, 5, 7)],
+        [node("u", "conv_transpose2d", ["x"], out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1),
+         node("g", "conv_transpose2d", ["u"], out_channels=4, kernel_size=[2, 3], stride=[1, 2], groups=2, dilation=[2, 1],
+              padding=[0, 2], output_padding=[1, 0], bias=False)], ["g"]),
+    "conv_transpose1d_groups": blueprint([tensor("x", 4, 10)],
+                                         [node("u", "conv_transpose1d", ["x"], out_channels=6, kernel_size=4, stride=2, padding=1,
+                                               groups=2)], ["u"]),
+    "upsample_nearest_and_bilinear": blueprint(
+        [tensor("x", 3, 5, 7)],
+        [node("n", "upsample", ["x"], scale_factor=1.5),
+         node("b", "upsample", ["n"], size=[9, 4], mode="bilinear", align_corners=True),
+         node("s", "upsample", ["b"], scale_factor=[2.0, 0.5], mode="bilinear")], ["s"]),
+    "upsample_1d_nearest": blueprint([tensor("x", 3, 5)],
+                                     [node("a", "upsample", ["x"], scale_factor=2.5), node("b", "upsample", ["a"], size=4)],
+                                     ["b"]),
 }
 
 
@@ -140,6 +158,24 @@ def test_mha_matches_torch_reference() -> None:
         ([node("n", "layer_norm", ["x"], normalized_dims=4)], "BAD_ATTR", "nodes[0].attrs.normalized_dims"),
         ([node("g", "group_norm", ["x"], num_groups=4)], "BAD_ATTR", "nodes[0].attrs.num_groups"),
         ([node("m", "mean", ["x"], dims=[1, 1])], "BAD_ATTR", "nodes[0].attrs.dims"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=4, kernel_size=3, output_padding=1)], "BAD_ATTR",
+         "nodes[0].attrs.output_padding"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=4, kernel_size=3, stride=2, output_padding=2)], "BAD_ATTR",
+         "nodes[0].attrs.output_padding"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=4, kernel_size=2, padding=11)], "SHAPE_MISMATCH",
+         "nodes[0].attrs.padding"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=5, kernel_size=3, groups=2)], "BAD_ATTR", "nodes[0].attrs.groups"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=4, kernel_size=3, groups=4)], "BAD_ATTR", "nodes[0].attrs.groups"),
+        ([node("u", "conv_transpose2d", ["x"], out_channels=4, kernel_size=3)], "SHAPE_MISMATCH", "nodes[0].inputs[0]"),
+        ([node("u", "conv_transpose1d", ["x"], out_channels=4, kernel_size=3, in_channels=5)], "SHAPE_MISMATCH",
+         "nodes[0].attrs.in_channels"),
+        ([node("u", "upsample", ["x"])], "BAD_ATTR", "nodes[0].attrs.scale_factor"),
+        ([node("u", "upsample", ["x"], scale_factor=2.0, size=[20])], "BAD_ATTR", "nodes[0].attrs.size"),
+        ([node("u", "upsample", ["x"], scale_factor=0.05)], "BAD_ATTR", "nodes[0].attrs.scale_factor"),
+        ([node("u", "upsample", ["x"], scale_factor=[2.0, 3.0])], "BAD_ATTR", "nodes[0].attrs.scale_factor"),
+        ([node("u", "upsample", ["x"], size=[4, 5])], "BAD_ATTR", "nodes[0].attrs.size"),
+        ([node("u", "upsample", ["x"], scale_factor=2.0, align_corners=True)], "BAD_ATTR", "nodes[0].attrs.align_corners"),
+        ([node("u", "upsample", ["x"], scale_factor=2.0, mode="bilinear")], "SHAPE_MISMATCH", "nodes[0].inputs[0]"),
     ],
 )
 def test_rule_errors_name_the_field(nodes: list[dict], code: str, field: str) -> None:
@@ -202,3 +238,61 @@ def test_reduction_accepts_torch_keys_and_scalar_dims() -> None:
     with pytest.raises(BlueprintRejected) as info:
         validate(to_ir(dup))
     assert info.value.code == "BAD_ATTR"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "field", "text"),
+    [
+        ({"scale_factor": 0.0}, "nodes[0].attrs.scale_factor", "(0, 64]"),
+        ({"scale_factor": -1.0}, "nodes[0].attrs.scale_factor", "(0, 64]"),
+        ({"scale_factor": 65.0}, "nodes[0].attrs.scale_factor", "(0, 64]"),
+        ({"scale_factor": [1.0, 2.0, 3.0]}, "nodes[0].attrs.scale_factor", "between 1 and 2"),
+        ({"size": 0}, "nodes[0].attrs.size", "[1, 65536]"),
+        ({"scale_factor": 2.0, "mode": "bicubic"}, "nodes[0].attrs.mode", "nearest, bilinear"),
+        ({"scale_factor": 2.0, "align_corners": 1}, "nodes[0].attrs.align_corners", "must be bool"),
+    ],
+)
+def test_upsample_attribute_bounds(attrs: dict, field: str, text: str) -> None:
+    doc = blueprint([tensor("x", 3, 5, 7)], [node("u", "upsample", ["x"], **attrs)], ["u"])
+    with pytest.raises(BlueprintRejected) as info:
+        validate(to_ir(doc))
+    assert (info.value.code, info.value.node, info.value.field) == ("BAD_ATTR", "u", field), str(info.value)
+    assert text in str(info.value)
+
+
+def test_upsample_spellings_share_a_digest() -> None:
+    # One value stands for every spatial dimension: a scalar, a one-element list and an equal
+    # per-dimension list are the same computation, so they are one canonical form.
+    def digest_of(**attrs: object) -> str:
+        return validate(to_ir(blueprint([tensor("x", 3, 5, 7)], [node("u", "upsample", ["x"], **attrs)], ["u"]))).digest
+
+    assert digest_of(scale_factor=2.0) == digest_of(scale_factor=2) == digest_of(scale_factor=[2.0, 2.0], mode="nearest")
+    assert digest_of(size=[6, 6]) == digest_of(size=6)
+    assert digest_of(scale_factor=2.0, mode="bilinear") == digest_of(scale_factor=2.0, mode="bilinear", align_corners=False)
+    assert len({digest_of(scale_factor=2.0), digest_of(scale_factor=[2.0, 3.0]), digest_of(size=[10, 14]),
+                digest_of(scale_factor=2.0, mode="bilinear"),
+                digest_of(scale_factor=2.0, mode="bilinear", align_corners=True)}) == 5
+
+
+def test_conv_transpose_matches_torch_and_counts_parameters() -> None:
+    doc = blueprint([tensor("x", 4, 5, 7)],
+                    [node("u", "conv_transpose2d", ["x"], out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1,
+                          groups=2)], ["u"])
+    ir = to_ir(doc)
+    module = build_module(ir)
+    layer = module.layers["n0"]
+    assert isinstance(layer, torch.nn.ConvTranspose2d)
+    assert (layer.stride, layer.padding, layer.output_padding, layer.groups) == ((2, 2), (1, 1), (1, 1), 2)
+    x = example_inputs(ir)[0]
+    torch.testing.assert_close(module(x), torch.nn.functional.conv_transpose2d(
+        x, layer.weight, layer.bias, stride=2, padding=1, output_padding=1, groups=2))
+    assert validate(ir).parameters == 4 * (6 // 2) * 9 + 6
+
+
+def test_upsample_matches_interpolate() -> None:
+    doc = blueprint([tensor("x", 3, 5, 7)],
+                    [node("u", "upsample", ["x"], scale_factor=[1.5, 2.0], mode="bilinear", align_corners=True)], ["u"])
+    ir = to_ir(doc)
+    x = example_inputs(ir)[0]
+    want = torch.nn.functional.interpolate(x, scale_factor=(1.5, 2.0), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(build_module(ir)(x), want)

@@ -53,6 +53,24 @@ def test_aggressive_tunes_and_fast_does_not() -> None:
         assert tier.inductor_options["fallback_random"] is True
 
 
+def test_inductor_tiers_turn_layout_optimisation_off_and_old_ids_are_not_reused() -> None:
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from tezzeret.compile.identity import artifact_id
+
+    for tier in TIERS:
+        if tier.use_inductor:
+            assert tier.inductor_options["layout_optimization"] is False, tier.name
+            assert tier.version == "2", tier.name
+    # The settings that produced wrong conv gradients hash to another toolchain, so another id.
+    fast = tier_for("fast")
+    old = replace(fast, version="1", inductor_options=MappingProxyType(
+        {k: v for k, v in fast.inductor_options.items() if k != "layout_optimization"}))
+    assert artifact_id("ab" * 32, old) != artifact_id("ab" * 32, fast)
+    assert tier_for(old) is old
+
+
 def test_artifact_id_shape_and_what_changes_it() -> None:
     ir = ir_of(TINY_MLP)
     ids = {s: artifact_id_for(ir, s) for s in ("emergency", "fast", "standard", "aggressive")}

@@ -33,39 +33,20 @@ TINY_MLP = {
     "metadata": {"name": "tiny-mlp", "category": "mlp", "tier": "TIER_SAFE", "init_seed": "7"},
 }
 
-# Conv2d → BatchNorm2d (training) → ReLU: torch 2.13's AOTI-packaged precompile gets its gradients
-# wrong while the forward matches (see the torch notes); verification must drop it.
-CONV_BN = {
-    "schema_version": 1,
-    "inputs": [
-        {
-            "name": "x",
-            "dtype": "DTYPE_FLOAT32",
-            "dims": [
-                {"symbol": "batch", "min": "1", "max": "16", "size": "4"},
-                {"size": "4"},
-                {"size": "8"},
-                {"size": "8"},
-            ],
-        }
-    ],
-    "nodes": [
-        {
-            "name": "conv",
-            "op": "conv2d",
-            "inputs": ["x"],
-            "attrs": [
-                {"key": "out_channels", "i": "8"},
-                {"key": "kernel_size", "ints": {"values": ["3", "3"]}},
-                {"key": "padding", "ints": {"values": ["1", "1"]}},
-            ],
-        },
-        {"name": "bn", "op": "batch_norm", "inputs": ["conv"]},
-        {"name": "act", "op": "relu", "inputs": ["bn"]},
-    ],
-    "outputs": ["act"],
-    "metadata": {"name": "conv-bn", "category": "conv", "tier": "TIER_SAFE", "init_seed": "3"},
-}
+# Small blueprints for the patterns torch 2.13's precompile + AOTI got wrong before the compile
+# stage's workarounds (conv: wrong gradients from channels-last layout optimisation; embedding_bag:
+# the proxy executor's `.json` re-homed away from its `.so`). One FAST training entry each.
+BLUEPRINTS = Path(__file__).with_name("blueprints")
+CONV_PATTERNS = ("conv_bn", "conv_gelu", "grouped_conv", "depthwise_strided", "conv1d")
+EMBEDDING_BAG_PATTERNS = ("embedding_bag_sum", "embedding_bag_mean", "embedding_bag_max")
+PATTERNS = CONV_PATTERNS + EMBEDDING_BAG_PATTERNS
+
+
+def pattern_doc(name: str) -> dict:
+    return json.loads((BLUEPRINTS / f"{name}.json").read_text())
+
+
+CONV_BN = pattern_doc("conv_bn")
 
 
 def ir_of(doc: dict) -> pb.BlueprintIR:
@@ -100,6 +81,30 @@ def fast_mlp_artifact(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     return shared_artifact(
         session_base(tmp_path_factory), "fast-mlp", TINY_MLP, "fast", batch_sizes=[8, 4], budget_s=600
     )
+
+
+def pattern_artifact(tmp_path_factory, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """The FAST artifact of pattern `name` (one training entry at the declared batch)."""
+    return shared_artifact(session_base(tmp_path_factory), f"pattern-{name}", pattern_doc(name), "fast", budget_s=600)
+
+
+def fresh_process_parity(paths: list[Path], workdir: Path) -> dict:
+    """Load every entry of `paths` in one fresh process (empty Inductor cache, empty kernel dir)
+    and check each against eager over two SGD steps; the consumer's JSON report."""
+    import subprocess
+    import sys
+
+    cache = workdir / "empty-inductor-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    env = clean_env(TORCHINDUCTOR_CACHE_DIR=str(cache), TMPDIR=str(workdir))
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("parity_consumer.py")), str(workdir / "kernels"), *map(str, paths)],
+        capture_output=True, text=True, env=env, cwd=workdir, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report["cache_dir_entries"] = sorted(p.name for p in cache.iterdir())
+    return report
 
 
 def clean_env(**extra: str) -> dict[str, str]:

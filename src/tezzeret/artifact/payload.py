@@ -11,7 +11,10 @@ torch's pickle and dlopens native code.
 
 Why the re-homing: in torch 2.13 `CompiledAOTI.__post_init__` dlopens the `.so` at the producer's
 absolute path before it writes the bundled bytes back, so an entry loaded on another host or with
-another cache dir fails with "cannot open shared object file". We rewrite the paths first.
+another cache dir fails with "cannot open shared object file". We rewrite the paths first, keeping
+each compiled graph's bundled files together in one directory named by the hash of all of them: the
+AOTI runner builds its proxy executor (for ops with no C shim, such as `_embedding_bag_backward`)
+only from a `<so>.json` beside the `.so` (docs/upstream/torch-aoti-relocation.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +41,10 @@ def format_for(torch_version: str) -> str:
     return FORMAT_PREFIX + ".".join(torch_version.split("+", 1)[0].split(".")[:2])
 
 
-# Guards the class-level patch of CompiledAOTI while entries load; loads happen from a provider's
-# background thread and the training thread at once.
-_REHOME_LOCK = threading.Lock()
+# Guards the class-level patches of CompiledAOTI (here while entries load, in compile/precompile.py
+# while one compiles); loads happen from a provider's background thread and the training thread at
+# once.
+REHOME_LOCK = threading.Lock()
 
 
 class CompiledEntry:
@@ -77,13 +81,29 @@ def enable_aot_compile() -> None:
     dynamo_config.enable_aot_compile = True
 
 
+def _entry_home(files: Mapping[str, bytes]) -> str:
+    """The content address of one CompiledAOTI's bundled files: SHA-256 over every (name, bytes)."""
+    digest = hashlib.sha256()
+    for name, data in sorted((os.path.basename(k), v) for k, v in files.items()):
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:32]
+
+
 def _rehome(aoti: Any, kernel_dir: Path) -> None:
-    """Move a CompiledAOTI's bundled files to content-addressed paths under `kernel_dir`."""
+    """Move a CompiledAOTI's bundled files together into one content-addressed directory.
+
+    Together, because the AOTI runner finds a `.so`'s proxy-executor description (`<so>.json`,
+    bundled for ops without a C shim, such as `_embedding_bag_backward`) only beside the `.so`.
+    """
     files: dict[str, bytes] = dict(aoti._cached_files)
+    names = [os.path.basename(old) for old in files]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"an AOTI entry bundles two files with one name: {sorted(names)}")
+    home = kernel_dir / _entry_home(files)
+    home.mkdir(parents=True, exist_ok=True)
     mapping: dict[str, str] = {}
     for old, data in files.items():
-        home = kernel_dir / hashlib.sha256(data).hexdigest()[:32]
-        home.mkdir(parents=True, exist_ok=True)
         new = home / os.path.basename(old)
         # Content check, not just existence: never dlopen bytes other than the verified ones.
         if not new.exists() or new.read_bytes() != data:
@@ -109,7 +129,7 @@ def _rehoming(kernel_dir: Path) -> Iterator[None]:
             _rehome(self, kernel_dir)
         original(self)
 
-    with _REHOME_LOCK:
+    with REHOME_LOCK:
         CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
         try:
             yield

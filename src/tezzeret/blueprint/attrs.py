@@ -2,7 +2,7 @@
 
 Owns `AttrSpec` (type, bounds, default of one attribute) and `parse_attrs`, which turns the
 protobuf `Attr` list into a plain dict of normalised Python values (defaults filled, scalar ints
-widened to tuples where a pair is expected, ints accepted for floats). It must never import torch
+widened to tuples where a pair is expected, ints accepted for floats, a scalar accepted for a list). It must never import torch
 and never trust a value it has not checked: every number is finite and inside its bounds.
 """
 
@@ -16,8 +16,8 @@ from typing import Literal
 from tezzeret.blueprint.errors import BlueprintRejected
 from tezzeret.leyline import pb
 
-Kind = Literal["int", "float", "bool", "str", "ints"]
-AttrValue = int | float | bool | str | tuple[int, ...] | None
+Kind = Literal["int", "float", "bool", "str", "ints", "floats"]
+AttrValue = int | float | bool | str | tuple[int, ...] | tuple[float, ...] | None
 Attrs = Mapping[str, AttrValue]
 
 
@@ -41,11 +41,12 @@ class AttrSpec:
     default: AttrValue | Required = REQUIRED
     lo: float | None = None
     hi: float | None = None
-    # Floats: whether `lo` / `hi` themselves are allowed.
+    # Whether `lo` / `hi` themselves are allowed: open (exclusive) bounds, e.g. a scale > 0 or a
+    # dropout probability < 1. `tezzeret ops --json` prints them as min_exclusive / max_exclusive.
     lo_open: bool = False
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
-    # ints: allowed lengths; `expand` turns a scalar int into a tuple of that length.
+    # ints / floats: allowed lengths; `expand` turns a scalar into a tuple of that length.
     min_len: int = 1
     max_len: int = 8
     expand: int | None = None
@@ -84,6 +85,16 @@ def _check_number(value: float, spec: AttrSpec, node: str, field: str, key: str)
         raise BlueprintRejected(
             "BAD_ATTR",
             f"attribute {key!r} is {value!r}, outside the allowed range {lb}{lo}, {hi}{hb}",
+            node=node,
+            field=field,
+        )
+
+
+def _check_length(n: int, spec: AttrSpec, node: str, field: str, key: str) -> None:
+    if not spec.min_len <= n <= spec.max_len:
+        raise BlueprintRejected(
+            "BAD_ATTR",
+            f"attribute {key!r} has {n} values; it needs between {spec.min_len} and {spec.max_len}",
             node=node,
             field=field,
         )
@@ -132,6 +143,19 @@ def _convert(attr: pb.Attr, spec: AttrSpec, node: str, field: str) -> AttrValue:
                 field=field,
             )
         return str(attr.s)
+    if spec.kind == "floats":
+        if which in ("i", "f"):
+            numbers: tuple[float, ...] = (float(attr.i if which == "i" else attr.f),) * (spec.expand or 1)
+        elif which in ("floats", "ints"):
+            numbers = tuple(float(v) for v in (attr.floats if which == "floats" else attr.ints).values)
+            if spec.expand is not None and len(numbers) == 1:
+                numbers = numbers * spec.expand
+        else:
+            raise wrong
+        _check_length(len(numbers), spec, node, field, key)
+        for number in numbers:
+            _check_number(number, spec, node, field, key)
+        return numbers
     # ints
     if which == "i":
         # A scalar stands for a one-element list, or for every entry of a pair.
@@ -142,13 +166,7 @@ def _convert(attr: pb.Attr, spec: AttrSpec, node: str, field: str) -> AttrValue:
             values = values * spec.expand
     else:
         raise wrong
-    if not spec.min_len <= len(values) <= spec.max_len:
-        raise BlueprintRejected(
-            "BAD_ATTR",
-            f"attribute {key!r} has {len(values)} values; it needs between {spec.min_len} and {spec.max_len}",
-            node=node,
-            field=field,
-        )
+    _check_length(len(values), spec, node, field, key)
     for v in values:
         _check_number(v, spec, node, field, key)
     return values
@@ -218,6 +236,8 @@ def attr_to_pb(key: str, spec: AttrSpec, value: AttrValue) -> pb.Attr | None:
         attr.b = bool(value)
     elif spec.kind == "str":
         attr.s = str(value)
+    elif spec.kind == "floats":
+        attr.floats.values.extend(float(v) for v in value)  # type: ignore[union-attr]
     else:
         attr.ints.values.extend(int(v) for v in value)  # type: ignore[union-attr]
     return attr

@@ -147,8 +147,11 @@ def _attr_doc(spec: AttrSpec) -> dict[str, object]:
         "kind": spec.kind,
         "required": isinstance(spec.default, Required),
         "default": list(default) if isinstance(default, tuple) else default,
+        # Bounds say whether they are allowed themselves: {"min": 0, "min_exclusive": true} is > 0.
         "min": spec.lo,
+        "min_exclusive": spec.lo is not None and spec.lo_open,
         "max": spec.hi,
+        "max_exclusive": spec.hi is not None and spec.hi_open,
         "choices": list(spec.choices) if spec.choices else None,
         "restates_input": spec.redundant,
         "doc": spec.doc,
@@ -182,6 +185,10 @@ def ops_cmd(as_json: bool = JSON_OPT) -> None:
             text = f"{key}: {a['kind']}"
             if not a["required"]:
                 text += f" = {a['default']}"
+            if a["kind"] in ("float", "floats") and (a["min"] is not None or a["max"] is not None):
+                lo = "-inf" if a["min"] is None else f"{a['min']:g}"
+                hi = "inf" if a["max"] is None else f"{a['max']:g}"
+                text += f" in {'(' if a['min_exclusive'] else '['}{lo}, {hi}{')' if a['max_exclusive'] else ']'}"
             if a["restates_input"]:
                 text += " (optional check)"
             parts.append(text)

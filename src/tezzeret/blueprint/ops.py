@@ -348,6 +348,167 @@ def _conv_attrs(nd: int) -> dict[str, AttrSpec]:
     }
 
 
+def _conv_transpose_len(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    out = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+    _need(
+        out >= 1,
+        f"a spatial size of {size} with kernel {k}, stride {s}, padding {p}, output_padding {op}, "
+        f"dilation {d} gives an empty output; lower the padding",
+        field="padding",
+    )
+    return out
+
+
+def _conv_transpose(nd: int) -> Infer:
+    def rule(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
+        x = ins[0]
+        _float(x)
+        _rank(x, nd + 2, nd + 2, f"conv_transpose{nd}d needs [batch, channels, {'length' if nd == 1 else 'height, width'}]")
+        cin, cout, groups = x.shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+        _consistent(attrs, "in_channels", cin)
+        _need(cin % groups == 0, f"{cin} input channels are not divisible by groups={groups}", field="groups", code="BAD_ATTR")
+        _need(cout % groups == 0, f"out_channels={cout} is not divisible by groups={groups}", field="groups", code="BAD_ATTR")
+        k, s, p, op, d = (attrs[key] for key in ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+        for i in range(nd):
+            # torch's own rule: the extra rows output_padding adds must fall inside one stride step.
+            _need(
+                op[i] < max(s[i], d[i]),  # type: ignore[index]
+                f"output_padding {list(op)} must be smaller than the stride {list(s)} or the dilation {list(d)}",  # type: ignore[arg-type]
+                field="output_padding",
+                code="BAD_ATTR",
+            )
+        spatial = tuple(
+            _conv_transpose_len(x.shape[2 + i], k[i], s[i], p[i], op[i], d[i])  # type: ignore[index]
+            for i in range(nd)
+        )
+        return [TensorInfo((x.shape[0], cout) + spatial, x.dtype)]
+
+    return rule
+
+
+def _conv_transpose_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
+    cin, cout, groups = ins[0].shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+    return cin * (cout // groups) * math.prod(attrs["kernel_size"]) + (cout if attrs["bias"] else 0)  # type: ignore[arg-type]
+
+
+def _conv_transpose_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
+    # Every input value is scattered through a (cout / groups) x kernel block.
+    cout, groups = int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+    return 2 * ins[0].numel * (cout // groups) * math.prod(attrs["kernel_size"])  # type: ignore[arg-type]
+
+
+def _build_conv_transpose(nd: int) -> Build:
+    def build(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
+        from torch import nn
+
+        cls = nn.ConvTranspose1d if nd == 1 else nn.ConvTranspose2d
+        return cls(
+            ins[0].shape[1],
+            int(attrs["out_channels"]),  # type: ignore[arg-type]
+            kernel_size=tuple(attrs["kernel_size"]),  # type: ignore[arg-type]
+            stride=tuple(attrs["stride"]),  # type: ignore[arg-type]
+            padding=tuple(attrs["padding"]),  # type: ignore[arg-type]
+            output_padding=tuple(attrs["output_padding"]),  # type: ignore[arg-type]
+            groups=int(attrs["groups"]),  # type: ignore[arg-type]
+            bias=bool(attrs["bias"]),
+            dilation=tuple(attrs["dilation"]),  # type: ignore[arg-type]
+        )
+
+    return build
+
+
+def _conv_transpose_attrs(nd: int) -> dict[str, AttrSpec]:
+    return {
+        **_conv_attrs(nd),
+        "output_padding": _pair((0,) * nd, lo=0, n=nd, hi=63),
+    }
+
+
+# Upsampling: `scale_factor` or `size` (exactly one), one value for every spatial dimension or
+# one per dimension; normalised to one value when all are equal, so both spellings digest alike.
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def _one_if_equal(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
+    if values is not None and len(set(values)) == 1:
+        return values[:1]
+    return values
+
+
+def _upsample_normalize(attrs: dict[str, object]) -> dict[str, object]:
+    attrs["scale_factor"] = _one_if_equal(attrs.get("scale_factor"))  # type: ignore[arg-type]
+    attrs["size"] = _one_if_equal(attrs.get("size"))  # type: ignore[arg-type]
+    return attrs
+
+
+def _per_dim(values: tuple, n: int, key: str) -> tuple:  # type: ignore[type-arg]
+    _need(
+        len(values) in (1, n),
+        f"{key} has {len(values)} values for {n} spatial dimension(s); give one value or {n}",
+        field=key,
+        code="BAD_ATTR",
+    )
+    return tuple(values) * n if len(values) == 1 else tuple(values)
+
+
+def _upsample_size(attrs: Attrs, x: TensorInfo) -> tuple[int, ...]:
+    n = len(x.shape) - 2
+    if attrs["size"] is not None:
+        return tuple(int(v) for v in _per_dim(attrs["size"], n, "size"))  # type: ignore[arg-type]
+    scales = _per_dim(attrs["scale_factor"], n, "scale_factor")  # type: ignore[arg-type]
+    # torch's rule (F.interpolate without recompute_scale_factor): floor(size * scale).
+    out = tuple(math.floor(float(x.shape[2 + i]) * float(scales[i])) for i in range(n))
+    _need(
+        min(out) >= 1,
+        f"scale_factor {list(scales)} shrinks the spatial size {list(x.shape[2:])} to {list(out)}; "
+        "use a larger scale_factor",
+        field="scale_factor",
+        code="BAD_ATTR",
+    )
+    return out
+
+
+def _upsample(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
+    x = ins[0]
+    _float(x)
+    mode = str(attrs["mode"])
+    _need(attrs["scale_factor"] is not None or attrs["size"] is not None,
+          "upsample needs scale_factor or size", field="scale_factor", code="BAD_ATTR")
+    _need(attrs["scale_factor"] is None or attrs["size"] is None,
+          "give scale_factor or size, not both (torch refuses both)", field="size", code="BAD_ATTR")
+    if mode == "bilinear":
+        _rank(x, 4, 4, "bilinear upsampling needs [batch, channels, height, width]")
+    else:
+        _rank(x, 3, 4, "nearest upsampling needs [batch, channels, length] or [batch, channels, height, width]")
+        _need(
+            not attrs["align_corners"],
+            "align_corners applies to bilinear upsampling only; drop it or use mode=bilinear",
+            field="align_corners",
+            code="BAD_ATTR",
+        )
+    return [TensorInfo(x.shape[:2] + _upsample_size(attrs, x), x.dtype)]
+
+
+def _upsample_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
+    # Nearest copies one value per output; bilinear blends four.
+    return outs[0].numel * (8 if attrs["mode"] == "bilinear" else 1)
+
+
+def _build_upsample(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
+    from torch import nn
+
+    n = len(ins[0].shape) - 2
+    mode = str(attrs["mode"])
+    return nn.Upsample(
+        # Expanded per dimension: torch wants one value or exactly one per spatial dimension.
+        size=None if attrs["size"] is None else tuple(int(v) for v in _per_dim(attrs["size"], n, "size")),  # type: ignore[arg-type]
+        scale_factor=None if attrs["scale_factor"] is None
+        else tuple(float(v) for v in _per_dim(attrs["scale_factor"], n, "scale_factor")),  # type: ignore[arg-type]
+        mode=mode,
+        align_corners=bool(attrs["align_corners"]) if mode == "bilinear" else None,
+    )
+
+
 def _pool_normalize(attrs: dict[str, object]) -> dict[str, object]:
     if attrs.get("stride") is None:
         attrs["stride"] = attrs["kernel_size"]
@@ -786,6 +947,19 @@ def _registry() -> dict[str, OpSpec]:
                params=_conv_params, flops=_conv_flops),
         OpSpec("conv2d", "2-d convolution over [batch, channels, h, w] (groups = channels: depthwise)", _conv_attrs(2),
                1, 1, _conv(2), _build_conv(2), params=_conv_params, flops=_conv_flops),
+        OpSpec("conv_transpose1d", "1-d transposed convolution over [batch, channels, length] (decoders)",
+               _conv_transpose_attrs(1), 1, 1, _conv_transpose(1), _build_conv_transpose(1),
+               params=_conv_transpose_params, flops=_conv_transpose_flops),
+        OpSpec("conv_transpose2d", "2-d transposed convolution over [batch, channels, h, w] (decoders, U-Nets)",
+               _conv_transpose_attrs(2), 1, 1, _conv_transpose(2), _build_conv_transpose(2),
+               params=_conv_transpose_params, flops=_conv_transpose_flops),
+        OpSpec("upsample", "resize the spatial dims by scale_factor or to size (nearest: rank 3 or 4; bilinear: rank 4)",
+               {"mode": AttrSpec("str", default="nearest", choices=UPSAMPLE_MODES),
+                "scale_factor": AttrSpec("floats", default=None, lo=0.0, hi=64.0, lo_open=True, max_len=2,
+                                         doc="output = floor(input * scale_factor) per spatial dim"),
+                "size": AttrSpec("ints", default=None, lo=1, hi=1 << 16, max_len=2, doc="output spatial size"),
+                "align_corners": AttrSpec("bool", default=False, doc="bilinear only")},
+               1, 1, _upsample, _build_upsample, flops=_upsample_flops, normalize=_upsample_normalize),
         OpSpec("batch_norm", "batch normalisation over dimension 1",
                {"eps": EPS, "momentum": AttrSpec("float", default=0.1, lo=0.0, hi=1.0), "num_features": _restates("channels")}, 1, 1, _batch_norm, _build_batch_norm,
                params=lambda a, i: 2 * i[0].shape[1], flops=lambda a, i, o: 4 * o[0].numel),
@@ -882,6 +1056,9 @@ ALIASES: Mapping[str, str] = MappingProxyType({
     "groupnorm": "group_norm",
     "rmsnorm": "rms_norm",
     "swish": "silu",
+    "convtranspose1d": "conv_transpose1d",
+    "convtranspose2d": "conv_transpose2d",
+    "interpolate": "upsample",
 })
 
 # Read-only: the allowlist is fixed at import, never extended at run time.

@@ -237,7 +237,7 @@ def _build_eager_entry(
 
 def compile_blueprint(
     ir_or_bytes: pb.BlueprintIR | bytes | str | Path,
-    strategy: int | str,
+    strategy: int | str | Tier,
     out_dir: str | Path,
     *,
     batch_sizes: list[int] | None = None,
@@ -252,6 +252,7 @@ def compile_blueprint(
 ) -> CompileOutcome:
     """Compile, verify and package one blueprint; returns the written artifact's outcome.
 
+    `strategy` is a tier's strategy value or name, or a `Tier` (a variant of one).
     `grad_modes` narrows the tier's grad modes (True = training entries, False = `no_grad`).
     The budget (`budget_s`, default the tier's) counts from the first entry; with `hard_deadline`
     an entry still running when it ends is cut off (the artifact keeps what verified before) and

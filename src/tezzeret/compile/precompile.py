@@ -9,14 +9,67 @@ decide policy (tiers, verification, file layout).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from tezzeret.artifact.payload import CompiledEntry, enable_aot_compile, format_for
+from tezzeret.artifact.payload import REHOME_LOCK, CompiledEntry, enable_aot_compile, format_for
 
 PAYLOAD_FORMAT = format_for(torch.__version__)
+
+
+def _report_output_strides() -> None:
+    """Tell AOTAutograd the strides of the graph Inductor is lowering (its forward's outputs)."""
+    from torch._guards import TracingContext
+    from torch._inductor.graph import GraphLowering
+    from torch._inductor.ir import IRNode
+    from torch._inductor.virtualized import V
+
+    ctx = TracingContext.try_get()
+    # Only inside AOTAutograd's forward compile, where the list is waiting (empty) to be filled.
+    if ctx is None or ctx.output_strides is None or len(ctx.output_strides) != 0:
+        return
+    try:
+        graph = V.graph
+    except Exception:  # noqa: BLE001 - no graph handler installed: nothing to report
+        return
+    if not isinstance(graph, GraphLowering) or graph.graph_outputs is None:
+        return
+    for out in graph.graph_outputs:
+        if isinstance(out, IRNode) and out.has_tensor_output():
+            ctx.output_strides.append(tuple(int(s) for s in out.get_layout().stride))
+        else:
+            ctx.output_strides.append(None)
+
+
+@contextlib.contextmanager
+def _forward_strides_reported() -> Iterator[None]:
+    """Workaround B for torch 2.13's AOT path: report the forward's output strides at compile time.
+
+    The non-AOT path reports them from `CompiledFxGraph.post_compile`
+    (`set_tracing_context_output_strides`), so AOTAutograd compiles the backward for the layouts
+    the forward really saves (channels-last after Inductor's layout optimisation). The AOT branch
+    of `_InProcessFxCompile.codegen_and_compile` returns `CompiledAOTI` and never does, so the
+    backward reads channels-last activations as NCHW. V.graph is still the GraphLowering while
+    CompiledAOTI is constructed, which is where this hooks in.
+    """
+    from torch._inductor.output_code import CompiledAOTI
+
+    original = CompiledAOTI.__post_init__
+
+    def post_init(self: Any) -> None:
+        original(self)
+        _report_output_strides()
+
+    with REHOME_LOCK:
+        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]
 
 
 def compile_entry(
@@ -25,8 +78,15 @@ def compile_entry(
     *,
     grad_enabled: bool,
     options: Mapping[str, object],
+    report_forward_strides: bool = False,
 ) -> CompiledEntry:
-    """Compile one static entry for `args` in the given grad mode (Inductor, AOTI packaging)."""
+    """Compile one static entry for `args` in the given grad mode (Inductor, AOTI packaging).
+
+    `report_forward_strides` applies the stride-reporting workaround for torch 2.13's wrong conv
+    gradients (see `_forward_strides_reported`). The tiers use `layout_optimization: False`
+    instead (measured against this in bench/conv_layout.py; tiers.py says why); it stays here so
+    that comparison can be rerun when torch changes.
+    """
     import torch._dynamo
     import torch._dynamo.config as dynamo_config
     from torch._dynamo.aot_compile import ModelInput
@@ -38,7 +98,8 @@ def compile_entry(
     torch._dynamo.reset()
     compiled = torch.compile(module, fullgraph=True, dynamic=False, options=dict(options))
     context = torch.enable_grad() if grad_enabled else torch.no_grad()
-    with dynamo_config.patch(automatic_dynamic_shapes=False, assume_static_by_default=True):
+    strides = _forward_strides_reported() if report_forward_strides else contextlib.nullcontext()
+    with strides, dynamo_config.patch(automatic_dynamic_shapes=False, assume_static_by_default=True):
         compiled._aot_compile([ModelInput(tuple(args), {}, [context])])
     results = compiled.forward.compiled_results
     if len(results) != 1:

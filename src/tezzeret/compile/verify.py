@@ -36,6 +36,9 @@ class ParityReport:
     passed: bool
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
+    # The largest max|a - b| / (atol + rtol * max|b|) over all compared tensors: <= 1 passes. Unlike
+    # max_rel_error it is not blown up by tensors whose true value is ~0 (a conv bias before BN).
+    tolerance_used: float = 0.0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -149,7 +152,7 @@ def check_parity(
     try:
         observed = _trajectory(candidate, run, args, grad_enabled, steps, lr, seed)
     except _GuardRejected as exc:
-        return ParityReport(False, float("inf"), float("inf"), [f"guards rejected the entry's own input: {exc}"])
+        return ParityReport(False, float("inf"), float("inf"), float("inf"), [f"guards rejected the entry's own input: {exc}"])
     report = ParityReport(True)
     for key, ref in reference.items():
         got = observed.get(key)
@@ -171,6 +174,7 @@ def check_parity(
         rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
         report.max_abs_error = max(report.max_abs_error, max_abs)
         report.max_rel_error = max(report.max_rel_error, rel)
+        report.tolerance_used = max(report.tolerance_used, max_abs / (atol + rtol * scale))
         if max_abs > atol + rtol * scale:
             report.passed = False
             report.failures.append(f"{key}: max abs error {max_abs:.3g} (relative {rel:.3g})")
