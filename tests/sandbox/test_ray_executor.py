@@ -63,7 +63,7 @@ def test_a_job_for_a_target_no_node_offers_waits_with_a_reason(ray_executor: Loo
 
 def test_a_real_compile_through_ray(ray_executor: LoopExecutor, tmp_path: Path) -> None:
     from tezzeret.blueprint import library_blueprint
-    from tezzeret.compile import artifact
+    from tezzeret.artifact import file as artifact
 
     job = pb.WorkerJob(
         schema_version=1, job_id="compile-mlp", task="compile", target="cpu-test", strategy=pb.STRATEGY_EMERGENCY,
