@@ -17,8 +17,8 @@ from types import MappingProxyType
 import pytest
 from tz_compile_support import PATTERNS, pattern_doc, session_base, shared_artifact
 
+from tezzeret.artifact import file as artifact
 from tezzeret.blueprint.ops import ALIASES, OPS
-from tezzeret.compile import artifact
 from tezzeret.errors import TezzeretError
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tz_compile_support import EMBEDDING_BAG_PATTERNS, PATTERNS, fresh_process_parity, pattern_artifact
+from tz_compile_support import (
+    EMBEDDING_BAG_PATTERNS,
+    PATTERNS,
+    fresh_process_parity,
+    pattern_artifact,
+)
 
-from tezzeret.compile import artifact
+from tezzeret.artifact import file as artifact
 from tezzeret.errors import TezzeretError
 
 pytestmark = pytest.mark.slow

@@ -154,7 +154,7 @@ def _describe(shapes: list[tuple[tuple[int, ...], Any]], grad: bool) -> str:
 class _Entry:
     record: pb.ArtifactEntry
     shapes: tuple[tuple[tuple[int, ...], torch.dtype | None], ...]
-    compiled: Any  # precompile.CompiledEntry, or None when the manifest says serve eager
+    compiled: Any  # payload.CompiledEntry, or None when the manifest says serve eager
 
     def prefilter(self, args: tuple[Any, ...], grad: bool) -> bool:
         if self.record.grad_enabled != grad or len(args) != len(self.shapes):
