@@ -200,6 +200,23 @@ def _compare_ms(
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
+def _forward_call(module: nn.Module, runner: Runner, args: tuple[torch.Tensor, ...], grad_enabled: bool) -> Callable[[], None]:
+    def go() -> None:
+        with torch.set_grad_enabled(grad_enabled):
+            runner(module, args)
+
+    return go
+
+
+def _train_call(module: nn.Module, runner: Runner, args: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    def go() -> None:
+        for p in module.parameters():
+            p.grad = None
+        _loss(_outputs(runner(module, args)), 7).backward()
+
+    return go
+
+
 def measure_speed(
     make_module: Callable[[], nn.Module],
     run: Runner,
@@ -212,28 +229,34 @@ def measure_speed(
     eager_module = make_module()
     compiled_module = make_module()
     compiled_module.load_state_dict(eager_module.state_dict())
-
-    def forward(module: nn.Module, runner: Runner) -> Callable[[], None]:
-        def go() -> None:
-            with torch.set_grad_enabled(grad_enabled):
-                runner(module, args)
-
-        return go
-
-    def train(module: nn.Module, runner: Runner) -> Callable[[], None]:
-        def go() -> None:
-            for p in module.parameters():
-                p.grad = None
-            _loss(_outputs(runner(module, args)), 7).backward()
-
-        return go
-
     eager_fwd, compiled_fwd = _compare_ms(
-        forward(eager_module, eager_runner), forward(compiled_module, run), budget_s
+        _forward_call(eager_module, eager_runner, args, grad_enabled),
+        _forward_call(compiled_module, run, args, grad_enabled),
+        budget_s,
     )
     report = SpeedReport(eager_fwd_ms=eager_fwd, compiled_fwd_ms=compiled_fwd)
     if grad_enabled:
         report.eager_train_ms, report.compiled_train_ms = _compare_ms(
-            train(eager_module, eager_runner), train(compiled_module, run), budget_s
+            _train_call(eager_module, eager_runner, args), _train_call(compiled_module, run, args), budget_s
         )
     return report
+
+
+def compare_runners(
+    make_module: Callable[[], nn.Module],
+    first: Runner,
+    second: Runner,
+    args: tuple[torch.Tensor, ...],
+    *,
+    grad_enabled: bool,
+    budget_s: float = 0.4,
+) -> tuple[float, float]:
+    """Median ms of `first` and `second` on `args`: forward+backward for training, else forward.
+
+    Alternating rounds, like `measure_speed`, so background load hits both alike.
+    """
+    a, b = make_module(), make_module()
+    b.load_state_dict(a.state_dict())
+    if grad_enabled:
+        return _compare_ms(_train_call(a, first, args), _train_call(b, second, args), budget_s)
+    return _compare_ms(_forward_call(a, first, args, False), _forward_call(b, second, args, False), budget_s)
