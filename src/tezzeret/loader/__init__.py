@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tezzeret.loader.errors import (
     ArtifactCorrupt,
+    BatchOutOfRange,
     BlueprintMismatch,
     IncompatibleArtifact,
     LoaderError,
@@ -21,6 +22,7 @@ from tezzeret.loader.provider import KernelProvider, ProviderState
 
 __all__ = [
     "ArtifactCorrupt",
+    "BatchOutOfRange",
     "BlueprintMismatch",
     "IncompatibleArtifact",
     "KernelModule",
