@@ -81,3 +81,39 @@ def test_artifact_id_needs_no_torch() -> None:
     aid, torch_loaded = out.stdout.split()
     assert torch_loaded == "False"
     assert aid == artifact_id_for(ir_of(TINY_MLP), "fast")
+
+
+def test_inductor_tiers_plan_one_dynamic_entry_per_grad_mode_first() -> None:
+    from tezzeret.compile.compile import plan_entries
+
+    ir = ir_of(TINY_MLP)  # batch in [1, 64], example 8
+    fast = plan_entries(ir, tier_for("fast"))
+    assert [(s.key, s.dynamic, s.role) for s in fast] == [
+        ("b1-64-train", True, "entry"),  # serves every batch in the range
+        ("b8-train", False, "fallback"),  # built only if the dynamic entry fails
+    ]
+    standard = plan_entries(ir, tier_for("standard"))
+    assert [s.key for s in standard[:2]] == ["b1-64-train", "b1-64-nograd"]
+    assert {(s.key, s.role) for s in standard[2:]} == {
+        (f"b{b}-{m}", "rival") for b in (1, 8, 32) for m in ("train", "nograd")
+    }
+    # Explicit sizes ask for static entries; EMERGENCY never compiles; a static IR has one size.
+    assert [(s.key, s.dynamic) for s in plan_entries(ir, tier_for("fast"), [4, 8])] == [
+        ("b4-train", False), ("b8-train", False)
+    ]
+    assert [s.key for s in plan_entries(ir, tier_for("emergency"))] == ["b8-train"]
+    static = json.loads(json.dumps(TINY_MLP))
+    static["inputs"][0]["dims"][0] = {"size": "8"}
+    assert [s.key for s in plan_entries(ir_of(static), tier_for("fast"))] == ["b8-train"]
+
+
+def test_dynamic_entries_are_verified_where_no_static_tier_builds() -> None:
+    from tezzeret.compile.compile import unplanned_batch, verification_batches
+
+    # Static tiers build 1, 2, 4, 8, 16, 32, 64 here; 33 is the free size nearest the middle.
+    assert verification_batches(ir_of(TINY_MLP)) == [1, 8, 33, 64]
+    assert unplanned_batch(8, 2, 9) == 6
+    assert unplanned_batch(1, 1, 2) is None  # every size is some tier's static entry
+    assert {t.name: t.settings()["batch_mode"] for t in TIERS} == {
+        "emergency": "static", "fast": "dynamic", "standard": "compare", "aggressive": "compare"
+    }
