@@ -117,3 +117,36 @@ def test_dynamic_entries_are_verified_where_no_static_tier_builds() -> None:
     assert {t.name: t.settings()["batch_mode"] for t in TIERS} == {
         "emergency": "static", "fast": "dynamic", "standard": "compare", "aggressive": "compare"
     }
+
+
+def test_a_static_entry_beside_a_dynamic_one_must_be_measurably_faster() -> None:
+    # The keep-or-drop rule on real runners, no compile: eager stands in for a verified entry,
+    # and a runner doing five more forwards for a much slower one.
+    from tezzeret.blueprint import build_module
+    from tezzeret.compile import verify
+    from tezzeret.compile.compile import EntrySpec, _Built, _inputs_for, _judge_static
+
+    ir = ir_of(TINY_MLP)
+    args = _inputs_for(ir, 8)
+
+    def slow(module, inputs):  # type: ignore[no-untyped-def]
+        for _ in range(5):
+            module(*inputs)
+        return module(*inputs)
+
+    def built(key: str, runner: verify.Runner, verified: bool = True) -> _Built:
+        return _Built(pb.ArtifactEntry(key=key, verified=verified, drop_reason="" if verified else "parity"), b"", "", runner)
+
+    spec = EntrySpec(8, True, role="rival")
+    same = built("b8-train", verify.eager_runner)
+    _judge_static(same, spec, built("b1-64-train", verify.eager_runner), lambda: build_module(ir), args)
+    assert not same.record.verified
+    assert "dynamic entry serves this batch as fast" in same.record.drop_reason and "b1-64-train" in same.record.drop_reason
+    assert "paired rounds" in same.record.drop_reason
+    faster = built("b8-train", verify.eager_runner)
+    _judge_static(faster, spec, built("b1-64-train", slow), lambda: build_module(ir), args)
+    assert faster.record.verified and faster.record.notes.startswith("kept: faster than the dynamic entry")
+    fallback = built("b8-train", verify.eager_runner)
+    _judge_static(fallback, EntrySpec(8, True, role="fallback"), built("b1-64-train", None, verified=False),
+                  lambda: build_module(ir), args)
+    assert fallback.record.verified and "b1-64-train was dropped (parity)" in fallback.record.notes

@@ -242,6 +242,28 @@ def measure_speed(
     return report
 
 
+@dataclass
+class PairedTiming:
+    """Two runners timed in the same rounds: per-round ms of each, and `second / first` per round."""
+
+    first_ms: list[float]
+    second_ms: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [b / a for a, b in zip(self.first_ms, self.second_ms, strict=True) if a > 0]
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-round ratios: a drift in background load cancels within a round."""
+        return statistics.median(self.ratios)
+
+    @property
+    def ratio_q75(self) -> float:
+        """Upper quartile of the per-round ratios (below 1: `second` won three rounds in four)."""
+        return statistics.quantiles(self.ratios, n=4)[2] if len(self.ratios) > 1 else self.ratio
+
+
 def compare_runners(
     make_module: Callable[[], nn.Module],
     first: Runner,
@@ -249,14 +271,40 @@ def compare_runners(
     args: tuple[torch.Tensor, ...],
     *,
     grad_enabled: bool,
-    budget_s: float = 0.4,
-) -> tuple[float, float]:
-    """Median ms of `first` and `second` on `args`: forward+backward for training, else forward.
+    budget_s: float = 1.0,
+    min_rounds: int = 9,
+) -> PairedTiming:
+    """`first` against `second` on `args`: forward+backward for training, else forward.
 
-    Alternating rounds, like `measure_speed`, so background load hits both alike.
+    Each round times both back to back, in alternating order (the second call of a pair can gain
+    from the first's warm caches); on a shared machine, single medians of two runners doing the
+    same work differed by up to 40%, the paired per-round ratio far less.
     """
     a, b = make_module(), make_module()
     b.load_state_dict(a.state_dict())
     if grad_enabled:
-        return _compare_ms(_train_call(a, first, args), _train_call(b, second, args), budget_s)
-    return _compare_ms(_forward_call(a, first, args, False), _forward_call(b, second, args, False), budget_s)
+        fns = (_train_call(a, first, args), _train_call(b, second, args))
+    else:
+        fns = (_forward_call(a, first, args, False), _forward_call(b, second, args, False))
+    for _ in range(3):
+        for fn in fns:
+            fn()
+    start = time.perf_counter()
+    fns[0]()
+    fns[1]()
+    reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))
+    timing = PairedTiming([], [])
+    deadline = time.perf_counter() + budget_s
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() < deadline and rounds < 41):
+        order = (0, 1) if rounds % 2 == 0 else (1, 0)
+        took = [0.0, 0.0]
+        for i in order:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fns[i]()
+            took[i] = (time.perf_counter() - t0) * 1000.0 / reps
+        timing.first_ms.append(took[0])
+        timing.second_ms.append(took[1])
+        rounds += 1
+    return timing
