@@ -313,8 +313,9 @@ def _judge_static(
         return
     built.record.verified = False
     built.record.drop_reason = (
-        f"the dynamic entry serves this batch as fast ({measured}); static entries are kept only "
-        f"when at least {_STATIC_MARGIN:.0%} faster"
+        f"not measurably faster than the dynamic entry ({measured}); a static entry is kept beside "
+        f"it only when at least {_STATIC_MARGIN:.0%} faster in the median round and faster in three "
+        "rounds of four"
     )
 
 
