@@ -100,3 +100,72 @@ def test_artifact_id_needs_no_torch() -> None:
     aid, torch_loaded = out.stdout.split()
     assert torch_loaded == "False"
     assert aid == artifact_id_for(ir_of(TINY_MLP), "fast")
+
+
+def test_inductor_tiers_plan_one_dynamic_entry_per_grad_mode_first() -> None:
+    from tezzeret.compile.compile import plan_entries
+
+    ir = ir_of(TINY_MLP)  # batch in [1, 64], example 8
+    fast = plan_entries(ir, tier_for("fast"))
+    assert [(s.key, s.dynamic, s.role) for s in fast] == [
+        ("b1-64-train", True, "entry"),  # serves every batch in the range
+        ("b8-train", False, "fallback"),  # built only if the dynamic entry fails
+    ]
+    standard = plan_entries(ir, tier_for("standard"))
+    assert [s.key for s in standard[:2]] == ["b1-64-train", "b1-64-nograd"]
+    assert {(s.key, s.role) for s in standard[2:]} == {
+        (f"b{b}-{m}", "rival") for b in (1, 8, 32) for m in ("train", "nograd")
+    }
+    # Explicit sizes ask for static entries; EMERGENCY never compiles; a static IR has one size.
+    assert [(s.key, s.dynamic) for s in plan_entries(ir, tier_for("fast"), [4, 8])] == [
+        ("b4-train", False), ("b8-train", False)
+    ]
+    assert [s.key for s in plan_entries(ir, tier_for("emergency"))] == ["b8-train"]
+    static = json.loads(json.dumps(TINY_MLP))
+    static["inputs"][0]["dims"][0] = {"size": "8"}
+    assert [s.key for s in plan_entries(ir_of(static), tier_for("fast"))] == ["b8-train"]
+
+
+def test_dynamic_entries_are_verified_where_no_static_tier_builds() -> None:
+    from tezzeret.compile.compile import unplanned_batch, verification_batches
+
+    # Static tiers build 1, 2, 4, 8, 16, 32, 64 here; 33 is the free size nearest the middle.
+    assert verification_batches(ir_of(TINY_MLP)) == [1, 8, 33, 64]
+    assert unplanned_batch(8, 2, 9) == 6
+    assert unplanned_batch(1, 1, 2) is None  # every size is some tier's static entry
+    assert {t.name: t.settings()["batch_mode"] for t in TIERS} == {
+        "emergency": "static", "fast": "dynamic", "standard": "compare", "aggressive": "compare"
+    }
+
+
+def test_a_static_entry_beside_a_dynamic_one_must_be_measurably_faster() -> None:
+    # The keep-or-drop rule on real runners, no compile: eager stands in for a verified entry,
+    # and a runner doing five more forwards for a much slower one.
+    from tezzeret.blueprint import build_module
+    from tezzeret.compile import verify
+    from tezzeret.compile.compile import EntrySpec, _Built, _inputs_for, _judge_static
+
+    ir = ir_of(TINY_MLP)
+    args = _inputs_for(ir, 8)
+
+    def slow(module, inputs):  # type: ignore[no-untyped-def]
+        for _ in range(5):
+            module(*inputs)
+        return module(*inputs)
+
+    def built(key: str, runner: verify.Runner, verified: bool = True) -> _Built:
+        return _Built(pb.ArtifactEntry(key=key, verified=verified, drop_reason="" if verified else "parity"), b"", "", runner)
+
+    spec = EntrySpec(8, True, role="rival")
+    same = built("b8-train", verify.eager_runner)
+    _judge_static(same, spec, built("b1-64-train", verify.eager_runner), lambda: build_module(ir), args)
+    assert not same.record.verified
+    assert "not measurably faster than the dynamic entry" in same.record.drop_reason and "b1-64-train" in same.record.drop_reason
+    assert "paired rounds" in same.record.drop_reason
+    faster = built("b8-train", verify.eager_runner)
+    _judge_static(faster, spec, built("b1-64-train", slow), lambda: build_module(ir), args)
+    assert faster.record.verified and faster.record.notes.startswith("kept: faster than the dynamic entry")
+    fallback = built("b8-train", verify.eager_runner)
+    _judge_static(fallback, EntrySpec(8, True, role="fallback"), built("b1-64-train", None, verified=False),
+                  lambda: build_module(ir), args)
+    assert fallback.record.verified and "b1-64-train was dropped (parity)" in fallback.record.notes

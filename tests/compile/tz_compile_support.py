@@ -107,6 +107,11 @@ def fresh_process_parity(paths: list[Path], workdir: Path) -> dict:
     return report
 
 
+def fast_dynamic_artifact(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """FAST's default plan for TINY_MLP: one dynamic-batch training entry over [1, 64]."""
+    return shared_artifact(session_base(tmp_path_factory), "fast-mlp-dynamic", TINY_MLP, "fast", budget_s=600)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """Environment for a fresh consumer process: pinned ISA, one thread, nothing inherited from
     this process's Inductor cache."""

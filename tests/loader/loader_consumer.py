@@ -1,6 +1,7 @@
 """A training process that adopts an artifact: run as a fresh subprocess by the loader tests.
 
-argv: artifact path. Prints one JSON line: load time, losses (compiled vs eager), compile counters,
+argv: artifact path, then optionally the batch of each training step (default 8,4,8,4). Prints one
+JSON line: load time, losses (compiled vs eager), compile counters,
 and what the Inductor cache dir holds afterwards.
 """
 
@@ -31,7 +32,8 @@ opt_e = torch.optim.SGD(eager.parameters(), lr=0.05)
 losses_c: list[float] = []
 losses_e: list[float] = []
 first_step = 0.0
-for step, batch in enumerate((8, 4, 8, 4)):
+batches = [int(b) for b in sys.argv[2].split(",")] if len(sys.argv) > 2 else [8, 4, 8, 4]
+for step, batch in enumerate(batches):
     (x,) = example_inputs(manifest.blueprint, batch)
     t = time.perf_counter()
     for net, opt, out in ((module, opt_c, losses_c), (eager, opt_e, losses_e)):

@@ -33,18 +33,29 @@ if TYPE_CHECKING:
 # Torch minor versions whose precompiled entries this code reads (and `compile` writes).
 SUPPORTED_TORCH: tuple[str, ...] = ("2.13",)
 FORMAT_PREFIX = "dynamo-aot-precompile+aoti/torch-"
-KNOWN_FORMATS: tuple[str, ...] = tuple(FORMAT_PREFIX + v for v in SUPPORTED_TORCH)
+# A dynamic-batch entry: loading it needs `adapt_symint_io`, which a loader that predates it lacks,
+# so it carries its own name (such a loader refuses it instead of crashing in the runner).
+DYNAMIC_FORMAT_PREFIX = "dynamo-aot-precompile+aoti+symint-io/torch-"
+KNOWN_FORMATS: tuple[str, ...] = tuple(
+    prefix + v for prefix in (FORMAT_PREFIX, DYNAMIC_FORMAT_PREFIX) for v in SUPPORTED_TORCH
+)
+
+# Set on a CompiledAOTI while a dynamic entry compiles and pickled with it: the positions of its
+# runner's inputs and outputs that are SymInts in the graph (0-d int64 tensors in the .so).
+SYMINT_INPUTS = "_tezzeret_symint_inputs"
+SYMINT_OUTPUTS = "_tezzeret_symint_outputs"
 
 
-def format_for(torch_version: str) -> str:
+def format_for(torch_version: str, *, dynamic: bool = False) -> str:
     """The payload format name an entry built by `torch_version` carries."""
-    return FORMAT_PREFIX + ".".join(torch_version.split("+", 1)[0].split(".")[:2])
+    prefix = DYNAMIC_FORMAT_PREFIX if dynamic else FORMAT_PREFIX
+    return prefix + ".".join(torch_version.split("+", 1)[0].split(".")[:2])
 
 
 # Guards the class-level patches of CompiledAOTI (here while entries load, in compile/precompile.py
 # while one compiles); loads happen from a provider's background thread and the training thread at
 # once.
-REHOME_LOCK = threading.Lock()
+REHOME_LOCK = threading.RLock()  # re-entrant: compile-time patches nest
 
 
 class CompiledEntry:
@@ -79,6 +90,30 @@ def enable_aot_compile() -> None:
     import torch._dynamo.config as dynamo_config
 
     dynamo_config.enable_aot_compile = True
+
+
+def adapt_symint_io(aoti: Any) -> None:
+    """Wrap a loaded CompiledAOTI's runner so SymInt inputs go in as 0-d tensors and SymInt
+    outputs come back as ints (what AOTAutograd's runtime passes and expects)."""
+    import torch
+
+    inputs = tuple(getattr(aoti, SYMINT_INPUTS, ()))
+    outputs = tuple(getattr(aoti, SYMINT_OUTPUTS, ()))
+    run = aoti.current_callable
+    if run is None or not (inputs or outputs) or getattr(run, "_symint_adapted", False):
+        return
+
+    def adapted(values: list[Any]) -> Any:
+        # Boxed call: `values` is ours to rewrite, as the runner would steal it anyway.
+        for i in inputs:
+            values[i] = torch.scalar_tensor(values[i], dtype=torch.int64)
+        results = run(values)
+        for i in outputs:
+            results[i] = int(results[i])
+        return results
+
+    adapted._symint_adapted = True  # type: ignore[attr-defined]
+    aoti.current_callable = adapted
 
 
 def _entry_home(files: Mapping[str, bytes]) -> str:
@@ -128,6 +163,7 @@ def _rehoming(kernel_dir: Path) -> Iterator[None]:
         if self._cached_files:
             _rehome(self, kernel_dir)
         original(self)
+        adapt_symint_io(self)
 
     with REHOME_LOCK:
         CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]

@@ -22,12 +22,13 @@ from tezzeret.blueprint.ops import OPS
 from tezzeret.blueprint.validate import BlueprintSummary, OutputSpec, validate
 
 if TYPE_CHECKING:
-    from tezzeret.blueprint.inputs import batch_range, example_inputs, example_training_step, input_shapes
+    from tezzeret.blueprint.inputs import batch_dims, batch_range, example_inputs, example_training_step, input_shapes
     from tezzeret.blueprint.module import BlueprintModule, build_module
 
 _LAZY: Mapping[str, str] = MappingProxyType({
     "BlueprintModule": "tezzeret.blueprint.module",
     "build_module": "tezzeret.blueprint.module",
+    "batch_dims": "tezzeret.blueprint.inputs",
     "batch_range": "tezzeret.blueprint.inputs",
     "example_inputs": "tezzeret.blueprint.inputs",
     "example_training_step": "tezzeret.blueprint.inputs",
@@ -53,6 +54,7 @@ __all__ = [
     "LibraryBlueprint",
     "OutputSpec",
     "ValidationLimits",
+    "batch_dims",
     "batch_range",
     "build_module",
     "canonical_ir",

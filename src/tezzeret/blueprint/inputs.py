@@ -1,6 +1,6 @@
 """Declared shapes and deterministic example inputs of a blueprint.
 
-Owns `batch_range`, `input_shapes` and `example_inputs`: what the compiler pre-warms and the
+Owns `batch_range`, `batch_dims`, `input_shapes` and `example_inputs`: what the compiler pre-warms and the
 parity checks feed; and `example_training_step`, the one SGD step examples and benchmarks train a
 blueprint with. Example tensors come from a private generator seeded by the IR's
 `init_seed` and the batch size, so they are identical in every process. It must never touch the
@@ -31,6 +31,13 @@ def _range(analysis: Analysis) -> tuple[int, int]:
 def batch_range(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> tuple[int, int]:
     """The symbolic batch dim's inclusive (min, max); (n, n) for a static blueprint, n its leading dim."""
     return _range(analyze(ir, limits))
+
+
+def batch_dims(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> tuple[tuple[int, int], ...]:
+    """(input index, dim index) of every symbolic (batch) dim; empty for a static blueprint."""
+    return tuple(
+        (i, d) for i, decl in enumerate(analyze(ir, limits).inputs) for d, size in enumerate(decl.dims) if size is None
+    )
 
 
 def _batch(analysis: Analysis, batch: int | None) -> int | None:

@@ -23,11 +23,17 @@ from tezzeret.progress import progress_display
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
 
 
+def _shape(entry: pb.ArtifactEntry, t: pb.ConcreteTensor) -> list[int | str]:
+    """The input's shape, with a dynamic entry's batch dims as `min..max`."""
+    span = f"{entry.batch_min}..{entry.batch_max}"
+    return [span if entry.dynamic_batch and d in t.batch_dims else int(x) for d, x in enumerate(t.shape)]
+
+
 def _entry_json(entry: pb.ArtifactEntry) -> dict[str, Any]:
     return {
         "key": entry.key,
         "inputs": [
-            {"shape": list(t.shape), "dtype": pb.DType.Name(t.dtype).removeprefix("DTYPE_").lower()}
+            {"shape": _shape(entry, t), "dtype": pb.DType.Name(t.dtype).removeprefix("DTYPE_").lower()}
             for t in entry.inputs
         ],
         "grad_mode": "train" if entry.grad_enabled else "no_grad",
@@ -37,6 +43,9 @@ def _entry_json(entry: pb.ArtifactEntry) -> dict[str, Any]:
         "speedup_train": round(entry.speedup_train, 3),
         "max_abs_error": entry.max_abs_error,
         **({"drop_reason": entry.drop_reason} if entry.drop_reason else {}),
+        **({"batch_range": [entry.batch_min, entry.batch_max], "verified_batches": list(entry.verified_batches)}
+           if entry.dynamic_batch else {}),
+        **({"notes": entry.notes} if entry.notes else {}),
     }
 
 
@@ -62,13 +71,16 @@ def _entries_table(manifest: pb.CompiledKernelArtifact, title: str) -> Table:
         table.add_column(col, overflow="fold")
     rows = [(e, "") for e in manifest.entries] + [(e, "dropped") for e in manifest.stats.dropped_entries]
     for entry, note in rows:
-        inputs = ", ".join(f"{list(t.shape)} {pb.DType.Name(t.dtype).removeprefix('DTYPE_').lower()}" for t in entry.inputs)
+        inputs = ", ".join(
+            f"[{', '.join(map(str, _shape(entry, t)))}] {pb.DType.Name(t.dtype).removeprefix('DTYPE_').lower()}"
+            for t in entry.inputs
+        )
         serves = ("compiled" if entry.serve_compiled else "eager") if entry.verified else "-"
         table.add_row(
             entry.key, escape(inputs), "train" if entry.grad_enabled else "no_grad",
             "[green]yes[/]" if entry.verified else "[red]no[/]", serves,
             f"{entry.speedup_fwd:.2f}", f"{entry.speedup_train:.2f}", f"{entry.max_abs_error:.2g}",
-            escape(note + (f": {entry.drop_reason}" if entry.drop_reason else "")),
+            escape(note + (f": {entry.drop_reason}" if entry.drop_reason else "") + (entry.notes or "")),
         )
     return table
 

@@ -1,7 +1,11 @@
 """Compile one blueprint in-process: IR → module → entries per tier → verified artifact file.
 
-Owns: planning the entries a tier builds, compiling each (through `precompile`), verifying each
-(through `verify`), dropping and recording failures, and writing the artifact (through `artifact`).
+Owns: planning the entries a tier builds (a dynamic-batch entry per grad mode over the IR's batch
+range, static entries where the tier asks for them or the dynamic entry fails), compiling each
+(through `precompile`), verifying each (through `verify`: a dynamic entry at the range's ends, the
+example batch and a batch no static tier builds), keeping a static entry beside a dynamic one only
+where it was measured faster, dropping and recording failures, and writing the artifact (through
+`artifact`).
 Takes everything it needs as arguments and writes only under `out_dir` (plus Inductor's cache dir
 when one is given): it runs inside a sandbox worker. Must never fork, set resource limits or talk
 to the store or the bus.
@@ -15,6 +19,7 @@ import json
 import os
 import resource
 import signal
+import statistics
 import tempfile
 import threading
 import time
@@ -22,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from tezzeret.artifact import file as artifact
 from tezzeret.artifact import target
@@ -31,12 +36,14 @@ from tezzeret.blueprint.dtypes import from_torch
 from tezzeret.compile import identity
 from tezzeret.compile.errors import BudgetExceeded, CompileFailed, VerificationFailed
 from tezzeret.compile.identity import toolchain_for_tier
-from tezzeret.compile.tiers import Tier, batch_sizes_for, tier_for
+from tezzeret.compile.tiers import TIERS, BatchMode, Tier, batch_sizes_for, tier_for
 from tezzeret.leyline import codec, pb
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from tezzeret.compile import verify
 
 # torch is imported inside the functions that run a compile: the forge imports this module for
 # artifact ids and toolchain hashes and must not pay for (or depend on) torch.
@@ -45,6 +52,14 @@ Progress = Callable[[str, int, int], None]  # (what is happening, entries done, 
 
 # Relative slack under the tier budget we keep free for verification and writing the file.
 _BUDGET_RESERVE = 0.15
+# A static entry is kept beside its grad mode's dynamic entry only when it is at least this much
+# faster at its batch: the torch notes measure differences under 10% as noise on these machines.
+_STATIC_MARGIN = 0.10
+
+# "entry": kept when verified. "fallback": a static entry built only when its grad mode's dynamic
+# entry was not verified. "rival": a static entry built beside the dynamic one and kept only when
+# that one was not verified or is measurably slower at this batch.
+Role = Literal["entry", "fallback", "rival"]
 
 
 class TierDeadline(BaseException):
@@ -75,12 +90,25 @@ def _cut_off_after(seconds: float | None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class EntrySpec:
-    batch: int
+    batch: int  # the batch the entry is traced and measured at (a dynamic entry's example batch)
     grad_enabled: bool
+    batch_min: int = 0  # batch_max > 0: a dynamic entry serving [batch_min, batch_max]
+    batch_max: int = 0
+    role: Role = "entry"
+
+    @property
+    def dynamic(self) -> bool:
+        return self.batch_max > 0
+
+    @property
+    def mode(self) -> str:
+        return "train" if self.grad_enabled else "nograd"
 
     @property
     def key(self) -> str:
-        return f"b{self.batch}-{'train' if self.grad_enabled else 'nograd'}"
+        if self.dynamic:
+            return f"b{self.batch_min}-{self.batch_max}-{self.mode}"
+        return f"b{self.batch}-{self.mode}"
 
 
 @dataclass
@@ -111,11 +139,16 @@ def _as_ir(ir_or_bytes: pb.BlueprintIR | bytes | str | Path) -> pb.BlueprintIR:
 
 
 def plan_entries(ir: pb.BlueprintIR, tier: Tier, batch_sizes: list[int] | None = None) -> list[EntrySpec]:
-    """The (batch, grad mode) entries `tier` builds; explicit `batch_sizes` replace the tier's."""
-    from tezzeret.blueprint import batch_range, example_inputs
+    """The entries `tier` builds; explicit `batch_sizes` ask for static entries at those sizes.
+
+    For an IR with a batch range, an Inductor tier whose batch mode is not static plans one
+    dynamic entry per grad mode over the whole range, then its batch policy's sizes as static
+    fallbacks (`BatchMode.DYNAMIC`) or rivals (`BatchMode.COMPARE`).
+    """
+    from tezzeret.blueprint import batch_range
 
     lo, hi = batch_range(ir)
-    declared = int(example_inputs(ir)[0].shape[0]) if ir.inputs else 1
+    declared = _example_batch(ir)
     if batch_sizes:
         sizes = sorted({int(b) for b in batch_sizes if lo <= int(b) <= hi})
         if not sizes:
@@ -123,10 +156,49 @@ def plan_entries(ir: pb.BlueprintIR, tier: Tier, batch_sizes: list[int] | None =
                 f"batch sizes {sorted(set(batch_sizes))} are all outside the blueprint's batch "
                 f"range [{lo}, {hi}]; ask for sizes inside it"
             )
-    else:
-        sizes = batch_sizes_for(tier, declared, lo, hi)
+        return [EntrySpec(b, g) for g in tier.grad_modes for b in sizes]
+    sizes = batch_sizes_for(tier, declared, lo, hi)
     # Training entries first: they are what Kasmina needs, so a tight budget spends itself on them.
-    return [EntrySpec(b, g) for g in tier.grad_modes for b in sizes]
+    if not tier.use_inductor or tier.batch_mode is BatchMode.STATIC or lo == hi:
+        return [EntrySpec(b, g) for g in tier.grad_modes for b in sizes]
+    role: Role = "rival" if tier.batch_mode is BatchMode.COMPARE else "fallback"
+    # Every dynamic entry before any static one: each covers the whole range on its own.
+    return [EntrySpec(declared, g, lo, hi) for g in tier.grad_modes] + [
+        EntrySpec(b, g, role=role) for g in tier.grad_modes for b in sizes
+    ]
+
+
+def _example_batch(ir: pb.BlueprintIR) -> int:
+    from tezzeret.blueprint import batch_dims, example_inputs
+
+    if not ir.inputs:
+        return 1
+    where = batch_dims(ir)
+    i, d = where[0] if where else (0, 0)
+    return int(example_inputs(ir)[i].shape[d])
+
+
+def unplanned_batch(declared: int, lo: int, hi: int) -> int | None:
+    """A batch in [lo, hi] that no tier's static plan builds (nearest the middle), or None.
+
+    A dynamic entry is verified there too: proof that it serves sizes nobody compiled for.
+    """
+    planned: set[int] = set()
+    for tier in TIERS:
+        planned.update(batch_sizes_for(tier, declared, lo, hi))
+    middle = (lo + hi + 1) // 2
+    free = [b for b in range(lo, hi + 1) if b not in planned]
+    return min(free, key=lambda b: (abs(b - middle), b)) if free else None
+
+
+def verification_batches(ir: pb.BlueprintIR) -> list[int]:
+    """Where a dynamic entry of `ir` is checked against eager: min, example, max and one unplanned."""
+    from tezzeret.blueprint import batch_range
+
+    lo, hi = batch_range(ir)
+    declared = _example_batch(ir)
+    extra = unplanned_batch(declared, lo, hi)
+    return sorted({lo, declared, hi} | ({extra} if extra is not None else set()))
 
 
 def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
@@ -138,10 +210,18 @@ def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
     return tuple(example_inputs(ir, batch))
 
 
-def _entry_record(spec: EntrySpec, args: tuple[torch.Tensor, ...]) -> pb.ArtifactEntry:
+def _entry_record(
+    spec: EntrySpec, args: tuple[torch.Tensor, ...], dims: tuple[tuple[int, int], ...] = ()
+) -> pb.ArtifactEntry:
     entry = pb.ArtifactEntry(key=spec.key, grad_enabled=spec.grad_enabled)
-    for t in args:
-        entry.inputs.add(shape=list(t.shape), dtype=from_torch(t.dtype))
+    for i, t in enumerate(args):
+        tensor = entry.inputs.add(shape=list(t.shape), dtype=from_torch(t.dtype))
+        if spec.dynamic:
+            tensor.batch_dims.extend(d for j, d in dims if j == i)
+    if spec.dynamic:
+        entry.dynamic_batch = True
+        entry.batch_min = spec.batch_min
+        entry.batch_max = spec.batch_max
     return entry
 
 
@@ -157,6 +237,7 @@ class _Built:
     record: pb.ArtifactEntry
     payload: bytes | None
     guard_digest: str
+    runner: verify.Runner | None = None  # the loaded entry, for comparing a rival against it
 
 
 def _build_inductor_entry(
@@ -165,14 +246,19 @@ def _build_inductor_entry(
     spec: EntrySpec,
     args: tuple[torch.Tensor, ...],
     kernel_dir: Path,
+    ir: pb.BlueprintIR,
 ) -> _Built:
+    """Compile, reload and verify one entry; a dynamic one at every batch of `verification_batches`."""
     from tezzeret.artifact import payload
+    from tezzeret.blueprint import batch_dims
     from tezzeret.compile import precompile, verify
 
-    record = _entry_record(spec, args)
+    dims = batch_dims(ir) if spec.dynamic else ()
+    record = _entry_record(spec, args, dims)
+    dynamic = precompile.DynamicBatch(dims, spec.batch_min, spec.batch_max) if spec.dynamic else None
     try:
         compiled = precompile.compile_entry(
-            make_module(), args, grad_enabled=spec.grad_enabled, options=tier.inductor_options
+            make_module(), args, grad_enabled=spec.grad_enabled, options=tier.inductor_options, dynamic=dynamic
         )
         data = compiled.serialize()
         # Verify what a consumer will get: the serialised bytes loaded back, not the in-memory object.
@@ -182,26 +268,77 @@ def _build_inductor_entry(
         record.drop_reason = f"compile failed: {type(exc).__name__}: {str(exc).strip()[:400]}"
         return _Built(record, None, "")
     run = verify.entry_runner(loaded)
-    try:
-        parity = verify.check_parity(make_module, run, args, grad_enabled=spec.grad_enabled)
-    except Exception as exc:  # noqa: BLE001 - an entry that cannot run is dropped like one that runs wrong
-        record.verified = False
-        record.drop_reason = f"parity vs eager failed: the entry raised {type(exc).__name__}: {str(exc).strip()[:400]}"
-        return _Built(record, None, "")
-    record.max_abs_error = parity.max_abs_error
-    record.max_rel_error = parity.max_rel_error
-    if not parity.passed:
-        record.verified = False
-        record.drop_reason = f"parity vs eager failed: {parity.reason}"
-        return _Built(record, None, "")
+    batches = verification_batches(ir) if spec.dynamic else [spec.batch]
+    for batch in batches:
+        at = f" at batch {batch}" if spec.dynamic else ""
+        batch_args = args if batch == spec.batch else _inputs_for(ir, batch)
+        try:
+            parity = verify.check_parity(make_module, run, batch_args, grad_enabled=spec.grad_enabled)
+        except Exception as exc:  # noqa: BLE001 - an entry that cannot run is dropped like one that runs wrong
+            record.verified = False
+            record.drop_reason = (
+                f"parity vs eager failed{at}: the entry raised {type(exc).__name__}: {str(exc).strip()[:400]}"
+            )
+            return _Built(record, None, "")
+        record.max_abs_error = max(record.max_abs_error, parity.max_abs_error)
+        record.max_rel_error = max(record.max_rel_error, parity.max_rel_error)
+        if not parity.passed:
+            record.verified = False
+            record.drop_reason = f"parity vs eager failed{at}: {parity.reason}"
+            return _Built(record, None, "")
+    if spec.dynamic:
+        record.verified_batches.extend(batches)
     speed = verify.measure_speed(make_module, run, args, grad_enabled=spec.grad_enabled)
     record.verified = True
     record.speedup_fwd = speed.speedup_fwd
     record.speedup_train = speed.speedup_train
-    # Serve compiled code only when it is not slower than eager on this machine for this path.
+    # Serve compiled code only when it is not slower than eager on this machine for this path
+    # (a dynamic entry: at its example batch).
     deciding = speed.speedup_train if spec.grad_enabled else speed.speedup_fwd
     record.serve_compiled = deciding >= 1.0
-    return _Built(record, data, loaded.guard_digest())
+    return _Built(record, data, loaded.guard_digest(), run)
+
+
+def _judge_static(
+    built: _Built,
+    spec: EntrySpec,
+    dynamic: _Built | None,
+    make_module: Callable[[], nn.Module],
+    args: tuple[torch.Tensor, ...],
+) -> None:
+    """Keep a verified rival or fallback only where its grad mode's dynamic entry does not serve
+    as well; record why either way (a rival that loses is dropped)."""
+    from tezzeret.compile import verify
+
+    if dynamic is None:
+        built.record.notes = "kept: no dynamic entry was built for this grad mode (tier budget)"
+        return
+    if not dynamic.record.verified:
+        built.record.notes = (
+            f"kept: the dynamic entry {dynamic.record.key} was dropped ({dynamic.record.drop_reason[:200]})"
+        )
+        return
+    assert dynamic.runner is not None and built.runner is not None
+    timing = verify.compare_runners(
+        make_module, dynamic.runner, built.runner, args, grad_enabled=spec.grad_enabled
+    )
+    what = "forward+backward" if spec.grad_enabled else "forward"
+    measured = (
+        f"{what} at batch {spec.batch}: static/dynamic {timing.ratio:.2f} (median of "
+        f"{len(timing.ratios)} paired rounds, upper quartile {timing.ratio_q75:.2f}; static "
+        f"{statistics.median(timing.second_ms):.3f} ms, dynamic {dynamic.record.key} "
+        f"{statistics.median(timing.first_ms):.3f} ms)"
+    )
+    # Faster by the margin in the median round, and faster in three rounds of four.
+    if timing.ratio < 1.0 - _STATIC_MARGIN and timing.ratio_q75 < 1.0:
+        built.record.notes = f"kept: faster than the dynamic entry ({measured})"
+        return
+    built.record.verified = False
+    built.record.drop_reason = (
+        f"not measurably faster than the dynamic entry ({measured}); a static entry is kept beside "
+        f"it only when at least {_STATIC_MARGIN:.0%} faster in the median round and faster in three "
+        "rounds of four"
+    )
 
 
 def _build_eager_entry(
@@ -262,8 +399,8 @@ def compile_blueprint(
     """
     import torch
 
-    from tezzeret.blueprint import build_module, digest
-    from tezzeret.compile.precompile import PAYLOAD_FORMAT
+    from tezzeret.blueprint import batch_dims, build_module, digest
+    from tezzeret.compile.precompile import DYNAMIC_PAYLOAD_FORMAT, PAYLOAD_FORMAT
 
     started = time.perf_counter()
     target.ensure_pinned_isa()
@@ -292,9 +429,13 @@ def compile_blueprint(
     cut_off = False
     # The budget covers the entries (parsing and validation above take milliseconds).
     entries_started = time.perf_counter()
+    dynamic_by_mode: dict[bool, _Built] = {}
     with tempfile.TemporaryDirectory(prefix=".kernels-", dir=out_dir) as scratch:
         for done, spec in enumerate(specs):
             elapsed = time.perf_counter() - entries_started
+            dynamic = dynamic_by_mode.get(spec.grad_enabled)
+            if spec.role == "fallback" and dynamic is not None and dynamic.record.verified:
+                continue  # the dynamic entry serves this batch; nothing to build
             if cut_off:
                 record = _entry_record(spec, _inputs_for(ir, spec.batch))
                 record.drop_reason = f"not started: the tier's {budget:.0f} s deadline had passed"
@@ -308,7 +449,7 @@ def compile_blueprint(
                     "cheaper tier"
                 )
             if kept and elapsed > budget * (1.0 - _BUDGET_RESERVE):
-                record = _entry_record(spec, args)
+                record = _entry_record(spec, args, batch_dims(ir))
                 record.drop_reason = f"tier budget of {budget:.0f} s reached after {elapsed:.1f} s"
                 dropped.append(record)
                 continue
@@ -317,9 +458,13 @@ def compile_blueprint(
             try:
                 with _cut_off_after(budget - elapsed if hard_deadline else None):
                     if tier.use_inductor:
-                        built = _build_inductor_entry(tier, make_module, spec, args, Path(scratch))
+                        built = _build_inductor_entry(tier, make_module, spec, args, Path(scratch), ir)
                     else:
                         built = _build_eager_entry(make_module, spec, args)
+                    if spec.dynamic:
+                        dynamic_by_mode[spec.grad_enabled] = built
+                    elif spec.role != "entry" and built.record.verified:
+                        _judge_static(built, spec, dynamic, make_module, args)
             except TierDeadline:
                 cut_off = True
                 record = _entry_record(spec, args)
@@ -382,7 +527,7 @@ def compile_blueprint(
         if built.payload is not None:
             name = f"entry/{built.record.key}"
             payloads[name] = built.payload
-            formats[name] = PAYLOAD_FORMAT
+            formats[name] = DYNAMIC_PAYLOAD_FORMAT if built.record.dynamic_batch else PAYLOAD_FORMAT
             guards.update(f"{built.record.key}:{built.guard_digest}\n".encode())
     manifest.guard_digest = guards.hexdigest()
     stats = manifest.stats

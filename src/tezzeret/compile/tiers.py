@@ -1,8 +1,8 @@
 """The four compilation tiers: named, versioned settings that go into the toolchain hash.
 
-Owns: what each tier compiles (which backend, which Inductor options, which shapes and grad modes)
-and its wall-clock budget (the seed's numbers, hard upper bounds). Must never run a compile or touch
-torch: `precompile.py` turns these settings into torch calls.
+Owns: what each tier compiles (which backend, which Inductor options, which shapes and grad modes,
+static or dynamic-batch entries) and its wall-clock budget (the seed's numbers, hard upper bounds).
+Must never run a compile or touch torch: `precompile.py` turns these settings into torch calls.
 """
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ class BatchPolicy(str, Enum):
     GRID = "grid"  # every power of two in the range, plus its ends and the declared batch
 
 
+class BatchMode(str, Enum):
+    """Static entries, or one dynamic-batch entry per grad mode covering the IR's whole range."""
+
+    STATIC = "static"  # the batch policy's sizes, one static entry each
+    DYNAMIC = "dynamic"  # one dynamic entry; the policy's static sizes only where it fails
+    COMPARE = "compare"  # one dynamic entry, plus the policy's static sizes where measured faster
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -31,6 +39,7 @@ class Tier:
     batch_policy: BatchPolicy
     grad_modes: tuple[bool, ...]  # True = training entry, False = no_grad entry
     inductor_options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    batch_mode: BatchMode = BatchMode.STATIC
 
     def settings(self) -> dict[str, object]:
         """Everything that changes the produced code; hashed into the toolchain id."""
@@ -41,6 +50,7 @@ class Tier:
             "batch_policy": self.batch_policy.value,
             "grad_modes": list(self.grad_modes),
             "inductor_options": dict(sorted(self.inductor_options.items())),
+            "batch_mode": self.batch_mode.value,
         }
 
 
@@ -90,6 +100,7 @@ FAST = Tier(
     use_inductor=True,
     batch_policy=BatchPolicy.DECLARED,
     grad_modes=(True,),
+    batch_mode=BatchMode.DYNAMIC,
     inductor_options=MappingProxyType(
         {**_COMMON, "max_autotune": False, "coordinate_descent_tuning": False, "compile_threads": 1}
     ),
@@ -102,6 +113,7 @@ STANDARD = Tier(
     use_inductor=True,
     batch_policy=BatchPolicy.REPRESENTATIVE,
     grad_modes=(True, False),
+    batch_mode=BatchMode.COMPARE,
     inductor_options=MappingProxyType(dict(_COMMON)),
 )
 AGGRESSIVE = Tier(
@@ -112,6 +124,7 @@ AGGRESSIVE = Tier(
     use_inductor=True,
     batch_policy=BatchPolicy.GRID,
     grad_modes=(True, False),
+    batch_mode=BatchMode.COMPARE,
     inductor_options=MappingProxyType(
         {**_COMMON, "max_autotune": True, "coordinate_descent_tuning": True}
     ),

@@ -204,6 +204,23 @@ def _compare_ms(
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
+def _forward_call(module: nn.Module, runner: Runner, args: tuple[torch.Tensor, ...], grad_enabled: bool) -> Callable[[], None]:
+    def go() -> None:
+        with torch.set_grad_enabled(grad_enabled):
+            runner(module, args)
+
+    return go
+
+
+def _train_call(module: nn.Module, runner: Runner, args: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+    def go() -> None:
+        for p in module.parameters():
+            p.grad = None
+        _loss(_outputs(runner(module, args)), 7).backward()
+
+    return go
+
+
 def measure_speed(
     make_module: Callable[[], nn.Module],
     run: Runner,
@@ -216,28 +233,82 @@ def measure_speed(
     eager_module = make_module()
     compiled_module = make_module()
     compiled_module.load_state_dict(eager_module.state_dict())
-
-    def forward(module: nn.Module, runner: Runner) -> Callable[[], None]:
-        def go() -> None:
-            with torch.set_grad_enabled(grad_enabled):
-                runner(module, args)
-
-        return go
-
-    def train(module: nn.Module, runner: Runner) -> Callable[[], None]:
-        def go() -> None:
-            for p in module.parameters():
-                p.grad = None
-            _loss(_outputs(runner(module, args)), 7).backward()
-
-        return go
-
     eager_fwd, compiled_fwd = _compare_ms(
-        forward(eager_module, eager_runner), forward(compiled_module, run), budget_s
+        _forward_call(eager_module, eager_runner, args, grad_enabled),
+        _forward_call(compiled_module, run, args, grad_enabled),
+        budget_s,
     )
     report = SpeedReport(eager_fwd_ms=eager_fwd, compiled_fwd_ms=compiled_fwd)
     if grad_enabled:
         report.eager_train_ms, report.compiled_train_ms = _compare_ms(
-            train(eager_module, eager_runner), train(compiled_module, run), budget_s
+            _train_call(eager_module, eager_runner, args), _train_call(compiled_module, run, args), budget_s
         )
     return report
+
+
+@dataclass
+class PairedTiming:
+    """Two runners timed in the same rounds: per-round ms of each, and `second / first` per round."""
+
+    first_ms: list[float]
+    second_ms: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [b / a for a, b in zip(self.first_ms, self.second_ms, strict=True) if a > 0]
+
+    @property
+    def ratio(self) -> float:
+        """Median of the per-round ratios: a drift in background load cancels within a round."""
+        return statistics.median(self.ratios)
+
+    @property
+    def ratio_q75(self) -> float:
+        """Upper quartile of the per-round ratios (below 1: `second` won three rounds in four)."""
+        return statistics.quantiles(self.ratios, n=4)[2] if len(self.ratios) > 1 else self.ratio
+
+
+def compare_runners(
+    make_module: Callable[[], nn.Module],
+    first: Runner,
+    second: Runner,
+    args: tuple[torch.Tensor, ...],
+    *,
+    grad_enabled: bool,
+    budget_s: float = 1.0,
+    min_rounds: int = 9,
+) -> PairedTiming:
+    """`first` against `second` on `args`: forward+backward for training, else forward.
+
+    Each round times both back to back, in alternating order (the second call of a pair can gain
+    from the first's warm caches); on a shared machine, single medians of two runners doing the
+    same work differed by up to 40%, the paired per-round ratio far less.
+    """
+    a, b = make_module(), make_module()
+    b.load_state_dict(a.state_dict())
+    if grad_enabled:
+        fns = (_train_call(a, first, args), _train_call(b, second, args))
+    else:
+        fns = (_forward_call(a, first, args, False), _forward_call(b, second, args, False))
+    for _ in range(3):
+        for fn in fns:
+            fn()
+    start = time.perf_counter()
+    fns[0]()
+    fns[1]()
+    reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))
+    timing = PairedTiming([], [])
+    deadline = time.perf_counter() + budget_s
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() < deadline and rounds < 41):
+        order = (0, 1) if rounds % 2 == 0 else (1, 0)
+        took = [0.0, 0.0]
+        for i in order:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fns[i]()
+            took[i] = (time.perf_counter() - t0) * 1000.0 / reps
+        timing.first_ms.append(took[0])
+        timing.second_ms.append(took[1])
+        rounds += 1
+    return timing

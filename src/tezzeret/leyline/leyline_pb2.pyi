@@ -390,15 +390,17 @@ class CompilationResult(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., success: _Optional[bool] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., artifact_id: _Optional[str] = ..., artifact_ref: _Optional[str] = ..., payload_sha256: _Optional[str] = ..., blueprint_digest: _Optional[str] = ..., strategy_used: _Optional[_Union[CompilationStrategy, str]] = ..., compilation_time_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., from_cache: _Optional[bool] = ..., conservative_mode: _Optional[bool] = ..., conservative_mode_triggered: _Optional[bool] = ..., warning: _Optional[str] = ..., error: _Optional[str] = ..., error_code: _Optional[str] = ..., wal_transaction_id: _Optional[str] = ..., exit_status: _Optional[int] = ..., signal: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., strategy_requested: _Optional[_Union[CompilationStrategy, str]] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
 
 class ConcreteTensor(_message.Message):
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "batch_dims")
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DIMS_FIELD_NUMBER: _ClassVar[int]
     shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: DType
-    def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
+    batch_dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., batch_dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ArtifactEntry(_message.Message):
-    __slots__ = ("key", "inputs", "grad_enabled", "verified", "max_abs_error", "max_rel_error", "speedup_fwd", "speedup_train", "serve_compiled", "drop_reason")
+    __slots__ = ("key", "inputs", "grad_enabled", "verified", "max_abs_error", "max_rel_error", "speedup_fwd", "speedup_train", "serve_compiled", "drop_reason", "dynamic_batch", "batch_min", "batch_max", "verified_batches", "notes")
     KEY_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     GRAD_ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -409,6 +411,11 @@ class ArtifactEntry(_message.Message):
     SPEEDUP_TRAIN_FIELD_NUMBER: _ClassVar[int]
     SERVE_COMPILED_FIELD_NUMBER: _ClassVar[int]
     DROP_REASON_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_BATCH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MIN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MAX_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     key: str
     inputs: _containers.RepeatedCompositeFieldContainer[ConcreteTensor]
     grad_enabled: bool
@@ -419,7 +426,12 @@ class ArtifactEntry(_message.Message):
     speedup_train: float
     serve_compiled: bool
     drop_reason: str
-    def __init__(self, key: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ConcreteTensor, _Mapping]]] = ..., grad_enabled: _Optional[bool] = ..., verified: _Optional[bool] = ..., max_abs_error: _Optional[float] = ..., max_rel_error: _Optional[float] = ..., speedup_fwd: _Optional[float] = ..., speedup_train: _Optional[float] = ..., serve_compiled: _Optional[bool] = ..., drop_reason: _Optional[str] = ...) -> None: ...
+    dynamic_batch: bool
+    batch_min: int
+    batch_max: int
+    verified_batches: _containers.RepeatedScalarFieldContainer[int]
+    notes: str
+    def __init__(self, key: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ConcreteTensor, _Mapping]]] = ..., grad_enabled: _Optional[bool] = ..., verified: _Optional[bool] = ..., max_abs_error: _Optional[float] = ..., max_rel_error: _Optional[float] = ..., speedup_fwd: _Optional[float] = ..., speedup_train: _Optional[float] = ..., serve_compiled: _Optional[bool] = ..., drop_reason: _Optional[str] = ..., dynamic_batch: _Optional[bool] = ..., batch_min: _Optional[int] = ..., batch_max: _Optional[int] = ..., verified_batches: _Optional[_Iterable[int]] = ..., notes: _Optional[str] = ...) -> None: ...
 
 class CompileStats(_message.Message):
     __slots__ = ("compile_ms", "peak_rss_bytes", "max_parity_error", "speedup_fwd", "speedup_train", "dropped_entries")

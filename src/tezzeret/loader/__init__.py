@@ -10,22 +10,30 @@ from __future__ import annotations
 from tezzeret.loader.errors import (
     ArtifactCorrupt,
     ArtifactError,
-    KeyringInvalid,
+    BatchOutOfRange,
     BlueprintMismatch,
     IncompatibleArtifact,
+    KeyringInvalid,
     LoaderError,
     NoMatchingEntry,
     SignatureInvalid,
     UnsignedArtifact,
 )
-from tezzeret.loader.load import KernelModule, VerifiedArtifact, check_compatible, load, open_artifact
-from tezzeret.loader.load import prewarm
+from tezzeret.loader.load import (
+    KernelModule,
+    VerifiedArtifact,
+    check_compatible,
+    load,
+    open_artifact,
+    prewarm,
+)
 from tezzeret.loader.provider import KernelProvider, ProviderState
 
 __all__ = [
     "ArtifactCorrupt",
     "ArtifactError",
     "KeyringInvalid",
+    "BatchOutOfRange",
     "BlueprintMismatch",
     "IncompatibleArtifact",
     "KernelModule",

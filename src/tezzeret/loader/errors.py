@@ -22,6 +22,7 @@ from tezzeret.errors import TezzeretError
 __all__ = [
     "ArtifactCorrupt",
     "ArtifactError",
+    "BatchOutOfRange",
     "BlueprintMismatch",
     "IncompatibleArtifact",
     "KeyringInvalid",
@@ -40,3 +41,10 @@ class NoMatchingEntry(LoaderError):
     """A call whose shapes, dtypes or grad mode no entry of the artifact was compiled for."""
 
     code = "LOADER_NO_MATCHING_ENTRY"
+
+
+class BatchOutOfRange(NoMatchingEntry):
+    """A call whose batch lies outside the blueprint's declared batch range: refused even with
+    `fallback="eager"`, since nothing about the artifact was verified at that size."""
+
+    code = "LOADER_BATCH_OUT_OF_RANGE"

@@ -3,9 +3,11 @@
 Owns: the order of checks before any payload byte is deserialised (framing and manifest, then the
 signature, then torch / Python / target / format compatibility, then every payload's SHA-256 and the
 IR's digest), building the module from the manifest's IR, and `KernelModule`, which dispatches each
-call to the compiled entry whose guards accept it (or to eager where the manifest says eager is
+call to the compiled entry whose guards accept it (a static entry for its exact shapes, a
+dynamic-batch entry for every batch in its range; or eager where the manifest says eager is
 faster). Must never call `torch.compile`, generate code, or run a C++ compiler: a call no entry
-serves raises `NoMatchingEntry` or runs eager, as the caller chose.
+serves raises `NoMatchingEntry` or runs eager, as the caller chose, except a batch outside the
+blueprint's declared range, which is always refused (`BatchOutOfRange`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tezzeret.blueprint.dtypes import to_torch
 from tezzeret.leyline import pb
 from tezzeret.loader.errors import (
     ArtifactCorrupt,
+    BatchOutOfRange,
     BlueprintMismatch,
     IncompatibleArtifact,
     NoMatchingEntry,
@@ -145,8 +148,9 @@ def open_artifact(path: str | Path, *, public_key: PublicKeys = None, trust_unsi
     return VerifiedArtifact(path, manifest, payloads, signed_by, verdict)
 
 
-def _describe(shapes: list[tuple[tuple[int, ...], Any]], grad: bool) -> str:
-    parts = ", ".join(f"{tuple(s)} {str(d).replace('torch.', '')}" for s, d in shapes)
+def _describe(shapes: list[tuple[tuple[int | str, ...], Any]], grad: bool) -> str:
+    parts = ", ".join(f"({', '.join(str(x) for x in s)}{',' if len(s) == 1 else ''}) "
+                      f"{str(d).replace('torch.', '')}" for s, d in shapes)
     return f"[{parts}] {'train' if grad else 'no_grad'}"
 
 
@@ -155,17 +159,41 @@ class _Entry:
     record: pb.ArtifactEntry
     shapes: tuple[tuple[tuple[int, ...], torch.dtype | None], ...]
     compiled: Any  # payload.CompiledEntry, or None when the manifest says serve eager
+    # Per input, the dims that carry the batch (a dynamic-batch entry; empty tuples when static).
+    batch_dims: tuple[tuple[int, ...], ...] = ()
 
     def prefilter(self, args: tuple[Any, ...], grad: bool) -> bool:
         if self.record.grad_enabled != grad or len(args) != len(self.shapes):
             return False
-        for a, (shape, dtype) in zip(args, self.shapes, strict=True):
-            if not isinstance(a, torch.Tensor) or tuple(a.shape) != shape or (dtype and a.dtype != dtype):
+        dynamic = self.record.dynamic_batch
+        lo, hi = self.record.batch_min, self.record.batch_max
+        for i, (a, (shape, dtype)) in enumerate(zip(args, self.shapes, strict=True)):
+            if not isinstance(a, torch.Tensor) or (dtype and a.dtype != dtype):
                 return False
+            if not dynamic:
+                if tuple(a.shape) != shape:
+                    return False
+                continue
+            if a.dim() != len(shape):
+                return False
+            flexible = self.batch_dims[i]
+            for d, (got, want) in enumerate(zip(a.shape, shape, strict=True)):
+                if d in flexible:
+                    if not lo <= got <= hi:
+                        return False
+                elif got != want:
+                    return False
         return True
 
     def describe(self) -> str:
-        return _describe(list(self.shapes), self.record.grad_enabled)
+        if not self.record.dynamic_batch:
+            return _describe(list(self.shapes), self.record.grad_enabled)
+        span = f"{self.record.batch_min}..{self.record.batch_max}"
+        shapes = [
+            (tuple(span if d in dims else x for d, x in enumerate(shape)), dtype)
+            for (shape, dtype), dims in zip(self.shapes, self.batch_dims, strict=True)
+        ]
+        return _describe(shapes, self.record.grad_enabled)
 
 
 class KernelModule(nn.Module):
@@ -181,6 +209,10 @@ class KernelModule(nn.Module):
         self.fallback: Fallback = fallback
         self._entries: tuple[_Entry, ...] = ()
         self.artifact_id: str | None = None
+        # The blueprint's declared batch range and where the batch sits ((input, dim) pairs);
+        # None for a static blueprint or before an artifact is attached.
+        self.batch_range: tuple[int, int] | None = None
+        self._batch_dims: tuple[tuple[int, int], ...] = ()
         self.num_threads = 0  # the thread count the attached entries were compiled under
         self.calls_compiled = 0
         self.calls_eager = 0
@@ -198,6 +230,7 @@ class KernelModule(nn.Module):
     ) -> None:
         """Deserialise `verified`'s entries and switch to them (one atomic swap of the table)."""
         from tezzeret.artifact import payload
+        from tezzeret.blueprint import batch_dims, batch_range
 
         kernel_dir = kernel_dir or default_kernel_dir()
         entries: list[_Entry] = []
@@ -205,6 +238,7 @@ class KernelModule(nn.Module):
             shapes = tuple(
                 (tuple(int(x) for x in t.shape), to_torch(t.dtype) if t.dtype else None) for t in record.inputs
             )
+            flexible = tuple(tuple(int(d) for d in t.batch_dims) for t in record.inputs)
             compiled = None
             name = f"entry/{record.key}"
             wanted = record.serve_compiled or serve == "compiled"
@@ -216,7 +250,13 @@ class KernelModule(nn.Module):
                         f"artifact {verified.path}: entry {record.key} could not be loaded "
                         f"({type(exc).__name__}: {str(exc)[:300]}); recompile on this toolchain"
                     ) from exc
-            entries.append(_Entry(record, shapes, compiled))
+            entries.append(_Entry(record, shapes, compiled, flexible))
+        # Exact static entries first: the compiler kept them only where they beat the dynamic one.
+        entries.sort(key=lambda e: e.record.dynamic_batch)
+        lo, hi = batch_range(verified.manifest.blueprint)
+        where = batch_dims(verified.manifest.blueprint)
+        self._batch_dims = where
+        self.batch_range = (lo, hi) if where else None
         self._entries = tuple(entries)
         self.artifact_id = verified.manifest.artifact_id
         self.num_threads = int(verified.manifest.num_threads)
@@ -225,6 +265,23 @@ class KernelModule(nn.Module):
         """Back to eager for every call."""
         self._entries = ()
         self.artifact_id = None
+        self.batch_range = None
+        self._batch_dims = ()
+
+    def _out_of_range(self, args: tuple[Any, ...]) -> BatchOutOfRange | None:
+        if self.batch_range is None:
+            return None
+        lo, hi = self.batch_range
+        for i, d in self._batch_dims:
+            a = args[i] if i < len(args) else None
+            if isinstance(a, torch.Tensor) and a.dim() > d and not lo <= a.shape[d] <= hi:
+                return BatchOutOfRange(
+                    f"batch {a.shape[d]} (input {i}, dim {d}, shape {tuple(a.shape)}) is outside the "
+                    f"declared batch range [{lo}, {hi}] of artifact {self.artifact_id}: nothing was "
+                    f"verified at that size, so neither compiled entries nor eager serve it; split "
+                    f"the batch into pieces of {lo} to {hi}, or widen the blueprint's range and recompile"
+                )
+        return None
 
     def forward(self, *args: Any) -> Any:
         grad = torch.is_grad_enabled()
@@ -238,6 +295,9 @@ class KernelModule(nn.Module):
             if entry.compiled.matches(self.module, args):
                 self.calls_compiled += 1
                 return entry.compiled(self.module, *args)
+        refused = self._out_of_range(args)
+        if refused is not None:
+            raise refused
         if self.fallback == "eager":
             self.calls_eager += 1
             return self.module(*args)
