@@ -275,6 +275,10 @@ class RaySettings(Strict):
     drain_s: float = Field(600.0, ge=0)
     # How often the forge reads the cluster's node table and each actor's pool status.
     poll_interval_s: float = Field(2.0, gt=0)
+    # A job whose compile node (or actor) is lost mid-job runs again on a live node, this many times
+    # at most; then it ends as OUTCOME_NODE_LOST. Never counted against the forge's breakers or the
+    # blueprint's own failures: losing a machine is not the blueprint's fault.
+    max_node_losses_per_job: int = Field(3, ge=0)
     # `start()` waits this long for the actors on the nodes present at start to warm up.
     start_timeout_s: float = Field(600.0, gt=0)
 

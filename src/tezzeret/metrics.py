@@ -119,6 +119,12 @@ QUEUE_WAIT_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600),
     registry=REGISTRY,
 )
+JOBS_RESUBMITTED = Counter(
+    "tezzeret_jobs_resubmitted",
+    "Jobs run again after their compile node or actor was lost mid-job (Ray backend), by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 FALLBACKS = Counter(
     "tezzeret_fallbacks",
     "Tiers that failed or missed their budget and fell to the next tier down, by reason.",

@@ -83,6 +83,8 @@ class Job:
     deadline: float | None = None
     # Automatic work (Urza polling, idle recompilation, rebuilds) gives its slot up to user jobs.
     preempted: bool = False
+    # Times the job ran again because its compile node was lost mid-job, and why each time.
+    node_losses: list[str] = field(default_factory=list)
 
     @property
     def automatic(self) -> bool:
@@ -138,6 +140,7 @@ class Job:
             "sequence": self.sequence,
             "queue_position": position,
             "waiting_reason": self.waiting_reason,
+            "node_losses": list(self.node_losses),
             "error": self.error,
             "error_code": self.error_code,
             "request": json.loads(to_json(summary)),

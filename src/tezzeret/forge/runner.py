@@ -166,6 +166,17 @@ class JobRunner:
                 pass
             if wres.outcome != pb.OUTCOME_SUCCESS:
                 metrics.SANDBOX_KILLS.labels(outcome=pb.JobOutcome.Name(wres.outcome).removeprefix("OUTCOME_").lower()).inc()
+            if wres.outcome == pb.OUTCOME_NODE_LOST and len(job.node_losses) < self.settings.ray.max_node_losses_per_job:
+                # The job is still journaled as started (a crash now replays it too): run it again
+                # on a live node, at the same tier. Neither the breakers nor the blueprint's
+                # failure count hear of it.
+                job.node_losses.append(wres.error or "compile node lost")
+                metrics.JOBS_RESUBMITTED.labels(reason="node_lost").inc()
+                log.warning("%s: %s; running it again (%d of at most %d)", job.job_id, wres.error,
+                            len(job.node_losses), self.settings.ray.max_node_losses_per_job)
+                self.audit.record(requestor="forge", action="job_resubmitted", blueprint=job.digest,
+                                  outcome="node_lost", job_id=job.job_id, reason=wres.error)
+                continue
             reason = fallback_reason(wres)
             if wres.outcome == pb.OUTCOME_SUCCESS or reason is None or tier is Strategy.EMERGENCY:
                 break

@@ -708,10 +708,17 @@ class Forge:
                 f"no job '{job_id}': unknown, or finished more than memory_management.job_ttl_seconds ago",
                 job_id=job_id,
             )
-        return job.to_dict(self.queue.position(job_id))
+        return self._view(job)
 
     def recent_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        return [j.to_dict(self.queue.position(j.job_id)) for j in self.registry.recent(limit)]
+        return [self._view(j) for j in self.registry.recent(limit)]
+
+    def _view(self, job: Job) -> dict[str, Any]:
+        view = job.to_dict(self.queue.position(job.job_id))
+        if job.status is JobStatus.RUNNING and not view["waiting_reason"]:
+            # Dispatched, but the executor may still be waiting for a node that offers its target.
+            view["waiting_reason"] = self.executor.waiting_reason(job.job_id)
+        return view
 
     def list_artifacts(self, blueprint_id: str | None = None) -> list[dict[str, Any]]:
         self._check_started()
@@ -809,7 +816,8 @@ class Forge:
         status = self.executor.status()
         eff = self.conservative.effective()
         store = self._store_facts
-        waiting = sorted({j.waiting_reason for j in self.queue if j.waiting_reason})
+        waiting = sorted({j.waiting_reason for j in self.queue if j.waiting_reason}
+                         | {str(w.get("reason")) for w in status.waiting if w.get("reason")})
         facts = HealthFacts(
             breakers={name: snap.get("state", "UNKNOWN") for name, snap in self.breakers.snapshot().items()},
             conservative_mode=self.conservative.snapshot(),

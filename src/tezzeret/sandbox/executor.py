@@ -42,6 +42,10 @@ class Executor(Protocol):
     def status(self) -> SandboxStatus:
         """What health and operators see: workers, slots, isolation, per-node state."""
 
+    def waiting_reason(self, job_id: str) -> str | None:
+        """Why `job_id`, handed to `run`, has not started yet (e.g. no node offers its target);
+        None when it is running, unknown or ended."""
+
 
 def make_executor(
     settings: Settings,

@@ -77,6 +77,10 @@ class InProcessExecutor:
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
+    def waiting_reason(self, job_id: str) -> str | None:
+        """A local job waits only for a free worker, which the queue position already says."""
+        return None
+
     def status(self) -> SandboxStatus:
         return SandboxStatus(
             isolation_level="inprocess", isolation_note="tasks run in the service process: no isolation",

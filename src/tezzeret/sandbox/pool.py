@@ -223,6 +223,10 @@ class SandboxExecutor:
     async def __aexit__(self, *exc: object) -> None:
         await self.close(0)
 
+    def waiting_reason(self, job_id: str) -> str | None:
+        """A local job waits only for a free worker, which the queue position already says."""
+        return None
+
     def status(self) -> SandboxStatus:
         iso = self._isolation
         return SandboxStatus(
