@@ -44,6 +44,9 @@ from tezzeret.sandbox.executor import Executor
 
 log = logging.getLogger(__name__)
 
+# Submissions validated at once (in worker threads).
+_PREPARE_SLOTS = 2
+
 
 class Forge:
     """The service. `await start()`, then submit/inspect; `await close()` to stop.
@@ -71,6 +74,7 @@ class Forge:
         self._last_recovery: dict[str, Any] | None = None
         self._wal_ok = True
         self.jobs_dir = settings.state_dir / "jobs"
+        self._prepare_slots = asyncio.Semaphore(_PREPARE_SLOTS)
         from tezzeret.forge.audit import AuditLog
 
         self.audit = AuditLog(settings.audit_log_path)
@@ -319,9 +323,14 @@ class Forge:
     async def submit(self, request: pb.CompilationRequest, source: str = "api") -> Admission:
         """Validate, dedupe, journal and queue one request. Returns once the job is durable."""
         self._require_open()
-        job = self.intake.prepare(
-            request, system_load=self.system_load(), conservative_downgrade=self._downgrade(), source=source
-        )
+        load, downgrade = self.system_load(), self._downgrade()
+        # Validation of a big blueprint takes a while: never on the event loop, and at most
+        # `_PREPARE_SLOTS` at once so submissions cannot crowd out everything else.
+        async with self._prepare_slots:
+            job = await asyncio.to_thread(
+                self.intake.prepare, request, system_load=load, conservative_downgrade=downgrade, source=source
+            )
+        self._require_open()  # draining may have begun while it was validated
         return await self._admit(job)
 
     async def _admit(self, job: Job) -> Admission:
