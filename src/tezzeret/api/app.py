@@ -290,7 +290,8 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         principal = identify(request)
         authority.require(principal, "admin", "changing conservative mode")
         require_media(media_type(request), JSON_TYPES, 'application/json: {"active": true, "reason": "..."}')
-        obj = await parser.json_object(await read_body(request, min(limit, ADMIN_BODY_LIMIT)))
+        admin_limit = min(limit, ADMIN_BODY_LIMIT)
+        obj = await parser.json_object(await read_body(request, admin_limit, "the admin body limit"))
         if not isinstance(obj.get("active"), bool):
             raise RequestInvalid('body must be {"active": true|false, "reason": "..."}', field="active")
         reason = obj.get("reason")
@@ -300,12 +301,17 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
 
     @app.post(
         "/v1/admin/drain", summary="Stop intake; running and queued work continues (role: admin)",
-        responses=oa.DRAIN_RESPONSES,
+        responses=oa.DRAIN_RESPONSES, openapi_extra=oa.DRAIN_BODY,
     )
     async def drain(request: Request) -> JSONResponse:
         request.state.action = "admin_drain"
         principal = identify(request)
         authority.require(principal, "admin", "draining the forge")
+        # No body is needed; one that is sent must still be well-formed (an empty JSON object).
+        body = await read_body(request, min(limit, ADMIN_BODY_LIMIT), "the admin body limit")
+        if body.strip():
+            require_media(media_type(request), JSON_TYPES, "no body, or application/json: {}")
+            await parser.json_object(body)
         return JSONResponse(forge.drain())
 
     declared_422 = {"POST /v1/blueprints", "POST /v1/emergency"}

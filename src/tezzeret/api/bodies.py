@@ -44,6 +44,10 @@ PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf", "application
 # Bodies up to this size share the small lane, and their parse results are remembered.
 SMALL_BODY_BYTES = 256 * 1024
 CACHEABLE_BODY_BYTES = 64 * 1024
+# Small bodies parse in a millisecond and a submitter waits for them; large ones yield the CPU
+# to the server (and to training) whenever they want it.
+SMALL_NICENESS = 0
+LARGE_NICENESS = 10
 # A CompilationRequest or EmergencyCompile wraps its BlueprintIR one level deeper than the
 # blueprint's own `blueprint.max_json_depth`, and an attribute value one more.
 ENVELOPE_DEPTH = 2
@@ -83,7 +87,7 @@ def require_media(media: str, allowed: tuple[str, ...], what: str) -> None:
         raise UnsupportedMediaType(f"Content-Type '{media or '(none)'}' is not accepted; send {what}")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, setting: str = "api.max_body_bytes") -> bytes:
     """The body, refused as soon as it passes `limit` bytes (never buffering more than that).
 
     A client that disconnects mid-body raises `ClientDisconnected`; so does one the server cut off
@@ -96,14 +100,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise RequestInvalid("Content-Length is not a number") from None
         if size > limit:
-            raise BodyTooLarge(f"body of {size} bytes exceeds api.max_body_bytes={limit}", limit=limit)
+            raise BodyTooLarge(f"body of {size} bytes exceeds {setting}={limit}", limit=limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge(f"body exceeds api.max_body_bytes={limit}", limit=limit)
+                raise BodyTooLarge(f"body exceeds {setting}={limit}", limit=limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientDisconnected(
@@ -223,14 +227,13 @@ def run_parse(kind: str, body: bytes, media: str, limits: ValidationLimits) -> O
                 {"parser_error": type(exc).__name__})
 
 
-def _worker_init() -> None:
+def _worker_init(niceness: int) -> None:
     import signal
 
     # Ctrl-C reaches the whole process group: the server decides when these processes stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        # Parsing yields the CPU to the server (and to training) whenever they want it.
-        os.nice(10)
+        os.nice(niceness)
     except OSError:
         pass
     import tezzeret.blueprint.validate  # noqa: F401 - imported once here, not on the first body
@@ -254,16 +257,16 @@ class BodyParser:
         self._cache_entries = cache_entries
         self._on_crash = on_crash
         self._closed = False
-        self._small = self._pool(1)
-        self._large = self._pool(large_workers)
+        self._small = self._pool(1, SMALL_NICENESS)
+        self._large = self._pool(large_workers, LARGE_NICENESS)
 
-    def _pool(self, workers: int) -> ProcessPoolExecutor:
+    def _pool(self, workers: int, niceness: int) -> ProcessPoolExecutor:
         import multiprocessing
 
         # forkserver: never fork this (threaded) process itself; each worker starts from a clean
         # interpreter that imports the parser once.
         ctx = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(niceness,))
 
     def warm(self) -> None:
         """Start the worker processes now rather than on the first body."""
@@ -325,7 +328,7 @@ class BodyParser:
         log.warning("a body-parsing process died; starting a new %s-body lane", "small" if small else "large")
         if self._on_crash is not None:
             self._on_crash()
-        fresh = self._pool(1 if small else self._large_workers)
+        fresh = self._pool(1, SMALL_NICENESS) if small else self._pool(self._large_workers, LARGE_NICENESS)
         if small:
             self._small = fresh
         else:

@@ -90,8 +90,11 @@ CONSERVATIVE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 DRAIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Intake stopped; queued and running work continues."},
+    400: _error("A body was sent and it is not a JSON object."),
     401: UNAUTHORIZED,
     403: FORBIDDEN,
+    413: TOO_LARGE,
+    415: MEDIA,
     500: INTERNAL,
 }
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -155,6 +158,8 @@ CONSERVATIVE_BODY = request_body(
     ("ConservativeModeRequest",),
     protobuf=False,
 )
+DRAIN_BODY = request_body("None needed; if one is sent, an empty JSON object.", ("EmptyObject",),
+                          protobuf=False, required=False)
 CONSERVATIVE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -246,6 +251,7 @@ def finish_openapi(document: dict[str, Any], *, declared_422: set[str]) -> dict[
                                       pb.EmergencyCompile.DESCRIPTOR, pb.EmergencyAck.DESCRIPTOR))
     components["Submission"] = SUBMISSION_SCHEMA
     components["ConservativeModeRequest"] = CONSERVATIVE_SCHEMA
+    components["EmptyObject"] = {"type": "object", "description": "Fields are ignored."}
     for path, item in document.get("paths", {}).items():
         for method, op in item.items():
             responses = op.get("responses", {})
