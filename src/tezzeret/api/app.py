@@ -190,7 +190,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         code = 503 if report.status in ("UNHEALTHY", "CRITICAL") else 200
         return JSONResponse(report.model_dump(mode="json"), status_code=code)
 
-    @app.get("/metrics", summary="Prometheus metrics", responses={500: oa.INTERNAL})
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=oa.METRICS_RESPONSES)
     async def get_metrics(request: Request) -> Response:
         request.state.action = "metrics"
         forge.refresh_gauges()
@@ -251,7 +251,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
 
     @app.get(
         "/v1/artifacts/{artifact_id}/download", summary="The signed artifact file",
-        response_class=FileResponse, responses=oa.not_found("artifact"),
+        response_class=FileResponse, responses=oa.DOWNLOAD_RESPONSES,
     )
     async def download(request: Request, artifact_id: str) -> FileResponse:
         request.state.action = "download_artifact"

@@ -103,11 +103,23 @@ HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: INTERNAL,
 }
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {500: INTERNAL, 503: UNAVAILABLE}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition format 0.0.4.",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    500: INTERNAL,
+}
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {400: MALFORMED, **READ_RESPONSES}
 
 
 def not_found(what: str) -> dict[int | str, dict[str, Any]]:
     return {404: _error(f"No such {what}."), **READ_RESPONSES}
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The signed artifact file.",
+          "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    **not_found("artifact"),
+}
 
 
 SUBMISSION_SCHEMA: dict[str, Any] = {
@@ -160,11 +172,18 @@ CONSERVATIVE_BODY = request_body(
 )
 DRAIN_BODY = request_body("None needed; if one is sent, an empty JSON object.", ("EmptyObject",),
                           protobuf=False, required=False)
+def _trigger_reasons() -> list[str]:
+    from tezzeret.resilience import TriggerReason
+
+    return [r.value for r in TriggerReason]
+
+
 CONSERVATIVE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "active": {"type": "boolean", "description": "Only true: conservative mode exits by itself."},
-        "reason": {"type": "string", "description": "One of the conservative-mode trigger reasons."},
+        "reason": {"type": "string", "enum": _trigger_reasons(),
+                   "description": "Why: one of the conservative-mode trigger reasons."},
     },
     "required": ["active"],
 }
