@@ -97,7 +97,7 @@ def summarize(analysis: Analysis) -> BlueprintSummary:
 # submitted again (a resubmission answered from cache, a poller's or a joiner's copy) costs a
 # hash instead of a full analysis. The result is a pure function of the bytes and the limits, and
 # summaries are frozen, so sharing one is safe. Refusals are not kept (they raise).
-_ACCEPTED: OrderedDict[tuple[bytes, ValidationLimits | None], BlueprintSummary] = OrderedDict()
+_ACCEPTED: OrderedDict[tuple[bytes, object], BlueprintSummary] = OrderedDict()
 _ACCEPTED_MAX = 1024
 _ACCEPTED_LOCK = threading.Lock()
 
@@ -108,9 +108,11 @@ def validate(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> Blue
     `limits` defaults to the embedded defaults of the `blueprint` config section; the forge passes
     `settings.blueprint`.
     """
+    key: tuple[bytes, object] | None
     try:
         key = (hashlib.sha256(ir.SerializeToString(deterministic=True)).digest(), limits)
-    except Exception:  # noqa: BLE001 - unserialisable (e.g. missing required parts): analyse it
+        hash(key)
+    except Exception:  # noqa: BLE001 - unserialisable message or unhashable limits: just analyse it
         key = None
     if key is not None:
         with _ACCEPTED_LOCK:
