@@ -3,8 +3,8 @@
 Owns: `read_body` (refuses a body past `api.max_body_bytes` without buffering it, and turns a
 client that goes away mid-body into `ClientDisconnected`), and `BodyParser`, which parses JSON and
 protobuf bodies into leyline messages and statically validates any inline blueprint in separate
-processes: one lane for small bodies and `api.parse_workers` for large ones, run at low CPU
-priority, so neither a flood of big bodies nor one slow parse can hold the server's event loop
+processes: one lane for small bodies and `api.parse_workers` for large ones (at low CPU
+priority), so neither a flood of big bodies nor one slow parse can hold the server's event loop
 (or its GIL: the C JSON parser never lets go of it) or delay ordinary submissions. Results of
 small bodies are remembered by the body's SHA-256, so a resubmitted blueprint is not parsed again.
 
