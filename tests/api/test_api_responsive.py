@@ -270,6 +270,13 @@ def test_disconnect_mid_body_is_one_line_and_audited(server: ServerProcess, clie
     assert "Traceback" not in new_log and "Exception in ASGI" not in new_log, new_log
 
 
+def test_every_refusal_reason_is_exported(client: httpx.Client) -> None:
+    text = client.get("/metrics").text
+    for reason in ("rate_limited", "slow_client", "too_large", "malformed", "unsupported_media_type",
+                   "unauthorized", "forbidden", "client_disconnected"):
+        assert f'tezzeret_http_rejected_total{{reason="{reason}"}}' in text, reason
+
+
 # ------------------------------------------------------------------------------ defect 8
 
 

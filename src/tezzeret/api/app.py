@@ -42,7 +42,13 @@ from tezzeret.api.bodies import (
     read_body,
     require_media,
 )
-from tezzeret.api.middleware import AuditMiddleware, anonymous_identity, claimed_identity, count_rejection
+from tezzeret.api.middleware import (
+    AuditMiddleware,
+    anonymous_identity,
+    claimed_identity,
+    count_rejection,
+    init_rejection_counts,
+)
 from tezzeret.api.ratelimit import ClientRateLimiter
 from tezzeret.config import Settings
 from tezzeret.forge.audit import AuditLog
@@ -122,6 +128,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
     limit = api.max_body_bytes
     submit_needs_token = api.submit_needs_token()
     app.add_middleware(AuditMiddleware, audit=audit)
+    init_rejection_counts()
 
     @app.exception_handler(ForgeError)
     async def forge_error(request: Request, exc: ForgeError) -> JSONResponse:

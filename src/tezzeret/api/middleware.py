@@ -33,6 +33,15 @@ REJECTION_REASONS = {
 }
 
 
+REASONS = (*REJECTION_REASONS.values(), "slow_client")
+
+
+def init_rejection_counts() -> None:
+    """Every reason shows in /metrics from the start (at 0), so a dashboard's rate() has a series."""
+    for reason in REASONS:
+        metrics.HTTP_REJECTED.labels(reason=reason)
+
+
 def count_rejection(reason: str) -> None:
     metrics.HTTP_REJECTED.labels(reason=reason).inc()
 
