@@ -153,6 +153,15 @@ def request_body(description: str, json_refs: tuple[str, ...], protobuf: bool, r
     return {"requestBody": {"required": required, "description": description, "content": content}}
 
 
+SUBMIT_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "strategy", "in": "query", "required": False,
+     "description": "Overrides the request's strategy: EMERGENCY, FAST, STANDARD or AGGRESSIVE.",
+     "schema": {"type": "string"}},
+    {"name": "priority", "in": "query", "required": False,
+     "description": "Overrides the request's priority: STRATEGIC, NORMAL, EXPERIMENTAL or BACKGROUND "
+                    "(EMERGENCY only through POST /v1/emergency).",
+     "schema": {"type": "string"}},
+]
 SUBMIT_BODY = request_body(
     "A leyline.CompilationRequest or a bare leyline.BlueprintIR as JSON (proto3 JSON form, field "
     "names as in leyline.proto), or a CompilationRequest as canonical protobuf bytes. "
