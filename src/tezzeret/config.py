@@ -340,10 +340,42 @@ class ApiSettings(Strict):
     port: int = Field(8787, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     tokens: list[ApiToken] = []
-    # Submitting needs a token with role `submit` only when this is set.
-    require_token_for_submit: bool = False
+    # Whether submitting needs a bearer token with role `submit`. "auto" (the default): whenever
+    # `host` is not a loopback address, so a forge reachable from the network never takes
+    # anonymous work, while `tezzeret serve` + `tezzeret submit` on one machine need no setup.
+    # Set true behind a reverse proxy on the same host (every client then looks local).
+    require_token_for_submit: bool | Literal["auto"] = "auto"
+    # Submissions per client (a token's name, or the address of an anonymous client): a token
+    # bucket refilled at `rate_limit_per_min` that holds at most `rate_limit_burst`; 0 turns the
+    # limit off. Refusals answer 429 with Retry-After.
+    rate_limit_per_min: int = Field(600, ge=0)
+    rate_limit_burst: int = Field(120, ge=1)
+    # A client has this long from the first byte of a request to its last (headers and body), and
+    # a new connection this long to start one; slower clients are cut off and counted.
+    read_timeout_s: float = Field(30.0, gt=0)
+    # Processes that parse and statically validate request bodies away from the server's event
+    # loop: one for bodies up to 256 KiB, `parse_workers` for larger ones (so a few huge bodies
+    # never delay ordinary submissions).
+    parse_workers: int = Field(1, ge=1, le=16)
     # None: `<state_dir>/audit.jsonl`.
     audit_log: Path | None = None
+
+    def submit_needs_token(self) -> bool:
+        if self.require_token_for_submit != "auto":
+            return bool(self.require_token_for_submit)
+        return not is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (`127.0.0.0/8`, `::1`, `localhost`)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SigningSettings(Strict):

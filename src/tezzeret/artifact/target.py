@@ -72,6 +72,12 @@ def torch_build() -> str:
     torch = sys.modules.get("torch")
     if torch is not None:
         return str(torch.__version__)
+    return _installed_torch()
+
+
+@cache
+def _installed_torch() -> str:
+    # Reading the distribution's metadata costs milliseconds; every artifact id needs it.
     try:
         return version("torch")
     except PackageNotFoundError:

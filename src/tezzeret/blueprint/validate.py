@@ -7,6 +7,9 @@ and never import torch.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 from tezzeret.blueprint.analysis import Analysis, ValidationLimits, analyze
@@ -90,10 +93,37 @@ def summarize(analysis: Analysis) -> BlueprintSummary:
     )
 
 
+# Accepted blueprints by (SHA-256 of their deterministic wire form, limits): the same blueprint
+# submitted again (a resubmission answered from cache, a poller's or a joiner's copy) costs a
+# hash instead of a full analysis. The result is a pure function of the bytes and the limits, and
+# summaries are frozen, so sharing one is safe. Refusals are not kept (they raise).
+_ACCEPTED: OrderedDict[tuple[bytes, object], BlueprintSummary] = OrderedDict()
+_ACCEPTED_MAX = 1024
+_ACCEPTED_LOCK = threading.Lock()
+
+
 def validate(ir: pb.BlueprintIR, limits: ValidationLimits | None = None) -> BlueprintSummary:
     """Check `ir` statically; raises `BlueprintRejected` (and nothing else) when it is refused.
 
     `limits` defaults to the embedded defaults of the `blueprint` config section; the forge passes
     `settings.blueprint`.
     """
-    return summarize(analyze(ir, limits))
+    key: tuple[bytes, object] | None
+    try:
+        key = (hashlib.sha256(ir.SerializeToString(deterministic=True)).digest(), limits)
+        hash(key)
+    except Exception:  # noqa: BLE001 - unserialisable message or unhashable limits: just analyse it
+        key = None
+    if key is not None:
+        with _ACCEPTED_LOCK:
+            hit = _ACCEPTED.get(key)
+            if hit is not None:
+                _ACCEPTED.move_to_end(key)
+                return hit
+    summary = summarize(analyze(ir, limits))
+    if key is not None:
+        with _ACCEPTED_LOCK:
+            _ACCEPTED[key] = summary
+            while len(_ACCEPTED) > _ACCEPTED_MAX:
+                _ACCEPTED.popitem(last=False)
+    return summary

@@ -56,23 +56,16 @@ class ForgeServer(uvicorn.Server):
 
 async def serve_async(settings: Settings, *, ready: Any = None) -> int:
     from tezzeret.api.app import create_app
+    from tezzeret.api.server import close_app, uvicorn_config
 
     forge = Forge(settings)
     await forge.start()
     app = create_app(forge, settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    server = ForgeServer(config, forge)
+    server = ForgeServer(uvicorn_config(app, settings), forge)
     try:
         await server.serve()
     finally:
+        close_app(app)
         grace = settings.sandbox.grace_period_s
         close = asyncio.create_task(forge.close(grace))
         cut = asyncio.create_task(server.second_signal.wait())

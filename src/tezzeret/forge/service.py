@@ -52,6 +52,9 @@ T = TypeVar("T")
 _OUTBOX_RETRY_S = 2.0
 _MONITOR_S = 5.0
 
+# Submissions validated at once (in worker threads).
+_PREPARE_SLOTS = 2
+
 
 class Forge:
     """The service. `await start()`, then submit/inspect; `await close()` to stop.
@@ -81,6 +84,7 @@ class Forge:
         self._last_recovery: dict[str, Any] | None = None
         self._wal_ok = True
         self.jobs_dir = settings.state_dir / "jobs"
+        self._prepare_slots = asyncio.Semaphore(_PREPARE_SLOTS)
         from tezzeret.forge.audit import AuditLog
 
         self.audit = AuditLog(settings.audit_log_path)
@@ -369,10 +373,15 @@ class Forge:
         Every submission, from every source, and how it was answered is audited."""
         try:
             self._require_open()
-            job = self.intake.prepare(
-                request, system_load=self.system_load(), conservative_downgrade=self._downgrade(), source=source,
-                conservative=self.conservative.active,
-            )
+            load, downgrade, conservative = self.system_load(), self._downgrade(), self.conservative.active
+            # Validation of a big blueprint takes a while: never on the event loop, and at most
+            # `_PREPARE_SLOTS` at once so submissions cannot crowd out everything else.
+            async with self._prepare_slots:
+                job = await asyncio.to_thread(
+                    self.intake.prepare, request, system_load=load, conservative_downgrade=downgrade,
+                    source=source, conservative=conservative,
+                )
+            self._require_open()  # draining may have begun while it was validated
             await self._apply_history(job)
             if request.timeout_ms:
                 job.deadline = time.monotonic() + request.timeout_ms / 1000.0
