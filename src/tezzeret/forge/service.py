@@ -26,6 +26,7 @@ from tezzeret import __version__, metrics
 from tezzeret.config import Settings
 from tezzeret.forge.errors import (
     ArtifactNotFound,
+    BlueprintNotFound,
     BlueprintQuarantined,
     ForgeError,
     ForgeNotStarted,
@@ -780,7 +781,7 @@ class Forge:
         try:
             record = await asyncio.to_thread(self.store.release_blueprint, digest)
         except StoredBlueprintNotFound:
-            raise JobNotFound(f"no blueprint '{digest}'", code="BLUEPRINT_NOT_FOUND") from None
+            raise BlueprintNotFound(f"no blueprint '{digest}' in the store", blueprint=digest) from None
         self.audit.record(requestor=by, action="blueprint_released", blueprint=digest, outcome="released")
         metrics.BLUEPRINTS_QUARANTINED.set(len(await asyncio.to_thread(self.store.quarantined_blueprints)))
         return {"blueprint": record.digest, "quarantined": record.quarantined}
