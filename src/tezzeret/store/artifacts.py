@@ -221,9 +221,10 @@ class ArtifactTable:
 
     def has_artifact(self, artifact_id: str) -> bool:
         """The L2 check: is an artifact with this id stored (in any status) and not corrupt?"""
-        row = self._db.connection().execute(
-            "SELECT 1 FROM artifacts WHERE artifact_id = ? AND corrupt_at_ns IS NULL", (artifact_id,)
-        ).fetchone()
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM artifacts WHERE artifact_id = ? AND corrupt_at_ns IS NULL", (artifact_id,)
+            ).fetchone()
         return row is not None
 
     def artifact_path(self, artifact_id: str) -> Path:

@@ -110,13 +110,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class Database:
     """One SQLite file, one connection per calling thread (sqlite3 connections are not safe to
-    share between threads without a lock, and a lock would serialise readers WAL mode lets run)."""
+    share between threads without a lock, and a lock would serialise readers WAL mode lets run).
+
+    `close` waits for every transaction in flight on any thread: closing a connection another
+    thread is stepping crashes the interpreter (seen as a segfault when the service stopped while
+    its health refresh read the store in a worker thread)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._idle = threading.Condition(self._all_lock)
+        self._active = 0
         self._closed = False
         self._migrate()
 
@@ -152,27 +158,38 @@ class Database:
         return conn
 
     @contextmanager
+    def _in_use(self) -> Iterator[sqlite3.Connection]:
+        with self._all_lock:
+            self._active += 1
+        try:
+            yield self.connection()
+        finally:
+            with self._all_lock:
+                self._active -= 1
+                self._idle.notify_all()
+
+    @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with self._in_use() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for several SELECTs."""
-        conn = self.connection()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with self._in_use() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self.write() as conn:
@@ -186,11 +203,13 @@ class Database:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
 
     def schema_version(self) -> int:
-        return int(self.connection().execute("PRAGMA user_version").fetchone()[0])
+        with self.read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, wait_s: float = 30.0) -> None:
         with self._all_lock:
+            self._closed = True
+            self._idle.wait_for(lambda: self._active == 0, timeout=wait_s)
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
