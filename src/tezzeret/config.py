@@ -431,6 +431,23 @@ class BlueprintSettings(Strict):
         return ValidationLimits(**self.model_dump())
 
 
+class PaybackSettings(Strict):
+    """The payback predictor (`forge/payback.py`): a tier is skipped when the training time its
+    artifact is predicted to save over `expected_steps` steps is less than its predicted compile
+    time. Predictions come from the recorded attempts of other blueprints at the same tier on
+    the same machine; with fewer than `min_history` of them nothing is skipped."""
+
+    # Skip tiers whose predicted payback is negative (predictions and ETAs are shown either way).
+    enabled: bool = True
+    # Training steps, all runs together, expected through one artifact (it is compiled once and
+    # loaded by every run that uses the blueprint).
+    expected_steps: int = Field(1_000_000, ge=1)
+    # Recorded attempts at a tier (on this machine) before its prediction may skip it.
+    min_history: int = Field(5, ge=2)
+    # How many of the most similar recorded blueprints a prediction averages.
+    neighbours: int = Field(3, ge=1, le=50)
+
+
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "tezzeret"
@@ -466,6 +483,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     blueprint: BlueprintSettings = BlueprintSettings()
+    payback: PaybackSettings = PaybackSettings()
 
     @classmethod
     def settings_customise_sources(

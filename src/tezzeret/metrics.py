@@ -131,6 +131,19 @@ FALLBACKS = Counter(
     ["strategy_from", "strategy_to", "reason"],
     registry=REGISTRY,
 )
+PAYBACK_SKIPS = Counter(
+    "tezzeret_payback_tier_skips",
+    "Tiers a job skipped because their predicted payback (training time saved minus compile time) was negative.",
+    ["strategy"],
+    registry=REGISTRY,
+)
+COMPILE_PREDICTION_RATIO = Histogram(
+    "tezzeret_compile_time_prediction_ratio",
+    "Measured / predicted compile seconds of each compiled job whose prediction came from history.",
+    ["strategy"],
+    buckets=(0.25, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0),
+    registry=REGISTRY,
+)
 SERVED_SPEEDUP = Histogram(
     "tezzeret_served_speedup",
     "Training-step speed-up vs eager of each stored artifact's served path (1.0 = eager served).",

@@ -120,6 +120,9 @@ class CompileOutcome:
     dropped: list[pb.ArtifactEntry] = field(default_factory=list)
     # An entry was cut off at the tier's deadline (torch was interrupted mid-compile).
     cut_off: bool = False
+    # Eager forward+backward ms at the example batch, measured beside a kept training entry (the
+    # forge's payback predictor turns speed-ups into time saved per step with it); None if none.
+    eager_train_ms: float | None = None
 
     @property
     def artifact_id(self) -> str:
@@ -238,6 +241,8 @@ class _Built:
     payload: bytes | None
     guard_digest: str
     runner: verify.Runner | None = None  # the loaded entry, for comparing a rival against it
+    batch: int = 0  # the batch it was measured at
+    eager_train_ms: float = 0.0  # eager forward+backward at that batch (training entries)
 
 
 def _build_inductor_entry(
@@ -296,7 +301,7 @@ def _build_inductor_entry(
     # (a dynamic entry: at its example batch).
     deciding = speed.speedup_train if spec.grad_enabled else speed.speedup_fwd
     record.serve_compiled = deciding >= 1.0
-    return _Built(record, data, loaded.guard_digest(), run)
+    return _Built(record, data, loaded.guard_digest(), run, spec.batch, speed.eager_train_ms)
 
 
 def _judge_static(
@@ -540,6 +545,9 @@ def compile_blueprint(
     stats.compile_ms = (time.perf_counter() - started) * 1000.0
     path = out_dir / f"{artifact_id}{artifact.SUFFIX}"
     written = artifact.write_artifact(path, manifest, payloads, formats=formats)
+    declared = _example_batch(ir)
+    eager_ms = [b.eager_train_ms for b in kept if b.record.grad_enabled and b.eager_train_ms > 0]
+    at_example = [b.eager_train_ms for b in kept if b.record.grad_enabled and b.eager_train_ms > 0 and b.batch == declared]
     return CompileOutcome(
         path=path,
         manifest=written,
@@ -547,4 +555,5 @@ def compile_blueprint(
         peak_rss_bytes=stats.peak_rss_bytes,
         dropped=list(dropped),
         cut_off=cut_off,
+        eager_train_ms=(at_example or eager_ms or [None])[0],
     )

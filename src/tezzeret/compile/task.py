@@ -20,6 +20,8 @@ from tezzeret.leyline import codec, pb
 
 # A result detail asking the pool not to reuse this worker (its torch state is not trusted).
 RECYCLE_DETAIL = "recycle_worker"
+# Eager forward+backward ms at the example batch (the forge's payback history records it).
+EAGER_TRAIN_MS_DETAIL = "eager_train_ms"
 
 
 def _params(job: pb.WorkerJob) -> dict[str, str]:
@@ -81,6 +83,8 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
             result.details.add(key=f"dropped:{d.key}", value=d.drop_reason)
         if outcome.cut_off:
             result.details.add(key=RECYCLE_DETAIL, value="an entry was cut off at the tier's deadline")
+        if outcome.eager_train_ms:
+            result.details.add(key=EAGER_TRAIN_MS_DETAIL, value=f"{outcome.eager_train_ms:.4f}")
     hits, misses = (after - before for after, before in zip(_l3(), l3_before, strict=True))
     result.details.add(key=L3_HITS_DETAIL, value=str(hits))
     result.details.add(key=L3_MISSES_DETAIL, value=str(misses))

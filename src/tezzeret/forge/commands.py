@@ -1,7 +1,7 @@
-"""CLI commands of the forge: `serve`, `submit`, `status`, `artifacts`, `forge`.
+"""CLI commands of the forge: `serve`, `submit`, `status`, `job`, `artifacts`, `forge`.
 
-Owns: the command-line face of the service. `serve` runs the service; `submit`, `status` and
-`artifacts` talk to a running one over HTTP (`--url`); `forge` compiles the whole built-in library
+Owns: the command-line face of the service. `serve` runs the service; `submit`, `status`, `job`
+and `artifacts` talk to a running one over HTTP (`--url`); `forge` compiles the whole built-in library
 in this process through the same `Forge` (sandbox, WAL, store, signing) with no HTTP. Every command
 prints Rich output for people and one JSON document with `--json`. Must never compile outside the
 `Forge` (so the CLI path is the service's path).
@@ -165,12 +165,49 @@ def register(app: typer.Typer) -> None:
         console.print(t)
         if jobs:
             jt = Table(title="recent jobs")
-            for col in ("job", "blueprint", "strategy", "status", "artifact"):
+            for col in ("job", "blueprint", "strategy", "status", "ETA", "artifact"):
                 jt.add_column(col)
             for j in jobs:
-                jt.add_row(j["job_id"], j["blueprint_name"], j["strategy"], j["status"], j["artifact_id"])
+                jt.add_row(j["job_id"], j["blueprint_name"], j["strategy"], j["status"], _eta(j), j["artifact_id"])
             console.print(jt)
         raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+    @app.command()
+    def job(
+        job_id: str = typer.Argument(..., help="The job id `submit` printed."),
+        url: str = UrlOpt,
+        token: Optional[str] = TokenOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """One job: status, the tier asked and served, its predicted compile time, payback and ETA."""
+        console = Console()
+        with _client(url, token) as client:
+            resp = client.get(f"/v1/jobs/{job_id}")
+        if resp.status_code != 200:
+            _fail_http(console, resp)
+            raise typer.Exit(1)
+        view = resp.json()
+        if as_json:
+            print(json.dumps(view, indent=2))
+            raise typer.Exit(0)
+        t = Table(title=f"job {job_id}")
+        t.add_column("what")
+        t.add_column("value")
+        t.add_row("blueprint", f"{view['blueprint_name']} ({view['blueprint_digest'][:16]})")
+        t.add_row("status", view["status"])
+        t.add_row("strategy", view.get("strategy_served") or view["strategy"])
+        t.add_row("why", view.get("fallback_reason") or view["strategy_reason"])
+        prediction = view.get("prediction")
+        if prediction:
+            t.add_row("predicted compile", f"{prediction['compile_s']:.1f} s ({prediction['basis']}, {prediction['history']} attempts)")
+            if prediction.get("payback_s") is not None:
+                t.add_row("predicted payback", f"{prediction['payback_s']:+.0f} s at {prediction['served_speedup']:.2f}x "
+                          f"over {prediction['expected_steps']:,} steps")
+            t.add_row("ETA", _eta(view))
+        if view.get("error"):
+            t.add_row("error", f"{view.get('error_code')}: {view['error']}")
+        console.print(t)
+        raise typer.Exit(1 if view["status"] == "FAILED" else 0)
 
     @app.command()
     def artifacts(
@@ -249,6 +286,14 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(1 if failed else 0)
 
 
+def _eta(view: dict[str, Any]) -> str:
+    """A job view's ETA as local time, with its predicted compile seconds; '-' without one."""
+    if not view.get("eta_at"):
+        return "-"
+    at = time.strftime("%H:%M:%S", time.localtime(float(view["eta_at"])))
+    return f"{at} (~{view['prediction']['compile_s']:.0f} s)"
+
+
 def _size(n: int | float | None) -> str:
     if not n:
         return "-"
@@ -270,7 +315,8 @@ def _follow(client: Any, subs: list[dict[str, Any]], timeout: float, console: Co
                     continue
                 job = resp.json()
                 if seen.setdefault(job_id, pending[job_id]["status"]) != job["status"] and job["status"] == "RUNNING":
-                    progress.print(f"{job['blueprint_name']}: running at {job['strategy']}")
+                    eta = f" (ETA {_eta(job)})" if job.get("eta_at") else ""
+                    progress.print(f"{job['blueprint_name']}: running at {job['strategy']}{eta}")
                 seen[job_id] = job["status"]
                 if job["status"] in ("SUCCEEDED", "FROM_CACHE", "FAILED"):
                     pending.pop(job_id)["final"] = job

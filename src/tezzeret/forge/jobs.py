@@ -18,11 +18,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tezzeret.blueprint import BlueprintSummary
 from tezzeret.leyline import Strategy, pb, to_json
 from tezzeret.metrics import MEMORY_CACHE_ENTRIES, MEMORY_TTL_CLEANUP
+
+if TYPE_CHECKING:
+    from tezzeret.forge.payback import Prediction
 
 
 class JobStatus(str, Enum):
@@ -85,6 +88,9 @@ class Job:
     preempted: bool = False
     # Times the job ran again because its compile node was lost mid-job, and why each time.
     node_losses: list[str] = field(default_factory=list)
+    # What the payback predictor expects of the tier the job was admitted at (its ETA); None for
+    # a job rebuilt from the journal.
+    prediction: Prediction | None = None
 
     @property
     def automatic(self) -> bool:
@@ -145,6 +151,13 @@ class Job:
             "error_code": self.error_code,
             "request": json.loads(to_json(summary)),
         }
+        if self.prediction is not None:
+            out["prediction"] = self.prediction.to_dict()
+            if not self.status.finished:
+                # From the start when running; from now while queued (waiting not included).
+                eta = (self.started_at or time.time()) + self.prediction.compile_s
+                out["eta_at"] = round(eta, 3)
+                out["eta"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(eta))
         if self.result is not None:
             out["result"] = json.loads(to_json(self.result))
             if self.result.HasField("strategy_requested"):

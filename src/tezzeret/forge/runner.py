@@ -36,9 +36,11 @@ from tezzeret import metrics
 from tezzeret.artifact import file as artifact_file
 from tezzeret.cache import CompileCache
 from tezzeret.artifact.target import target_string
+from tezzeret.blueprint.features import features
 from tezzeret.compile.identity import artifact_id, host_target, toolchain_for_tier
 from tezzeret.compile.tiers import tier_for
 from tezzeret.config import Settings
+from tezzeret.forge import payback
 from tezzeret.forge.audit import AuditLog
 from tezzeret.forge.jobs import Job
 from tezzeret.forge.publish import Publisher, outbox_for
@@ -180,7 +182,7 @@ class JobRunner:
             reason = fallback_reason(wres)
             if wres.outcome == pb.OUTCOME_SUCCESS or reason is None or tier is Strategy.EMERGENCY:
                 break
-            await asyncio.to_thread(self._record_attempt, job, tier, wres.outcome, wres.error_code, False)
+            await asyncio.to_thread(self._record_attempt, job, tier, wres.outcome, wres.error_code, False, wres)
             if await asyncio.to_thread(self._quarantined, job.digest):
                 break  # no automatic path, the ladder included, works on a quarantined blueprint
             lower = tier.down()
@@ -216,7 +218,8 @@ class JobRunner:
             await self.journal.finished_async(job.job_id, result, outbox)
         else:
             await self.journal.failed_async(job.job_id, result, outbox)
-        await asyncio.to_thread(self._after, job, tier, result, claimed)
+        # A lower tier's stored artifact served the job: nothing was compiled, nothing measured.
+        await asyncio.to_thread(self._after, job, tier, result, claimed, None if stored is not None else wres)
         metrics.COMPILATION_DURATION_MS.labels(
             strategy=tier.value, status=outcome_label, conservative_mode=str(conservative_before).lower(),
         ).observe(result.compilation_time_ms)
@@ -350,10 +353,17 @@ class JobRunner:
 
     # ---- the blueprint's record (blocking: run in a thread) ------------------------------------
 
-    def _record_attempt(self, job: Job, tier: Strategy, outcome: int, error_code: str, final: bool = True) -> None:
+    def _record_attempt(
+        self, job: Job, tier: Strategy, outcome: int, error_code: str, final: bool = True,
+        wres: pb.WorkerResult | None = None,
+    ) -> None:
         try:
             toolchain = toolchain_for_tier(tier_for(tier)).hash()
-            self.store.record_attempt(job.digest, tier.pb, outcome, toolchain=toolchain, error_code=error_code, final=final)
+            # What it cost and bought, beside the blueprint's features: the payback predictor's history.
+            measured = payback.attempt_record(features(job.ir), wres) if wres is not None else {}
+            self.store.record_attempt(
+                job.digest, tier.pb, outcome, toolchain=toolchain, error_code=error_code, final=final, **measured
+            )
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail the job
             log.info("recording the attempt for %s failed: %s", job.digest, exc)
 
@@ -367,10 +377,13 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - unknown history: treat as a first failure
             return 0
 
-    def _after(self, job: Job, tier: Strategy, result: pb.CompilationResult, claimed: bool) -> None:
-        """Record the final attempt; quarantine a blueprint that keeps failing by itself; move a
-        freshly claimed blueprint on."""
-        self._record_attempt(job, tier, result.outcome, result.error_code)
+    def _after(
+        self, job: Job, tier: Strategy, result: pb.CompilationResult, claimed: bool, wres: pb.WorkerResult | None
+    ) -> None:
+        """Record the final attempt (with what `wres` measured); quarantine a blueprint that keeps
+        failing by itself; move a freshly claimed blueprint on."""
+        self._record_attempt(job, tier, result.outcome, result.error_code, wres=wres)
+        payback.observe(job.prediction, tier, wres)
         try:
             name = pb.JobOutcome.Name(result.outcome).removeprefix("OUTCOME_")
             limit = self.settings.compilation.max_blueprint_failures

@@ -384,6 +384,7 @@ class Forge:
                 )
             self._require_open()  # draining may have begun while it was validated
             await self._apply_history(job)
+            await self._apply_payback(job)
             if request.timeout_ms:
                 job.deadline = time.monotonic() + request.timeout_ms / 1000.0
             admission = await self._admit(job)
@@ -426,6 +427,23 @@ class Forge:
             tier = tier.down()
         if notes:
             self.intake.retier(job, tier, "; ".join(notes))
+
+    async def _apply_payback(self, job: Job) -> None:
+        """The job's predicted compile time (its ETA) and payback from the recorded history; a
+        tier predicted to cost more than it saves is skipped (`forge/payback.py`)."""
+        from tezzeret.blueprint.features import features
+        from tezzeret.forge import payback
+
+        try:
+            plan = await asyncio.to_thread(payback.plan, self.store, features(job.ir), job.strategy, self.settings.payback)
+        except Exception as exc:  # noqa: BLE001 - a prediction must never refuse a submission
+            log.info("payback prediction for %s failed: %s", job.digest[:16], exc)
+            return
+        job.prediction = plan.prediction
+        for skipped in plan.skipped:
+            metrics.PAYBACK_SKIPS.labels(strategy=skipped.strategy.value).inc()
+        if plan.skipped:
+            self.intake.retier(job, plan.strategy, "; ".join(plan.notes))
 
     async def _admit(self, job: Job) -> Admission:
         running = self.registry.active(job.artifact_id)

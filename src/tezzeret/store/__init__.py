@@ -20,7 +20,7 @@ from tezzeret.store.errors import (
     SigningError,
     StoreError,
 )
-from tezzeret.store.records import ArtifactRecord, BlueprintRecord, RecompilationCandidate
+from tezzeret.store.records import ArtifactRecord, AttemptOutcome, BlueprintRecord, RecompilationCandidate
 from tezzeret.artifact.trust import key_id_for, verify_signature
 from tezzeret.store.signing import SigningKey, load_public_key, sign_artifact_file
 from tezzeret.store.store import Store
@@ -29,6 +29,7 @@ __all__ = [
     "ArtifactConflict",
     "ArtifactNotFound",
     "ArtifactRecord",
+    "AttemptOutcome",
     "BlobIntegrityError",
     "BlobRef",
     "BlobStore",

@@ -23,7 +23,7 @@ from tezzeret.store.lifecycle import (
     blueprint_move_allowed,
     blueprint_state_name,
 )
-from tezzeret.store.records import BlueprintRecord, RecompilationCandidate, outcome_name, strategy_name
+from tezzeret.store.records import AttemptOutcome, BlueprintRecord, RecompilationCandidate, outcome_name, strategy_name
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_FAILURE_WINDOW_NS = 24 * 3600 * 1_000_000_000
@@ -276,21 +276,33 @@ class BlueprintTable:
         toolchain: str | None = None,
         error_code: str = "",
         final: bool = True,
+        features: str = "",
+        machine: str = "",
+        compile_s: float | None = None,
+        served_speedup: float | None = None,
+        eager_step_ms: float | None = None,
     ) -> BlueprintRecord:
         """Count one compile attempt (and a success when `outcome` is SUCCESS) and remember the
         strategy tried and why it failed. Pass `toolchain` so idle recompilation does not retry a
         strategy that already failed under the current toolchain; `final=False` for a tier the
-        fallback ladder stepped down from (the job went on)."""
+        fallback ladder stepped down from (the job went on). `features` (the blueprint's, as
+        JSON), `machine`, `compile_s`, `served_speedup` and `eager_step_ms` are the payback
+        predictor's history (`attempt_history`)."""
         check_digest(digest)
         strat = strategy_name(strategy)
         result = outcome_name(outcome)
+        for name, number in (("compile_s", compile_s), ("served_speedup", served_speedup), ("eager_step_ms", eager_step_ms)):
+            if number is not None and not (float(number) >= 0.0 and float(number) != float("inf")):
+                raise InvalidInput(f"{name} must be a finite number >= 0, got {number!r}")
         now = self._clock()
         with self._db.write() as conn:
             self._require_blueprint(conn, digest)
             conn.execute(
-                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, error_code, final, at_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (digest, strat, result, toolchain, error_code, int(final), now),
+                "INSERT INTO compile_attempts (digest, strategy, outcome, toolchain, error_code, final, at_ns, "
+                "features, machine, compile_s, served_speedup, eager_step_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (digest, strat, result, toolchain, error_code, int(final), now, features, machine,
+                 compile_s, served_speedup, eager_step_ms),
             )
             conn.execute(
                 "UPDATE blueprints SET compilation_attempts = compilation_attempts + 1, "
@@ -299,6 +311,21 @@ class BlueprintTable:
                 (1 if result == "SUCCESS" else 0, now, digest),
             )
             return self._require_blueprint(conn, digest)
+
+    def attempt_history(
+        self, strategy: int | str, *, machine: str | None = None, limit: int = 1000
+    ) -> list[AttemptOutcome]:
+        """The most recent attempts at `strategy` (on `machine` when given) that recorded
+        features and a compile time, newest first: the payback predictor's history."""
+        strat = strategy_name(strategy)
+        sql = "SELECT * FROM compile_attempts WHERE strategy = ? AND features != '' AND compile_s IS NOT NULL"
+        params: tuple[object, ...] = (strat,)
+        if machine is not None:
+            sql += " AND machine = ?"
+            params += (machine,)
+        with self._db.read() as conn:
+            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, int(limit))).fetchall()
+        return [AttemptOutcome.from_row(r) for r in rows]
 
     def failed_tiers(self, digest: str, toolchains: Mapping[str, str], error_codes: frozenset[str]) -> dict[str, str]:
         """Tiers whose last attempt on `digest` under that tier's current toolchain (`toolchains`,

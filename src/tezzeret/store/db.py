@@ -103,6 +103,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE blueprints ADD COLUMN quarantined_at_ns INTEGER;
     ALTER TABLE artifacts ADD COLUMN corrupt_at_ns INTEGER;
     """,
+    # 3: what each attempt cost and bought, for the forge's payback predictor: the blueprint's
+    # features (JSON from `blueprint.features`), the machine that compiled it, its compile
+    # seconds, the served training speed-up and eager step time it measured (NULL when unknown).
+    """
+    ALTER TABLE compile_attempts ADD COLUMN features TEXT NOT NULL DEFAULT '';
+    ALTER TABLE compile_attempts ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+    ALTER TABLE compile_attempts ADD COLUMN compile_s REAL;
+    ALTER TABLE compile_attempts ADD COLUMN served_speedup REAL;
+    ALTER TABLE compile_attempts ADD COLUMN eager_step_ms REAL;
+    CREATE INDEX compile_attempts_history ON compile_attempts(strategy, machine, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,6 +33,31 @@ def outcome_name(value: int | str) -> str:
 
 
 @dataclass(frozen=True)
+class AttemptOutcome:
+    """One compile attempt as the payback predictor sees it: what was compiled (`features`, JSON
+    the store does not read), where, and what it cost and bought (None when not measured)."""
+
+    digest: str
+    strategy: str
+    outcome: str
+    toolchain: str | None
+    machine: str
+    features: str
+    compile_s: float | None
+    served_speedup: float | None
+    eager_step_ms: float | None
+    at_ns: int
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptOutcome:
+        return cls(
+            digest=row["digest"], strategy=row["strategy"], outcome=row["outcome"], toolchain=row["toolchain"],
+            machine=row["machine"], features=row["features"], compile_s=row["compile_s"],
+            served_speedup=row["served_speedup"], eager_step_ms=row["eager_step_ms"], at_ns=int(row["at_ns"]),
+        )
+
+
+@dataclass(frozen=True)
 class BlueprintRecord:
     digest: str
     name: str
