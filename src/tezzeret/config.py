@@ -199,6 +199,10 @@ class ResourceSettings(Strict):
     # whichever is smaller); CPU cores they may use (caps compile slots); memory all running compile
     # jobs may take together (a job waits until its tier's limit fits under it).
     max_gpu_memory_gb: float = Field(16, gt=0)
+    # The GPU (NVML / nvidia-smi index) compile workers use: their CUDA_VISIBLE_DEVICES is pinned to
+    # it, so a worker never lands on a training job's other GPUs. None: workers inherit the
+    # service's CUDA_VISIBLE_DEVICES. It is also the device a `cuda` build target describes.
+    gpu_device: int | None = Field(None, ge=0)
     max_cpu_cores: int = Field(8, ge=1)
     memory_budget_gb: float = Field(16, gt=0)
     per_job_memory_limits: PerJobMemoryLimits = PerJobMemoryLimits()

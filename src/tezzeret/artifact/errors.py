@@ -48,6 +48,18 @@ class IncompatibleArtifact(ArtifactError):
     code = "LOADER_INCOMPATIBLE"
 
 
+class UnsupportedTorch(ArtifactError):
+    """This process runs a torch whose precompile API Tezzeret does not claim to support."""
+
+    code = "TORCH_UNSUPPORTED"
+
+
+class TargetUnavailable(ArtifactError):
+    """A build target was asked for that this host cannot build (no CUDA device, another GPU)."""
+
+    code = "TARGET_UNAVAILABLE"
+
+
 class BlueprintMismatch(ArtifactError):
     """The artifact is for another blueprint than the one asked for (or its IR and digest disagree)."""
 

@@ -1,7 +1,8 @@
 """The payload formats an artifact's entries come in, and reading an entry back into torch.
 
-Owns: the format names (`KNOWN_FORMATS`: one per torch minor version this code reads), and the
-consumer side of torch's private precompile API (torch 2.13): `load_entry` deserialises one entry
+Owns: the torch versions the precompile layer supports (`SUPPORTED_TORCH`, refusing others with
+`UnsupportedTorch` at compile and load), the format names (`KNOWN_FORMATS`: one per torch minor
+version this code reads), and the consumer side of torch's private precompile API (torch 2.13): `load_entry` deserialises one entry
 with its bundled native files re-homed into a directory we choose, and `CompiledEntry` wraps the
 result (guard check, call, serialise). The producer side (`torch.compile` with AOT precompile) is
 `compile/precompile.py`; those two files are the only ones that touch torch's private APIs, so a
@@ -21,17 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tezzeret.artifact.errors import UnsupportedTorch
+
 if TYPE_CHECKING:
     from torch import nn
 
-# Torch minor versions whose precompiled entries this code reads (and `compile` writes).
+log = logging.getLogger(__name__)
+
+# Torch minor versions whose precompiled entries this code reads (and `compile` writes): the ones
+# the test suite runs on. 2.11 (the GPU machines' torch) stays out until bench/gpu_check.py has
+# passed on it: the private API below could not be checked against 2.11's source here.
 SUPPORTED_TORCH: tuple[str, ...] = ("2.13",)
+# Naming a minor version here (comma-separated, e.g. "2.11") lets compile and load run on it
+# untested, with a warning: how bench/gpu_check.py tests a candidate before it is claimed.
+UNTESTED_TORCH_ENV = "TEZZERET_UNTESTED_TORCH"
 FORMAT_PREFIX = "dynamo-aot-precompile+aoti/torch-"
 # A dynamic-batch entry: loading it needs `adapt_symint_io`, which a loader that predates it lacks,
 # so it carries its own name (such a loader refuses it instead of crashing in the runner).
@@ -46,10 +57,83 @@ SYMINT_INPUTS = "_tezzeret_symint_inputs"
 SYMINT_OUTPUTS = "_tezzeret_symint_outputs"
 
 
+def torch_minor(version: str) -> str:
+    """`2.13` of `2.13.0+cu130`."""
+    return ".".join(version.split("+", 1)[0].split(".")[:2])
+
+
+def allowed_torch() -> tuple[str, ...]:
+    """The supported minor versions plus those opted into with `$TEZZERET_UNTESTED_TORCH`."""
+    extra = [v.strip() for v in os.environ.get(UNTESTED_TORCH_ENV, "").split(",") if v.strip()]
+    return tuple(dict.fromkeys([*SUPPORTED_TORCH, *extra]))
+
+
+def known_formats() -> tuple[str, ...]:
+    """`KNOWN_FORMATS` plus the formats of opted-in untested torch versions."""
+    return tuple(prefix + v for prefix in (FORMAT_PREFIX, DYNAMIC_FORMAT_PREFIX) for v in allowed_torch())
+
+
+def unsupported_torch_reason(version: str) -> str | None:
+    """Why torch `version` cannot compile or load precompiled entries here, or None when it can."""
+    minor = torch_minor(version)
+    if minor in allowed_torch():
+        return None
+    return (
+        f"torch {version} is outside the range Tezzeret's precompiled entries support (torch "
+        f"{', '.join(SUPPORTED_TORCH)}: the private precompile API differs between minor versions); "
+        f"install torch=={SUPPORTED_TORCH[-1]}.*, or set {UNTESTED_TORCH_ENV}={minor} to try it untested"
+    )
+
+
+def require_supported_torch(version: str) -> None:
+    """Raise `UnsupportedTorch` naming the supported range when `version` is outside it."""
+    reason = unsupported_torch_reason(version)
+    if reason is not None:
+        raise UnsupportedTorch(reason)
+    if torch_minor(version) not in SUPPORTED_TORCH:
+        log.warning("torch %s is not tested with Tezzeret (%s=%s)", version, UNTESTED_TORCH_ENV,
+                    os.environ.get(UNTESTED_TORCH_ENV))
+
+
+# The private torch names the producer and consumer sides use, for `missing_private_api`.
+_PRIVATE_API: tuple[tuple[str, str], ...] = (
+    ("torch._dynamo.aot_compile", "AOTCompiledFunction.serialize"),
+    ("torch._dynamo.aot_compile", "AOTCompiledFunction.deserialize"),
+    ("torch._dynamo.aot_compile", "AOTCompiledFunction.guard_check"),
+    ("torch._dynamo.aot_compile", "AOTCompiledFunction.prepare_f_locals"),
+    ("torch._dynamo.aot_compile", "ModelInput"),
+    ("torch._dynamo.config", "enable_aot_compile"),
+    ("torch._dynamo.decorators", "mark_unbacked"),
+    ("torch._inductor.output_code", "CompiledAOTI.__post_init__"),
+    ("torch._inductor.codegen.cpp_wrapper_cpu", "CppWrapperCpu.generate_input_output_runtime_checks"),
+    ("torch._inductor.codegen.cpp_wrapper_cpu", "CppWrapperCpu.codegen_model_constructor"),
+    ("torch._inductor.config", "aot_inductor.embed_kernel_binary"),
+    ("torch._guards", "TracingContext"),
+)
+
+
+def missing_private_api() -> list[str]:
+    """The private torch names this code uses that the installed torch lacks (imports torch).
+
+    A quick probe for a torch version not yet claimed: an empty list does not prove it works
+    (signatures and behaviour may differ), a non-empty one proves it does not."""
+    import importlib
+
+    missing: list[str] = []
+    for module_name, path in _PRIVATE_API:
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except Exception:  # noqa: BLE001 - any failure to reach the name is what we report
+            missing.append(f"{module_name}.{path}")
+    return missing
+
+
 def format_for(torch_version: str, *, dynamic: bool = False) -> str:
     """The payload format name an entry built by `torch_version` carries."""
     prefix = DYNAMIC_FORMAT_PREFIX if dynamic else FORMAT_PREFIX
-    return prefix + ".".join(torch_version.split("+", 1)[0].split(".")[:2])
+    return prefix + torch_minor(torch_version)
 
 
 # Guards the class-level patches of CompiledAOTI (here while entries load, in compile/precompile.py
@@ -175,8 +259,10 @@ def _rehoming(kernel_dir: Path) -> Iterator[None]:
 
 def load_entry(data: bytes, *, kernel_dir: Path) -> CompiledEntry:
     """Deserialise one entry (runs torch's pickle and dlopens native code: verify bytes first)."""
+    import torch
     from torch._dynamo.aot_compile import AOTCompiledFunction
 
+    require_supported_torch(str(torch.__version__))
     enable_aot_compile()
     kernel_dir.mkdir(parents=True, exist_ok=True)
     with _rehoming(kernel_dir):

@@ -14,6 +14,7 @@ Rules, and why:
 - CUDA: the same compute capability (Triton and AOTI emit cubins for one architecture) and a CUDA
   runtime at least as new as the one the kernels were built with. The driver version is recorded,
   not compared: it only has to support that CUDA, and torch's own check says so precisely.
+- the host's torch must be one the precompile layer supports (`payload.SUPPORTED_TORCH`).
 - the blueprint builder's code must match (the consumer rebuilds the module from the IR; different
   builder code could make a module the compiled entries do not fit); other compile code differing
   is *not optimal* (the artifact is valid, a rebuild may be better).
@@ -21,16 +22,20 @@ Rules, and why:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from tezzeret.artifact.codeversion import blueprint_code_version, compile_code_version
-from tezzeret.artifact.payload import KNOWN_FORMATS
+from tezzeret.artifact.errors import TargetUnavailable
+from tezzeret.artifact.payload import known_formats, unsupported_torch_reason
 from tezzeret.leyline import pb
 
 # The ISA every CPU artifact is built for instead of -march=native (notes: an artifact built with
@@ -151,6 +156,92 @@ class Host:
         return cls(machine(), cpu_flags(), torch_build(), python_version(), cuda_version, tuple(gpus))
 
 
+def torch_cuda_version() -> str | None:
+    """The CUDA version torch was built with (`13.0`), None for a CPU build. Read from torch when
+    it is imported, else from its `version.py` without importing it (the forge never loads torch)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return getattr(torch.version, "cuda", None)
+    try:
+        found = importlib.util.find_spec("torch")
+        if found is None or not found.submodule_search_locations:
+            return None
+        text = (Path(next(iter(found.submodule_search_locations))) / "version.py").read_text()
+    except (OSError, ValueError, ImportError):
+        return None
+    return cuda_in_version_file(text)
+
+
+def cuda_in_version_file(text: str) -> str | None:
+    """The `cuda = '13.0'` of a torch `version.py` (None for `cuda: Optional[str] = None`)."""
+    match = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([0-9.]+)['\"]", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def nvml_device(index: int, nvml: Any = None) -> tuple[str, str, str] | None:
+    """(name, compute capability `9.0`, driver version) of NVML device `index` (NVML numbers
+    devices in PCI bus order, whatever CUDA_VISIBLE_DEVICES says); None without NVML or device.
+    `nvml` is the `pynvml` module or anything with its call surface."""
+    try:
+        if nvml is None:
+            import pynvml as nvml
+        nvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library, no driver: no device
+        return None
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+        return _text(nvml.nvmlDeviceGetName(handle)), f"{major}.{minor}", _text(nvml.nvmlSystemGetDriverVersion())
+    except Exception:  # noqa: BLE001 - an index past the last device, a lost GPU
+        return None
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - shutting down a half-initialised NVML is best effort
+            pass
+
+
+def cuda_host_spec(index: int = 0, *, nvml: Any = None) -> pb.TargetSpec:
+    """The CUDA target of this host's device `index`: compute capability, torch's CUDA version, the
+    driver version (from NVML when it can be read) and the device's name.
+
+    With torch imported and CUDA available the device is torch's `cuda:<index>` (the numbering
+    CUDA_VISIBLE_DEVICES leaves); otherwise NVML's device `index` and torch's CUDA version read
+    without importing torch, which is how the forge names CUDA artifacts. Raises
+    `TargetUnavailable` saying why there is no such target here."""
+    cuda_version = torch_cuda_version()
+    if not cuda_version:
+        raise TargetUnavailable(
+            f"a CUDA target was asked for, and this torch ({torch_build()}) is a CPU build: install a "
+            "CUDA build of torch on the compile host, or ask for a CPU target"
+        )
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise TargetUnavailable(
+                f"a CUDA target was asked for, and torch sees {torch.cuda.device_count()} CUDA device(s) "
+                f"(no cuda:{index}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')!r})"
+            )
+        major, minor = torch.cuda.get_device_capability(index)
+        # The driver is the host's, whichever device: NVML's first one answers for all.
+        described = nvml_device(0, nvml)
+        driver = described[2] if described else ""
+        return cuda_spec(f"{major}.{minor}", cuda_version, driver_version=driver,
+                         device_name=str(torch.cuda.get_device_name(index)))
+    described = nvml_device(index, nvml)
+    if described is None:
+        raise TargetUnavailable(
+            f"a CUDA target was asked for, and NVML reads no GPU {index} on this host (no driver, or "
+            "fewer devices): set resources.gpu_device to a device nvidia-smi lists"
+        )
+    name, capability, driver = described
+    return cuda_spec(capability, cuda_version, driver_version=driver, device_name=name)
+
+
 def cpu_spec(isa: str | None = None) -> pb.TargetSpec:
     """The spec of a CPU build on this host at the pinned (or given) ISA level."""
     return pb.TargetSpec(device="cpu", arch=machine(), isa=isa or isa_level(), torch_build=torch_build())
@@ -228,6 +319,9 @@ def preflight(manifest: pb.CompiledKernelArtifact, host: Host | None = None) -> 
         return Preflight("incompatible", (str(exc),))
     bad: list[str] = []
     meh: list[str] = []
+    unsupported = unsupported_torch_reason(host.torch_build)
+    if unsupported:
+        bad.append(unsupported)
     release = host.torch_build.split("+", 1)[0]
     for built in dict.fromkeys(filter(None, (manifest.torch_version, spec.torch_build))):
         if built.split("+", 1)[0] != release or ("+" in built and "+" in host.torch_build and built != host.torch_build):
@@ -266,9 +360,10 @@ def preflight(manifest: pb.CompiledKernelArtifact, host: Host | None = None) -> 
                     meh.append(f"built for {spec.isa}; this CPU runs {best}, which a rebuild for it could use")
     else:
         bad.append(f"device class {spec.device!r} is unknown to this loader")
+    formats = known_formats()
     for ref in manifest.payloads:
-        if ref.name.startswith("entry/") and ref.format not in KNOWN_FORMATS:
-            bad.append(f"payload {ref.name!r} has format {ref.format!r}, this loader reads {', '.join(KNOWN_FORMATS)}")
+        if ref.name.startswith("entry/") and ref.format not in formats:
+            bad.append(f"payload {ref.name!r} has format {ref.format!r}, this loader reads {', '.join(formats)}")
     if manifest.blueprint_code_version and manifest.blueprint_code_version != blueprint_code_version():
         bad.append(
             f"built with blueprint builder code {manifest.blueprint_code_version[:12]}, this process has "

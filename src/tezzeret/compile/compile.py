@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import resource
 import signal
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tezzeret.artifact import file as artifact
-from tezzeret.artifact import target
+from tezzeret.artifact import target as targets
 from tezzeret.artifact.codeversion import blueprint_code_version
 from tezzeret.blueprint.dtypes import from_torch
 from tezzeret.compile import identity
@@ -204,13 +203,49 @@ def verification_batches(ir: pb.BlueprintIR) -> list[int]:
     return sorted({lo, declared, hi} | ({extra} if extra is not None else set()))
 
 
-def _inputs_for(ir: pb.BlueprintIR, batch: int) -> tuple[torch.Tensor, ...]:
+def _inputs_for(ir: pb.BlueprintIR, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """The IR's example inputs at `batch`, drawn on the CPU (the same values for every target) and
+    placed on `device`."""
     import torch
 
     from tezzeret.blueprint import example_inputs
 
     torch.manual_seed(0)
-    return tuple(example_inputs(ir, batch))
+    return tuple(t.to(device) for t in example_inputs(ir, batch))
+
+
+def resolve_target(target: str | None) -> tuple[pb.TargetSpec, torch.device]:
+    """The spec an artifact for `target` records, and the torch device its entries run on.
+
+    `target` is "cpu", "cuda" or a target string (`cpu-x86_64-avx2`, `cuda-sm90[-cu130]`); None is
+    the CPU. A CUDA target is this process's current CUDA device, which must match what the string
+    names (compute capability, CUDA version): ids are computed before the compile, so a worker that
+    built for another GPU would hand back an artifact nobody asked for. Raises `TargetUnavailable`.
+    """
+    import torch
+
+    from tezzeret.artifact.errors import TargetUnavailable
+
+    wanted = (target or "cpu").strip()
+    if not wanted.startswith("cuda"):
+        return identity.host_target("cpu"), torch.device("cpu")
+    index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    spec = identity.host_target("cuda", index)
+    if wanted != "cuda":
+        try:
+            asked = targets.parse_target(wanted)
+        except ValueError as exc:
+            raise TargetUnavailable(str(exc)) from None
+        for what, want, have in (
+            ("compute capability", asked.compute_capability, spec.compute_capability),
+            ("CUDA version", asked.cuda_version, spec.cuda_version),
+        ):
+            if want and want != have:
+                raise TargetUnavailable(
+                    f"target {wanted} asks for {what} {want}; this worker's cuda:{index} "
+                    f"({spec.device_name or 'GPU'}) has {have}: route the job to a node with that GPU"
+                )
+    return spec, torch.device("cuda", index)
 
 
 def _entry_record(
@@ -258,12 +293,14 @@ def _build_inductor_entry(
     from tezzeret.blueprint import batch_dims
     from tezzeret.compile import precompile, verify
 
+    device = args[0].device if args else None
     dims = batch_dims(ir) if spec.dynamic else ()
     record = _entry_record(spec, args, dims)
     dynamic = precompile.DynamicBatch(dims, spec.batch_min, spec.batch_max) if spec.dynamic else None
     try:
         compiled = precompile.compile_entry(
-            make_module(), args, grad_enabled=spec.grad_enabled, options=tier.inductor_options, dynamic=dynamic
+            make_module(), args, grad_enabled=spec.grad_enabled,
+            options=tier.options_for(device.type if device is not None else "cpu"), dynamic=dynamic
         )
         data = compiled.serialize()
         # Verify what a consumer will get: the serialised bytes loaded back, not the in-memory object.
@@ -276,7 +313,7 @@ def _build_inductor_entry(
     batches = verification_batches(ir) if spec.dynamic else [spec.batch]
     for batch in batches:
         at = f" at batch {batch}" if spec.dynamic else ""
-        batch_args = args if batch == spec.batch else _inputs_for(ir, batch)
+        batch_args = args if batch == spec.batch else _inputs_for(ir, batch, device or "cpu")
         try:
             parity = verify.check_parity(make_module, run, batch_args, grad_enabled=spec.grad_enabled)
         except Exception as exc:  # noqa: BLE001 - an entry that cannot run is dropped like one that runs wrong
@@ -391,6 +428,7 @@ def compile_blueprint(
     hard_deadline: bool = False,
     strategy_requested: str | None = None,
     fallback_reason: str = "",
+    target: str | None = None,
 ) -> CompileOutcome:
     """Compile, verify and package one blueprint; returns the written artifact's outcome.
 
@@ -399,16 +437,22 @@ def compile_blueprint(
     The budget (`budget_s`, default the tier's) counts from the first entry; with `hard_deadline`
     an entry still running when it ends is cut off (the artifact keeps what verified before) and
     the outcome says so in `cut_off`.
-    Raises `BlueprintRejected` for an invalid IR, `VerificationFailed` when no entry passes parity,
+    `target` ("cpu", "cuda" or a target string; default the CPU) decides where the module and its
+    example inputs live while entries compile and verify against eager (`resolve_target`).
+    Raises `UnsupportedTorch` outside the supported torch range, `TargetUnavailable` for a target
+    this process cannot build, `BlueprintRejected` for an invalid IR, `VerificationFailed` when no entry passes parity,
     `CompileFailed` when torch could not compile any entry.
     """
     import torch
 
+    from tezzeret.artifact.payload import require_supported_torch
     from tezzeret.blueprint import batch_dims, build_module, digest
-    from tezzeret.compile.precompile import DYNAMIC_PAYLOAD_FORMAT, PAYLOAD_FORMAT
 
     started = time.perf_counter()
-    target.ensure_pinned_isa()
+    require_supported_torch(str(torch.__version__))
+    from tezzeret.compile.precompile import DYNAMIC_PAYLOAD_FORMAT, PAYLOAD_FORMAT
+
+    targets.ensure_pinned_isa()
     if cache_dir is not None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir).resolve())
     if threads is not None:
@@ -417,7 +461,7 @@ def compile_blueprint(
     budget = float(budget_s if budget_s is not None else tier.budget_s)
     ir = _as_ir(ir_or_bytes)
     blueprint_digest = digest(ir)
-    target_spec = identity.host_target()
+    target_spec, device = resolve_target(target)
     toolchain = toolchain_for_tier(tier, target_spec)
     artifact_id = identity.artifact_id(blueprint_digest, tier, target_spec)
     specs = plan_entries(ir, tier, batch_sizes)
@@ -425,7 +469,7 @@ def compile_blueprint(
         specs = [s for s in specs if s.grad_enabled in grad_modes] or specs
 
     def make_module() -> nn.Module:
-        return build_module(ir)
+        return build_module(ir).to(device)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -442,11 +486,11 @@ def compile_blueprint(
             if spec.role == "fallback" and dynamic is not None and dynamic.record.verified:
                 continue  # the dynamic entry serves this batch; nothing to build
             if cut_off:
-                record = _entry_record(spec, _inputs_for(ir, spec.batch))
+                record = _entry_record(spec, _inputs_for(ir, spec.batch, device))
                 record.drop_reason = f"not started: the tier's {budget:.0f} s deadline had passed"
                 dropped.append(record)
                 continue
-            args = _inputs_for(ir, spec.batch)
+            args = _inputs_for(ir, spec.batch, device)
             if not kept and elapsed > budget:
                 raise BudgetExceeded(
                     f"blueprint {blueprint_digest[:16]} ({tier.name}): {elapsed:.1f} s spent, budget "
@@ -506,11 +550,11 @@ def compile_blueprint(
         strategy=tier.strategy.pb,
         target=toolchain.target,
         toolchain_hash=toolchain.hash(),
-        torch_version=target.torch_build(),
+        torch_version=targets.torch_build(),
         python_version=toolchain.python_version,
         compile_code_version=toolchain.compile_code_version,
         blueprint_code_version=blueprint_code_version(),
-        tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
+        tier_settings=toolchain.tier_settings,
         status=pb.KERNEL_PENDING_BENCHMARKING,
         created_at_ns=time.time_ns(),
         num_threads=torch.get_num_threads(),

@@ -1,7 +1,8 @@
 """Artifact identity: `{digest[:16]}-{target}-{tier}-{toolchain[:8]}`, computed without compiling.
 
-Owns the toolchain (everything besides the blueprint that changes what a compile produces: torch
-build, Python version, target, the tier's settings and the compile code's own version, derived from
+Owns the target a host builds for (`host_target`: CPU, or a CUDA device), the toolchain (everything
+besides the blueprint that changes what a compile produces: torch build, Python version, target,
+the tier's settings for the target's device and the compile code's own version, derived from
 its sources) and the artifact id built from it, as Inductor's cache keys capture everything that
 changes their output. Must stay torch-free to import: the forge deduplicates on the id before any
 compile, in a process that never loads torch.
@@ -14,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from tezzeret.artifact import target as targets
+from tezzeret.artifact.errors import TargetUnavailable
 from tezzeret.artifact.codeversion import compile_code_version
 from tezzeret.compile.tiers import Tier, tier_for
 from tezzeret.leyline import pb
@@ -34,9 +36,15 @@ class Toolchain:
         return hashlib.sha256(doc.encode()).hexdigest()
 
 
-def host_target() -> pb.TargetSpec:
-    """The target this host builds for: CPU at the pinned ISA level."""
-    return targets.cpu_spec()
+def host_target(device: str = "cpu", gpu_index: int = 0) -> pb.TargetSpec:
+    """The target this host builds for on `device`: "cpu" (the pinned ISA level), or "cuda" (GPU
+    `gpu_index`: compute capability, torch's CUDA version, driver, device name; raises
+    `TargetUnavailable` when there is none). A target string (`cuda-sm90-cu130`) names its device."""
+    if device.startswith("cuda"):
+        return targets.cuda_host_spec(gpu_index)
+    if device == "cpu" or device.startswith("cpu-"):
+        return targets.cpu_spec()
+    raise TargetUnavailable(f"device {device!r} is not one Tezzeret builds for: use cpu or cuda")
 
 
 def toolchain_for_tier(tier: Tier, spec: pb.TargetSpec | None = None) -> Toolchain:
@@ -47,7 +55,7 @@ def toolchain_for_tier(tier: Tier, spec: pb.TargetSpec | None = None) -> Toolcha
         target=targets.target_string(spec),
         tier_name=tier.name,
         tier_version=tier.version,
-        tier_settings=json.dumps(tier.settings(), sort_keys=True, separators=(",", ":")),
+        tier_settings=json.dumps(tier.settings(spec.device or "cpu"), sort_keys=True, separators=(",", ":")),
         compile_code_version=compile_code_version(),
     )
 

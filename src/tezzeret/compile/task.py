@@ -49,6 +49,8 @@ def run_compile_task(job: pb.WorkerJob, job_dir: Path) -> pb.WorkerResult:
             hard_deadline=True,
             strategy_requested=params.get("strategy_requested") or None,
             fallback_reason=params.get("fallback_reason", ""),
+            # Where entries compile and verify: the CPU, or the worker's (pinned) CUDA device.
+            target=job.target or None,
         )
     except BlueprintRejected as exc:
         result.outcome = pb.OUTCOME_REJECTED

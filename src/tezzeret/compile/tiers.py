@@ -41,9 +41,10 @@ class Tier:
     inductor_options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     batch_mode: BatchMode = BatchMode.STATIC
 
-    def settings(self) -> dict[str, object]:
-        """Everything that changes the produced code; hashed into the toolchain id."""
-        return {
+    def settings(self, device: str = "cpu") -> dict[str, object]:
+        """Everything that changes the produced code for `device`; hashed into the toolchain id.
+        A CPU tier's settings carry no device key, so CPU ids stay what they were."""
+        settings: dict[str, object] = {
             "name": self.name,
             "version": self.version,
             "use_inductor": self.use_inductor,
@@ -52,6 +53,14 @@ class Tier:
             "inductor_options": dict(sorted(self.inductor_options.items())),
             "batch_mode": self.batch_mode.value,
         }
+        extra = DEVICE_OPTIONS.get(device, {}) if self.use_inductor else {}
+        if extra:
+            settings["device_options"] = dict(sorted(extra.items()))
+        return settings
+
+    def options_for(self, device: str) -> dict[str, object]:
+        """The Inductor options an entry for `device` compiles with."""
+        return {**self.inductor_options, **DEVICE_OPTIONS.get(device, {})}
 
 
 # Options every Inductor tier shares: AOTI packaging is what makes a precompiled entry load with no
@@ -74,6 +83,14 @@ class Tier:
 #   then serves eager;
 # - cold compile: no difference above the shared machine's noise (A faster in 7 of 15 pairs, B 7);
 # - A is a public option hashed into the toolchain; B patches private torch internals that move.
+# Options added on a device class. CUDA: Triton's cubins go inside the AOTI .so. Without it the
+# .so loads each cubin from the absolute path it was written to in the producer's Inductor cache,
+# which a consumer on another host (or after a cache clean) does not have; re-homing moves the
+# .so, not the paths compiled into it.
+DEVICE_OPTIONS: Mapping[str, Mapping[str, object]] = MappingProxyType({
+    "cuda": MappingProxyType({"aot_inductor.embed_kernel_binary": True}),
+})
+
 _COMMON: dict[str, object] = {
     "use_aoti": True,
     "fallback_random": True,

@@ -1,8 +1,9 @@
 """Parity and speed of one compiled entry against eager (the `kernel_validation` check).
 
 Owns: the two-step SGD comparison (losses, every parameter gradient of both steps, final parameters
-and buffers; outputs and buffers for `no_grad` entries) with dtype-appropriate tolerances, and the
-forward / forward+backward timing against eager. Must never compile, write files or decide whether
+and buffers; outputs and buffers for `no_grad` entries) with tolerances fit for the dtype and the
+device (`tolerance_for`: TF32, fp16 and bf16 on CUDA), and the forward / forward+backward timing
+against eager (waiting for the device before each clock read). Must never compile, write files or decide whether
 an artifact is produced: it reports, `compile.py` decides.
 """
 
@@ -27,6 +28,37 @@ _TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float16: (2e-2, 1e-3),
     torch.bfloat16: (5e-2, 1e-2),
 }
+# On a CUDA device. float32 under TF32 (matmuls when allowed; cuDNN convolutions by default) rounds
+# every product's inputs to 10 mantissa bits (unit roundoff ~4.9e-4), and eager and compiled code
+# accumulate in different orders and kernels (cuBLAS / cuDNN against Triton): five times the CPU
+# rtol. fp16 and bf16: fused Triton kernels keep intermediates in fp32 where eager rounds every
+# op's output, so a little wider than on CPU. Not yet checked on a GPU: bench/gpu_check.py reports
+# the share of each tolerance the library used (`tolerance_used`).
+_CUDA_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-7, 1e-9),
+    torch.float32: (2e-3, 1e-5),
+    torch.float16: (3e-2, 2e-3),
+    torch.bfloat16: (8e-2, 2e-2),
+}
+_TF32_TOLERANCE: tuple[float, float] = (1e-2, 1e-4)
+_DEFAULT_TOLERANCE: tuple[float, float] = (2e-3, 1e-5)
+
+
+def tf32_enabled(device_type: str) -> bool:
+    """Whether float32 math on `device_type` may run as TF32 here: CUDA with TF32 allowed for
+    matmuls or for cuDNN convolutions (torch allows the latter by default)."""
+    if device_type != "cuda":
+        return False
+    return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
+def tolerance_for(dtype: torch.dtype, device_type: str = "cpu", *, tf32: bool = False) -> tuple[float, float]:
+    """(rtol, atol) for comparing a `dtype` tensor computed on `device_type` against eager's."""
+    if device_type == "cuda":
+        if dtype == torch.float32 and tf32:
+            return _TF32_TOLERANCE
+        return _CUDA_TOLERANCES.get(dtype, _DEFAULT_TOLERANCE)
+    return _TOLERANCES.get(dtype, _DEFAULT_TOLERANCE)
 
 Runner = Callable[[nn.Module, tuple[torch.Tensor, ...]], Any]
 
@@ -74,11 +106,12 @@ def _loss(outputs: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
     # A fixed random projection rather than a plain mean: a symmetric loss can cancel exactly the
     # gradient errors this check exists to catch.
     gen = torch.Generator().manual_seed(seed)
-    total = torch.zeros((), dtype=torch.float32)
+    # Drawn on the CPU (one generator, the same projection on every device), then moved.
+    total = torch.zeros((), dtype=torch.float32, device=outputs[0].device if outputs else "cpu")
     for out in outputs:
         if not out.is_floating_point():
             continue
-        weight = torch.randn(out.shape, generator=gen, dtype=torch.float32).to(out.dtype)
+        weight = torch.randn(out.shape, generator=gen, dtype=torch.float32).to(out.device, out.dtype)
         total = total + (out * weight).float().sum() / max(1, out.numel())
     return total
 
@@ -154,6 +187,7 @@ def check_parity(
     except _GuardRejected as exc:
         return ParityReport(False, float("inf"), float("inf"), float("inf"), [f"guards rejected the entry's own input: {exc}"])
     report = ParityReport(True)
+    tf32 = {d: tf32_enabled(d) for d in {t.device.type for t in reference.values()}}
     for key, ref in reference.items():
         got = observed.get(key)
         if got is None or got.shape != ref.shape:
@@ -165,7 +199,7 @@ def check_parity(
                 report.passed = False
                 report.failures.append(f"{key}: integer values differ")
             continue
-        rtol, atol = _TOLERANCES.get(ref.dtype, (2e-3, 1e-5))
+        rtol, atol = tolerance_for(ref.dtype, ref.device.type, tf32=tf32[ref.device.type])
         diff = (got.double() - ref.double()).abs()
         max_abs = float(diff.max()) if diff.numel() else 0.0
         if max_abs != max_abs:  # NaN
@@ -181,16 +215,31 @@ def check_parity(
     return report
 
 
+def _no_sync() -> None:
+    pass
+
+
+def device_sync(args: Sequence[Any]) -> Callable[[], None]:
+    """What waits for queued device work before a clock is read: CUDA kernels run asynchronously,
+    so a timer read without it measures only the launches."""
+    if any(isinstance(a, torch.Tensor) and a.device.type == "cuda" for a in args):
+        return torch.cuda.synchronize
+    return _no_sync
+
+
 def _compare_ms(
-    eager: Callable[[], None], compiled: Callable[[], None], budget_s: float
+    eager: Callable[[], None], compiled: Callable[[], None], budget_s: float,
+    sync: Callable[[], None] = _no_sync,
 ) -> tuple[float, float]:
     """Median ms per call of each, measured in alternating rounds so background load hits both."""
     for _ in range(3):  # first calls allocate and finish lazy initialisation
         eager()
         compiled()
+    sync()
     start = time.perf_counter()
     eager()
     compiled()
+    sync()
     once = max(time.perf_counter() - start, 1e-6)
     reps = max(1, min(50, int(0.01 / once)))
     samples: tuple[list[float], list[float]] = ([], [])
@@ -200,6 +249,7 @@ def _compare_ms(
             t0 = time.perf_counter()
             for _ in range(reps):
                 fn()
+            sync()
             out.append((time.perf_counter() - t0) * 1000.0 / reps)
     return statistics.median(samples[0]), statistics.median(samples[1])
 
@@ -233,15 +283,17 @@ def measure_speed(
     eager_module = make_module()
     compiled_module = make_module()
     compiled_module.load_state_dict(eager_module.state_dict())
+    sync = device_sync(args)
     eager_fwd, compiled_fwd = _compare_ms(
         _forward_call(eager_module, eager_runner, args, grad_enabled),
         _forward_call(compiled_module, run, args, grad_enabled),
         budget_s,
+        sync,
     )
     report = SpeedReport(eager_fwd_ms=eager_fwd, compiled_fwd_ms=compiled_fwd)
     if grad_enabled:
         report.eager_train_ms, report.compiled_train_ms = _compare_ms(
-            _train_call(eager_module, eager_runner, args), _train_call(compiled_module, run, args), budget_s
+            _train_call(eager_module, eager_runner, args), _train_call(compiled_module, run, args), budget_s, sync
         )
     return report
 
@@ -290,12 +342,15 @@ def compare_runners(
         fns = (_train_call(a, first, args), _train_call(b, second, args))
     else:
         fns = (_forward_call(a, first, args, False), _forward_call(b, second, args, False))
+    sync = device_sync(args)
     for _ in range(3):
         for fn in fns:
             fn()
+    sync()
     start = time.perf_counter()
     fns[0]()
     fns[1]()
+    sync()
     reps = max(1, min(50, int(0.02 / max(time.perf_counter() - start, 1e-6))))
     timing = PairedTiming([], [])
     deadline = time.perf_counter() + budget_s
@@ -307,6 +362,7 @@ def compare_runners(
             t0 = time.perf_counter()
             for _ in range(reps):
                 fns[i]()
+            sync()
             took[i] = (time.perf_counter() - t0) * 1000.0 / reps
         timing.first_ms.append(took[0])
         timing.second_ms.append(took[1])

@@ -101,7 +101,7 @@ class Forge:
         from tezzeret.forge.polling import UrzaPoller
         from tezzeret.forge.runner import JobRunner
         from tezzeret.forge.integrity import StoreIntegrity
-        from tezzeret.resilience import BreakerRegistry, ConservativeModeController, MonotonicClock, ResourceMonitor
+        from tezzeret.resilience import BreakerRegistry, ConservativeModeController, GpuProbe, MonotonicClock, ResourceMonitor
         from tezzeret.resilience.ttl import TTLMemoryManager
         from tezzeret.sandbox import make_executor
         from tezzeret.store import SigningKey, Store
@@ -113,7 +113,8 @@ class Forge:
         self.clock = MonotonicClock()
         self.breakers = BreakerRegistry.from_settings(s, self.clock)
         self.conservative = ConservativeModeController(s, self.breakers, self.clock)
-        self.monitor = ResourceMonitor(self.clock)
+        # GPU readings of the compile workers' own processes, not the device training shares.
+        self.monitor = ResourceMonitor(self.clock, gpu=GpuProbe(pids=self._compile_worker_pids))
         self.memory = TTLMemoryManager(s, self.clock)
         self.emergency_bucket = TokenBucket(s.emergency.max_per_min)
         # At-least-once delivery: the same emergency request id gets the same answer for an hour.
@@ -885,19 +886,21 @@ class Forge:
 
     # ------------------------------------------------------------------ background loops
 
+    def _compile_worker_pids(self) -> list[int]:
+        """The local sandbox's worker processes (remote compile nodes use their own GPUs)."""
+        pids = getattr(getattr(self, "executor", None), "worker_pids", None)
+        return list(pids()) if callable(pids) else []
+
     async def _monitor_loop(self) -> None:
         """Every few seconds: host load to conservative mode and the GPU breaker, conservative
         mode's cache budget to the memory manager, disk space and the store's figures to health."""
-        limit = self.settings.compilation.gpu_utilization_limit * 100
+        from tezzeret.resilience.gpu_share import GpuShareLimits, feed_gpu_breakers
+
+        limits = GpuShareLimits.from_settings(self.settings, self.monitor.gpu.total_gb)
 
         def on_sample(sample: Any) -> None:
             self.conservative.observe(sample)
-            if sample.gpu_utilization_percent is not None:
-                breaker = self.breakers["gpu_utilization"]
-                if sample.gpu_utilization_percent > limit:
-                    breaker.record_failure(f"GPU utilisation {sample.gpu_utilization_percent:.0f}% > {limit:.0f}%")
-                else:
-                    breaker.record_success()
+            feed_gpu_breakers(self.breakers, sample, limits)
             eff = self.conservative.effective()
             factor = self.settings.conservative_mode.settings.cache_budget_factor if eff.conservative else 1.0
             if self.memory.budget_factor != factor:

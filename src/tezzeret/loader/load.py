@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tezzeret.artifact import file as artifact
-from tezzeret.artifact.target import Preflight, preflight
+from tezzeret.artifact.target import Host, Preflight, preflight
 from tezzeret.artifact.trust import TrustedKeys, default_keyring_path
 from tezzeret.blueprint.dtypes import to_torch
 from tezzeret.leyline import pb
@@ -74,9 +74,12 @@ def default_kernel_dir() -> Path:
     return base
 
 
-def check_compatible(manifest: pb.CompiledKernelArtifact, where: object = "artifact") -> Preflight:
-    """The preflight verdict; raises `IncompatibleArtifact` with every reason when it cannot load."""
-    verdict = preflight(manifest)
+def check_compatible(
+    manifest: pb.CompiledKernelArtifact, where: object = "artifact", host: Host | None = None
+) -> Preflight:
+    """The preflight verdict against `host` (default: this process); raises `IncompatibleArtifact`
+    with every reason when it cannot load."""
+    verdict = preflight(manifest, host)
     if not verdict.loadable:
         raise IncompatibleArtifact(
             f"{where} ({manifest.artifact_id}): " + "; ".join(verdict.reasons)
@@ -120,13 +123,16 @@ def _check_signature(path: Path, header: artifact.Header, keys: TrustedKeys, tru
     return None
 
 
-def open_artifact(path: str | Path, *, public_key: PublicKeys = None, trust_unsigned: bool = False) -> VerifiedArtifact:
+def open_artifact(
+    path: str | Path, *, public_key: PublicKeys = None, trust_unsigned: bool = False, host: Host | None = None
+) -> VerifiedArtifact:
     """Every check that can refuse an artifact, in order; deserialises nothing but protobuf.
 
     The signature must verify with a trusted key (`public_key`, `$TEZZERET_TRUSTED_KEYS`, the
     keyring file); only with no key configured at all does `trust_unsigned=True` let an unsigned
     artifact through. Then the preflight (torch, Python, device, ISA, builder code, formats), every
-    payload's SHA-256, and the embedded blueprint's digest.
+    payload's SHA-256, and the embedded blueprint's digest. `host` is what the preflight compares
+    with (default: this process, read when called).
     """
     from tezzeret.blueprint import BlueprintRejected, digest
 
@@ -134,7 +140,7 @@ def open_artifact(path: str | Path, *, public_key: PublicKeys = None, trust_unsi
     header = artifact.read_header(path)
     manifest = header.manifest
     signed_by = _check_signature(path, header, TrustedKeys.of(public_key), trust_unsigned)
-    verdict = check_compatible(manifest, path)
+    verdict = check_compatible(manifest, path, host)
     payloads = artifact.read_payloads(path, header)
     try:
         actual = digest(manifest.blueprint)
@@ -329,6 +335,14 @@ def prewarm() -> None:
     payload.prewarm()
 
 
+def device_for(verified: VerifiedArtifact) -> torch.device:
+    """Where a module built for `verified`'s entries must live: the CUDA device the preflight
+    matched for a CUDA artifact, else the CPU."""
+    if verified.preflight.device_index is not None:
+        return torch.device("cuda", verified.preflight.device_index)
+    return torch.device("cpu")
+
+
 def load(
     path: str | Path,
     *,
@@ -341,10 +355,11 @@ def load(
     """Verify, then load the artifact at `path`: a module whose optimizer trains its parameters.
 
     Safe by default: the artifact must be signed by a trusted key (see `open_artifact`);
-    `trust_unsigned=True` is the explicit, logged opt-out for when no key is configured."""
+    `trust_unsigned=True` is the explicit, logged opt-out for when no key is configured. The module
+    of a CUDA artifact is on the CUDA device the preflight matched (`device_for`)."""
     from tezzeret.blueprint import build_module
 
     verified = open_artifact(path, public_key=public_key, trust_unsigned=trust_unsigned)
-    module = KernelModule(build_module(verified.manifest.blueprint), fallback=fallback)
+    module = KernelModule(build_module(verified.manifest.blueprint).to(device_for(verified)), fallback=fallback)
     module.attach(verified, kernel_dir=Path(kernel_dir) if kernel_dir else None, serve=serve)
     return module

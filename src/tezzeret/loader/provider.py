@@ -3,7 +3,9 @@
 Owns: handing a training loop a module for a blueprint at once (eager while no artifact is ready),
 adopting an artifact in a background thread when one is offered or fetched, and switching the same
 module (same parameters, so the loop's optimizer keeps training them) over to the compiled entries.
-A refused or failing artifact leaves the module eager and is recorded. Must never block the caller
+A refused or failing artifact leaves the module eager and is recorded (an artifact for another GPU,
+compute capability or a newer CUDA is refused by the preflight, with its reason, before any byte of
+it is deserialised). Must never block the caller
 on a fetch, a verification or a load, and never compile.
 """
 
@@ -16,9 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tezzeret.artifact.target import Host
 from tezzeret.leyline import pb
 from tezzeret.loader.errors import BlueprintMismatch
-from tezzeret.loader.load import KernelModule, PublicKeys, Serve, open_artifact, prewarm
+from tezzeret.loader.load import KernelModule, PublicKeys, Serve, device_for, open_artifact, prewarm
 
 Fetch = Callable[[str], "Path | None"]
 
@@ -58,6 +61,7 @@ class KernelProvider:
         kernel_dir: Path | None = None,
         serve: Serve = "auto",
         retry_s: float = 5.0,
+        host: Host | None = None,
     ) -> None:
         self._retry_s = retry_s
         self._last_try: dict[str, float] = {}
@@ -66,6 +70,8 @@ class KernelProvider:
         self._public_key = public_key
         self._trust_unsigned = trust_unsigned
         self._kernel_dir = kernel_dir
+        # What artifacts' preflight compares with; None: this process as it is at each adoption.
+        self._host = host
         self._lock = threading.Lock()
         self._modules: dict[str, KernelModule] = {}
         self._states: dict[str, ProviderState] = {}
@@ -166,7 +172,9 @@ class KernelProvider:
         from tezzeret.blueprint import build_module
 
         try:
-            verified = open_artifact(path, public_key=self._public_key, trust_unsigned=self._trust_unsigned)
+            verified = open_artifact(
+                path, public_key=self._public_key, trust_unsigned=self._trust_unsigned, host=self._host
+            )
             if verified.manifest.blueprint_digest != digest:
                 raise BlueprintMismatch(
                     f"artifact {path} is for blueprint {verified.manifest.blueprint_digest[:16]}, "
@@ -175,7 +183,7 @@ class KernelProvider:
             with self._lock:
                 module = self._modules.get(digest)
             if module is None:
-                built = KernelModule(build_module(verified.manifest.blueprint), fallback="eager")
+                built = KernelModule(build_module(verified.manifest.blueprint).to(device_for(verified)), fallback="eager")
                 with self._lock:
                     module = self._modules.setdefault(digest, built)
             module.attach(verified, kernel_dir=self._kernel_dir, serve=self._serve)

@@ -1,7 +1,8 @@
 """Host load readings: CPU and RAM from psutil, GPU utilisation and memory from NVML.
 
 Owns: `LoadSample` (one reading), `LoadWindow` (a rolling window of timestamped readings that can
-answer "above 20% for 5 minutes"), `GpuProbe` (NVML through `nvidia-ml-py`) and `ResourceMonitor`
+answer "above 20% for 5 minutes"), `GpuProbe` (NVML through `nvidia-ml-py`: a whole device, or only
+what the compile workers' processes use of it) and `ResourceMonitor`
 (samples, exports `tezzeret_gpu_utilization_percent` and `tezzeret_memory_usage_gb`, and runs a
 sampling loop). It must never block the event loop (readings are taken in a worker thread), and
 must never report a missing GPU as 0%: no GPU, no driver or a failed read is `None`
@@ -16,7 +17,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,20 +107,58 @@ class LoadWindow:
             self._samples.popleft()
 
 
+def process_tree(pids: Iterable[int]) -> set[int]:
+    """`pids` and every live descendant of them: a sandboxed worker's interpreter runs under
+    bubblewrap, and Inductor may start helpers, so NVML can list any of them."""
+    tree: set[int] = set()
+    for pid in pids:
+        tree.add(int(pid))
+        try:
+            tree.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        except (psutil.Error, OSError):
+            pass  # gone since it was listed
+    return tree
+
+
 class GpuProbe:
     """GPU utilisation and memory use from NVML; every failure reads as unavailable.
 
-    With several GPUs it reports the busiest one (the highest utilisation and the fullest memory),
-    since conservative mode protects whichever GPU the training job might be sharing.
+    Whole devices by default. Given `pids` (a callable naming the compile workers' processes), it
+    reads only what those processes and their descendants use: per-process memory
+    (`nvmlDeviceGetComputeRunningProcesses`) and SM utilisation (`nvmlDeviceGetProcessUtilization`,
+    where the driver offers it; unavailable otherwise), so a training job filling the GPU does not
+    count as the forge's own load. With several GPUs it reports the busiest one (the highest
+    utilisation and the fullest memory), since conservative mode protects whichever GPU the
+    training job might be sharing. `nvml` is the `pynvml` module (the default) or anything with its
+    call surface, which is how tests feed crafted readings.
     """
 
-    def __init__(self, indices: Sequence[int] | None = None) -> None:
+    # Class-level defaults: probes built without __init__ (scripted readings) have neither.
+    total_gb: float | None = None
+    pids: Callable[[], Iterable[int]] | None = None
+
+    def __init__(
+        self,
+        indices: Sequence[int] | None = None,
+        *,
+        nvml: Any = None,
+        pids: Callable[[], Iterable[int]] | None = None,
+    ) -> None:
         self._indices = list(indices) if indices is not None else None
         self._handles: list[Any] = []
         self._nvml: Any = None
+        self._given_nvml = nvml
+        self.pids = pids
+        # Per device: the newest NVML process-utilisation sample already read.
+        self._seen_us: dict[int, int] = {}
         self.unavailable_reason: str | None = None
         self._lock = threading.Lock()
         self._init()
+
+    @property
+    def scope(self) -> str:
+        """What the readings cover, for health: "device" or "compile workers"."""
+        return "compile workers" if self.pids is not None else "device"
 
     @property
     def available(self) -> bool:
@@ -127,22 +166,35 @@ class GpuProbe:
 
     def _init(self) -> None:
         try:
-            import pynvml  # nvidia-ml-py
+            nvml = self._given_nvml
+            if nvml is None:
+                import pynvml as nvml  # nvidia-ml-py
 
-            pynvml.nvmlInit()
-            count = pynvml.nvmlDeviceGetCount()
+            nvml.nvmlInit()
+            count = nvml.nvmlDeviceGetCount()
             indices = self._indices if self._indices is not None else list(range(count))
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices if 0 <= i < count]
-            self._nvml = pynvml
+            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices if 0 <= i < count]
+            self._nvml = nvml
             if not self._handles:
                 self.unavailable_reason = f"NVML reports {count} GPU(s), none selected"
+            else:
+                totals = [float(nvml.nvmlDeviceGetMemoryInfo(h).total) for h in self._handles]
+                self.total_gb = min(totals) / 2**30 if totals and min(totals) > 0 else None
         except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError, …
             self.unavailable_reason = f"{type(exc).__name__}: {exc}"
         if self.unavailable_reason:
             log.info("GPU readings unavailable: %s", self.unavailable_reason)
 
     def read(self) -> tuple[float | None, float | None]:
-        """(utilisation %, memory used %), each None when it cannot be read."""
+        """(utilisation %, memory used %) of the probe's scope, each None when it cannot be read."""
+        if not self.available:
+            return None, None
+        if self.pids is not None:
+            return self._read_processes(process_tree(self.pids()))
+        return self.read_device()
+
+    def read_device(self) -> tuple[float | None, float | None]:
+        """(utilisation %, memory used %) of the whole device, whoever uses it."""
         if not self.available:
             return None, None
         util: list[float] = []
@@ -160,6 +212,46 @@ class GpuProbe:
                 except Exception as exc:
                     log.debug("NVML memory read failed: %s", exc)
         return (max(util) if util else None, max(mem) if mem else None)
+
+    def _read_processes(self, pids: set[int]) -> tuple[float | None, float | None]:
+        util: list[float] = []
+        mem: list[float] = []
+        with self._lock:
+            for i, handle in enumerate(self._handles):
+                share = self._process_util(i, handle, pids)
+                if share is not None:
+                    util.append(share)
+                try:
+                    total = float(self._nvml.nvmlDeviceGetMemoryInfo(handle).total)
+                    used = [
+                        p.usedGpuMemory for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                        if int(p.pid) in pids
+                    ]
+                    # None: the driver will not say (no permission, or a vGPU): unavailable, not 0.
+                    if total and all(u is not None for u in used):
+                        mem.append(100.0 * float(sum(used)) / total)
+                except Exception as exc:
+                    log.debug("NVML per-process memory read failed: %s", exc)
+        return (max(util) if util else None, max(mem) if mem else None)
+
+    def _process_util(self, i: int, handle: Any, pids: set[int]) -> float | None:
+        """The SM utilisation of `pids` on one device since the last reading: the newest sample of
+        each, summed (NVML keeps a short per-process history)."""
+        try:
+            samples = self._nvml.nvmlDeviceGetProcessUtilization(handle, self._seen_us.get(i, 0))
+        except Exception as exc:
+            # NOT_FOUND: no process ran a kernel since the last reading, which is a reading of 0.
+            if getattr(exc, "value", None) == getattr(self._nvml, "NVML_ERROR_NOT_FOUND", 6):
+                return 0.0
+            log.debug("NVML per-process utilisation unavailable: %s", exc)
+            return None
+        newest: dict[int, tuple[int, float]] = {}
+        for sample in samples:
+            pid, at = int(sample.pid), int(sample.timeStamp)
+            self._seen_us[i] = max(self._seen_us.get(i, 0), at)
+            if pid in pids and at >= newest.get(pid, (-1, 0.0))[0]:
+                newest[pid] = (at, float(sample.smUtil))
+        return min(100.0, sum(util for _, util in newest.values()))
 
     def close(self) -> None:
         if self._nvml is not None:

@@ -161,6 +161,30 @@ def worker_env(settings: Settings, base: Mapping[str, str], *, tmpdir: str, user
         # ISA pins and cache switches decide what compiled code looks like; pass them through.
         if key.startswith(("TORCHINDUCTOR_CPP_", "ATEN_CPU_", "TORCHINDUCTOR_FORCE_DISABLE_CACHES")):
             env[key] = value
-        elif key in ("CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED"):
+        elif key in ("CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", *_MPS_ENV):
             env[key] = value
+    env.update(gpu_env(settings))
+    return env
+
+
+# Where an MPS control daemon listens: passed through, so workers join the daemon training uses.
+_MPS_ENV = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
+
+
+def gpu_env(settings: Settings) -> dict[str, str]:
+    """The GPU part of a worker's environment.
+
+    - `resources.gpu_device` pins CUDA_VISIBLE_DEVICES to that one GPU, numbered as NVML and
+      nvidia-smi number them (CUDA_DEVICE_ORDER=PCI_BUS_ID; CUDA's own default order is fastest
+      first, which can differ), so inside the worker it is `cuda:0`.
+    - CUDA_MPS_ACTIVE_THREAD_PERCENTAGE caps the SMs a worker's kernels may occupy at the
+      compilation share, where an MPS daemon runs (the only way CUDA shares one GPU's SMs between
+      processes by quota; without MPS the variable is ignored and time-slicing applies). Starting
+      the daemon is the host's business (`nvidia-cuda-mps-control -d`, for training and workers
+      alike); the sandbox must then let the pipe directory through (untested).
+    """
+    env = {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": f"{max(1, round(settings.compilation.gpu_utilization_limit * 100))}"}
+    if settings.resources.gpu_device is not None:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = str(settings.resources.gpu_device)
     return env

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for annotations; at run time each function imports what it uses
     from tezzeret.leyline import pb
@@ -104,6 +104,16 @@ def _prepare_device(job: "pb.WorkerJob", gpu_fraction: float) -> None:
         for index in range(torch.cuda.device_count()):
             total = torch.cuda.get_device_properties(index).total_memory
             torch.cuda.set_per_process_memory_fraction(gpu_share(fraction, memory_gb, total), index)
+        _yield_streams(torch)
+
+
+def _yield_streams(torch: Any) -> None:
+    """Run this worker's kernels on a stream of the lowest priority CUDA offers, so a training
+    process that launches on a higher-priority stream goes first. Priorities order work within one
+    CUDA context; across processes they count only under MPS (one shared context), otherwise the
+    GPU time-slices between processes whatever the priority."""
+    lowest, _highest = torch.cuda.Stream.priority_range()
+    torch.cuda.set_stream(torch.cuda.Stream(priority=lowest))
 
 
 def _run_task(job_dir: Path, job_id: str, tasks: dict[str, TaskFn], broken: dict[str, str], gpu_fraction: float, cpu_factor: float) -> bytes:
