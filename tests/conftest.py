@@ -36,3 +36,17 @@ def redis_server(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.kill()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` skip, saying why, on a host with no CUDA device (CI's, ours)."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA device; torch {torch.__version__} sees none here")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
