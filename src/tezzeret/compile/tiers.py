@@ -15,6 +15,10 @@ from typing import Mapping
 from tezzeret.leyline import Strategy
 
 
+# The values Inductor's `options` take that a tier sets (torch.compile also takes callables).
+InductorOption = str | int | bool
+
+
 class BatchPolicy(str, Enum):
     DECLARED = "declared"  # the IR's example batch only
     REPRESENTATIVE = "representative"  # 1, 8, 32 and the declared batch, inside the IR's range
@@ -38,7 +42,7 @@ class Tier:
     use_inductor: bool
     batch_policy: BatchPolicy
     grad_modes: tuple[bool, ...]  # True = training entry, False = no_grad entry
-    inductor_options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    inductor_options: Mapping[str, InductorOption] = field(default_factory=lambda: MappingProxyType({}))
     batch_mode: BatchMode = BatchMode.STATIC
 
     def settings(self) -> dict[str, object]:
@@ -74,7 +78,7 @@ class Tier:
 #   then serves eager;
 # - cold compile: no difference above the shared machine's noise (A faster in 7 of 15 pairs, B 7);
 # - A is a public option hashed into the toolchain; B patches private torch internals that move.
-_COMMON: dict[str, object] = {
+_COMMON: dict[str, InductorOption] = {
     "use_aoti": True,
     "fallback_random": True,
     "cpp.march": "x86-64-v3",
