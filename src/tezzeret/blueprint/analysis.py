@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tezzeret.blueprint.attrs import AttrValue, parse_attrs
+from tezzeret.blueprint.attrs import AttrValue, ints_attr, parse_attrs
 from tezzeret.blueprint.errors import BlueprintRejected
 from tezzeret.blueprint.ops import ALIASES, FLOAT_DTYPES, INDEX_DTYPES, OPS, RuleContext, RuleError, TensorInfo
 from tezzeret.blueprint.limits import ValidationLimits
@@ -51,7 +51,12 @@ class InputDecl:
     dims: tuple[int | None, ...]
 
     def shape(self, batch: int | None) -> tuple[int, ...]:
-        return tuple(batch if d is None else d for d in self.dims)  # type: ignore[misc]
+        """The concrete shape at `batch` (None only for inputs without the symbolic dimension)."""
+        if batch is None:
+            if None in self.dims:
+                raise ValueError(f"input {self.name!r} has the symbolic dimension; a batch size is needed")
+            return tuple(d for d in self.dims if d is not None)
+        return tuple(batch if d is None else d for d in self.dims)
 
 
 @dataclass(frozen=True)
@@ -383,8 +388,8 @@ def _nodes(ir: pb.BlueprintIR, inputs: Sequence[InputDecl], limits: ValidationLi
             raise _reject("WRONG_ARITY", f"op {node.op!r} takes {want} inputs, got {len(node.inputs)}", node=node.name, field=f"nodes[{i}].inputs")
         attrs = parse_attrs(node, i, spec.attrs, limits.max_attrs_per_node, spec.attr_aliases)
         if spec.normalize is not None:
-            attrs = spec.normalize(attrs)  # type: ignore[arg-type,assignment]
-        n_out = len(attrs["sizes"]) if spec.multi_output else 1  # type: ignore[arg-type]
+            attrs = spec.normalize(attrs)
+        n_out = len(ints_attr(attrs, "sizes")) if spec.multi_output else 1
         nodes.append(_Node(i, node.name, op, attrs, n_out, []))
     for i, node in enumerate(ir.nodes):
         for j, ref in enumerate(node.inputs):
@@ -624,7 +629,8 @@ def _analyze(ir: pb.BlueprintIR, limits: ValidationLimits) -> Analysis:
         if spec.index_bound is not None and step.in_slots[0] < len(inputs):
             i = step.in_slots[0]
             bound = spec.index_bound(step.attrs)
-            bounds[i] = bound if bounds[i] is None else min(bounds[i], bound)  # type: ignore[type-var]
+            prev = bounds[i]
+            bounds[i] = bound if prev is None else min(prev, bound)
     return Analysis(
         inputs=inputs,
         symbol=symbol,

@@ -2,8 +2,10 @@
 
 Owns `AttrSpec` (type, bounds, default of one attribute) and `parse_attrs`, which turns the
 protobuf `Attr` list into a plain dict of normalised Python values (defaults filled, scalar ints
-widened to tuples where a pair is expected, ints accepted for floats, a scalar accepted for a list). It must never import torch
-and never trust a value it has not checked: every number is finite and inside its bounds.
+widened to tuples where a pair is expected, ints accepted for floats, a scalar accepted for a list),
+and the typed readers (`int_attr`, `ints_attr`, ...) through which shape rules and builders read
+those values. It must never import torch and never trust a value it has not checked: every number
+is finite and inside its bounds, and every value read has the kind the reader promises.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from tezzeret.blueprint.errors import BlueprintRejected
 from tezzeret.leyline import pb
@@ -223,21 +225,131 @@ def parse_attrs(
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Typed readers. `parse_attrs` has already checked every value against its schema, so a reader
+# finding another kind means an op's rule disagrees with its own schema: a Tezzeret bug, reported
+# as `BlueprintRejected(INTERNAL)` naming the key rather than a TypeError deep inside a rule.
+# ---------------------------------------------------------------------------------------------
+
+
+def _misread(key: str, value: object, kind: str) -> BlueprintRejected:
+    return BlueprintRejected(
+        "INTERNAL",
+        f"attribute {key!r} holds {value!r} ({type(value).__name__}) where the op reads {kind}; "
+        "this is a Tezzeret bug, please report it with the blueprint",
+        field=key,
+    )
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    # bool is an int subclass in Python; an int attribute never holds one.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def as_int(key: str, value: AttrValue) -> int:
+    if _is_int(value):
+        return value
+    raise _misread(key, value, "an int")
+
+
+def as_float(key: str, value: AttrValue) -> float:
+    # An int is accepted for a float (as `parse_attrs` does), and widened.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise _misread(key, value, "a float")
+
+
+def as_bool(key: str, value: AttrValue) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _misread(key, value, "a bool")
+
+
+def as_str(key: str, value: AttrValue) -> str:
+    if isinstance(value, str):
+        return value
+    raise _misread(key, value, "a str")
+
+
+def as_ints(key: str, value: AttrValue) -> tuple[int, ...]:
+    if isinstance(value, tuple) and all(_is_int(v) for v in value):
+        return tuple(int(v) for v in value)
+    raise _misread(key, value, "a list of ints")
+
+
+def as_floats(key: str, value: AttrValue) -> tuple[float, ...]:
+    if isinstance(value, tuple) and all(isinstance(v, float) or _is_int(v) for v in value):
+        return tuple(float(v) for v in value)
+    raise _misread(key, value, "a list of floats")
+
+
+def int_attr(attrs: Attrs, key: str) -> int:
+    return as_int(key, attrs[key])
+
+
+def float_attr(attrs: Attrs, key: str) -> float:
+    return as_float(key, attrs[key])
+
+
+def bool_attr(attrs: Attrs, key: str) -> bool:
+    return as_bool(key, attrs[key])
+
+
+def str_attr(attrs: Attrs, key: str) -> str:
+    return as_str(key, attrs[key])
+
+
+def ints_attr(attrs: Attrs, key: str) -> tuple[int, ...]:
+    return as_ints(key, attrs[key])
+
+
+def floats_attr(attrs: Attrs, key: str) -> tuple[float, ...]:
+    return as_floats(key, attrs[key])
+
+
+def single_attr(attrs: Attrs, key: str) -> tuple[int]:
+    """A one-element `ints` attribute (a 1-d kernel, stride, ...), in the form torch's 1-d layers take."""
+    value = ints_attr(attrs, key)
+    if len(value) != 1:
+        raise _misread(key, value, "one int")
+    return (value[0],)
+
+
+def pair_attr(attrs: Attrs, key: str) -> tuple[int, int]:
+    """A two-element `ints` attribute (a 2-d kernel, stride, ...), in the form torch's 2-d layers take."""
+    value = ints_attr(attrs, key)
+    if len(value) != 2:
+        raise _misread(key, value, "two ints")
+    return (value[0], value[1])
+
+
+def optional_ints_attr(attrs: Attrs, key: str) -> tuple[int, ...] | None:
+    """An optional `ints` attribute: None when unset (or absent)."""
+    value = attrs.get(key)
+    return None if value is None else as_ints(key, value)
+
+
+def optional_floats_attr(attrs: Attrs, key: str) -> tuple[float, ...] | None:
+    """An optional `floats` attribute: None when unset (or absent)."""
+    value = attrs.get(key)
+    return None if value is None else as_floats(key, value)
+
+
 def attr_to_pb(key: str, spec: AttrSpec, value: AttrValue) -> pb.Attr | None:
     """The canonical protobuf form of one normalised value (None: an unset optional attribute)."""
     if value is None:
         return None
     attr = pb.Attr(key=key)
     if spec.kind == "int":
-        attr.i = int(value)  # type: ignore[arg-type]
+        attr.i = as_int(key, value)
     elif spec.kind == "float":
-        attr.f = float(value)  # type: ignore[arg-type]
+        attr.f = as_float(key, value)
     elif spec.kind == "bool":
-        attr.b = bool(value)
+        attr.b = as_bool(key, value)
     elif spec.kind == "str":
-        attr.s = str(value)
+        attr.s = as_str(key, value)
     elif spec.kind == "floats":
-        attr.floats.values.extend(float(v) for v in value)  # type: ignore[union-attr]
+        attr.floats.values.extend(as_floats(key, value))
     else:
-        attr.ints.values.extend(int(v) for v in value)  # type: ignore[union-attr]
+        attr.ints.values.extend(as_ints(key, value))
     return attr

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -83,46 +83,44 @@ def blueprints_cmd(
 ) -> None:
     """List the built-in library: name, category, parameters, FLOPs, digest."""
     rows: list[dict[str, object]] = []
+    # The table's cells, made from the typed results alongside the JSON rows.
+    cells: list[list[str]] = []
     failed = False
     for path in library_paths():
         try:
             s = _check(path)
             row: dict[str, object] = {"file": path.name, **s.to_dict()}
+            lo, hi = s.batch_range
+            outs = ", ".join(_shape(o.shape) for o in s.outputs)
+            line = [s.name, s.category, f"{s.parameters:,}", _human(float(s.flops)), f"{lo}..{hi}", outs, s.digest[:16]]
             if check:
                 from tezzeret.blueprint.selfcheck import exercise
 
                 result = exercise(parse_blueprint(path))
                 row["check"] = result.to_dict()
                 failed = failed or not result.ok
+                line.append("[green]ok[/] " + "/".join(f"{ms:.0f}" for ms in result.forward_backward_ms) + " ms"
+                            if result.ok else f"[red]FAILED[/] {escape(str(result.error))[:60]}")
             rows.append(row)
+            cells.append(line)
         except BlueprintRejected as exc:
             failed = True
             rows.append({"file": path.name, "name": path.stem, "error": exc.to_dict()})
+            cells.append([path.stem, "[red]INVALID[/]", "", "", "", exc.code, exc.detail[:60]])
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
         table = Table(title=f"Built-in blueprints ({len(rows)})")
-        for col, justify in (("name", "left"), ("category", "left"), ("params", "right"), ("FLOPs @ example", "right"),
-                             ("batch", "right"), ("outputs", "left"), ("digest", "left")):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("name", "left"), ("category", "left"), ("params", "right"), ("FLOPs @ example", "right"),
+            ("batch", "right"), ("outputs", "left"), ("digest", "left"),
+        )
+        for col, justify in columns:
+            table.add_column(col, justify=justify)
         if check:
             table.add_column("fwd+bwd")
-        for r in rows:
-            if "error" in r:
-                err = r["error"]
-                assert isinstance(err, dict)
-                table.add_row(str(r["name"]), "[red]INVALID[/]", "", "", "", str(err["code"]), str(err["message"])[:60])
-                continue
-            outs = ", ".join(_shape(o["shape"]) for o in r["outputs"])  # type: ignore[attr-defined,index]
-            lo, hi = r["batch_range"]  # type: ignore[misc]
-            cells = [str(r["name"]), str(r["category"]), f"{r['parameters']:,}", _human(float(r["flops"])),  # type: ignore[arg-type]
-                     f"{lo}..{hi}", outs, str(r["digest"])[:16]]
-            if check:
-                c = r["check"]
-                assert isinstance(c, dict)
-                cells.append("[green]ok[/] " + "/".join(f"{ms:.0f}" for ms in c["forward_backward_ms"]) + " ms"
-                             if c["ok"] else f"[red]FAILED[/] {escape(str(c['error']))[:60]}")
-            table.add_row(*cells)
+        for line in cells:
+            table.add_row(*line)
         Console().print(table)
     raise typer.Exit(1 if failed else 0)
 
@@ -158,6 +156,23 @@ def _attr_doc(spec: AttrSpec) -> dict[str, object]:
     }
 
 
+def _attr_text(key: str, spec: AttrSpec) -> str:
+    """One attribute of `tezzeret ops` as a person reads it: `p: float = 0.1 in [0, 1)`."""
+    text = f"{key}: {spec.kind}"
+    if not isinstance(spec.default, Required):
+        default = spec.default
+        text += f" = {list(default) if isinstance(default, tuple) else default}"
+    if spec.kind in ("float", "floats") and (spec.lo is not None or spec.hi is not None):
+        lo = "-inf" if spec.lo is None else f"{spec.lo:g}"
+        hi = "inf" if spec.hi is None else f"{spec.hi:g}"
+        lb = "(" if spec.lo is not None and spec.lo_open else "["
+        hb = ")" if spec.hi is not None and spec.hi_open else "]"
+        text += f" in {lb}{lo}, {hi}{hb}"
+    if spec.redundant:
+        text += " (optional check)"
+    return text
+
+
 def ops_cmd(as_json: bool = JSON_OPT) -> None:
     """List the op allowlist: inputs, attributes (type, default, bounds) and aliases."""
     aliases: dict[str, list[str]] = {}
@@ -179,22 +194,11 @@ def ops_cmd(as_json: bool = JSON_OPT) -> None:
     table = Table(title=f"Blueprint ops ({len(rows)})")
     for col in ("op", "inputs", "attributes", "description"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        parts = []
-        for key, a in r["attrs"].items():  # type: ignore[attr-defined]
-            text = f"{key}: {a['kind']}"
-            if not a["required"]:
-                text += f" = {a['default']}"
-            if a["kind"] in ("float", "floats") and (a["min"] is not None or a["max"] is not None):
-                lo = "-inf" if a["min"] is None else f"{a['min']:g}"
-                hi = "inf" if a["max"] is None else f"{a['max']:g}"
-                text += f" in {'(' if a['min_exclusive'] else '['}{lo}, {hi}{')' if a['max_exclusive'] else ']'}"
-            if a["restates_input"]:
-                text += " (optional check)"
-            parts.append(text)
-        lo, hi = r["inputs"]  # type: ignore[misc]
-        names = str(r["op"]) + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")  # type: ignore[arg-type]
-        table.add_row(names, str(lo) if lo == hi else f"{lo}..{hi}", escape("; ".join(parts)), escape(str(r["doc"])))
+    for op in sorted(OPS.values(), key=lambda o: o.name):
+        parts = [_attr_text(key, spec) for key, spec in op.attrs.items()]
+        lo, hi = op.min_inputs, op.max_inputs
+        names = op.name + (f" ({', '.join(sorted(aliases[op.name]))})" if aliases.get(op.name) else "")
+        table.add_row(names, str(lo) if lo == hi else f"{lo}..{hi}", escape("; ".join(parts)), escape(op.doc))
     Console().print(table)
 
 

@@ -35,7 +35,7 @@ def canonical_from_analysis(analysis: Analysis) -> pb.BlueprintIR:
     ir = pb.BlueprintIR(schema_version=SCHEMA_VERSION)
     sym = analysis.symbol
     for i, decl in enumerate(analysis.inputs):
-        spec = ir.inputs.add(name=f"i{i}", dtype=decl.dtype)  # type: ignore[arg-type]
+        spec = ir.inputs.add(name=f"i{i}", dtype=decl.dtype)
         for d in decl.dims:
             if d is None:
                 assert sym is not None

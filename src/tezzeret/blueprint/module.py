@@ -84,9 +84,11 @@ class BlueprintModule(nn.Module):
                 values[results[0]] = out
             for s in frees:
                 values[s] = None
+        # Output slots are never released (`_plan` keeps them out of `frees`), so they hold
+        # tensors here; the ignores spare the traced loop a per-output None check.
         if len(self._outputs) == 1:
-            return values[self._outputs[0]]  # type: ignore[return-value]
-        return tuple(values[s] for s in self._outputs)  # type: ignore[misc]
+            return values[self._outputs[0]]  # type: ignore[return-value]  # an output slot, never None
+        return tuple(values[s] for s in self._outputs)  # type: ignore[misc]  # output slots, never None
 
     def extra_repr(self) -> str:
         return f"blueprint={self.blueprint_name!r}, digest={self.blueprint_digest[:16]}"

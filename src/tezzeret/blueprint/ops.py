@@ -14,9 +14,25 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from tezzeret.blueprint.attrs import INT_LIMIT, AttrSpec, Attrs
+from tezzeret.blueprint.attrs import (
+    INT_LIMIT,
+    AttrSpec,
+    Attrs,
+    AttrValue,
+    Kind,
+    bool_attr,
+    float_attr,
+    floats_attr,
+    int_attr,
+    ints_attr,
+    optional_floats_attr,
+    optional_ints_attr,
+    pair_attr,
+    single_attr,
+    str_attr,
+)
 from tezzeret.leyline import pb
 
 if TYPE_CHECKING:
@@ -72,7 +88,7 @@ Infer = Callable[[Attrs, Sequence[TensorInfo], RuleContext], list[TensorInfo]]
 Count = Callable[[Attrs, Sequence[TensorInfo]], int]
 Flops = Callable[[Attrs, Sequence[TensorInfo], Sequence[TensorInfo]], int]
 Build = Callable[[Attrs, Sequence[TensorInfo]], "nn.Module"]
-Normalize = Callable[[dict[str, object]], dict[str, object]]
+Normalize = Callable[[dict[str, AttrValue]], dict[str, AttrValue]]
 
 
 def _zero(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
@@ -169,28 +185,33 @@ def _conv_len(size: int, k: int, s: int, p: int, d: int, key: str) -> int:
     return out
 
 
-def _I(doc: str = "", lo: float | None = 1, hi: float | None = INT_LIMIT, default: object = None, required: bool = True) -> AttrSpec:
+def _I(doc: str = "", lo: float | None = 1, hi: float | None = INT_LIMIT, default: int | None = None, required: bool = True) -> AttrSpec:
     if required:
         return AttrSpec("int", lo=lo, hi=hi, doc=doc)
-    return AttrSpec("int", default=default, lo=lo, hi=hi, doc=doc)  # type: ignore[arg-type]
+    return AttrSpec("int", default=default, lo=lo, hi=hi, doc=doc)
 
 
-def _pair(default: object = None, lo: int = 1, hi: int = 1 << 16, n: int = 2, required: bool = False) -> AttrSpec:
+def _pair(default: tuple[int, ...] | None = None, lo: int = 1, hi: int = 1 << 16, n: int = 2, required: bool = False) -> AttrSpec:
     if required:
         return AttrSpec("ints", lo=lo, hi=hi, min_len=n, max_len=n, expand=n)
-    return AttrSpec("ints", default=default, lo=lo, hi=hi, min_len=n, max_len=n, expand=n)  # type: ignore[arg-type]
+    return AttrSpec("ints", default=default, lo=lo, hi=hi, min_len=n, max_len=n, expand=n)
 
 
-def _restates(doc: str, kind: str = "int") -> AttrSpec:
-    return AttrSpec(kind, default=None, lo=1, hi=INT_LIMIT, redundant=True, doc=doc)  # type: ignore[arg-type]
+def _restates(doc: str, kind: Kind = "int") -> AttrSpec:
+    return AttrSpec(kind, default=None, lo=1, hi=INT_LIMIT, redundant=True, doc=doc)
 
 
-def _consistent(attrs: Attrs, key: str, actual: object) -> None:
+def _listed(value: object) -> object:
+    """A value as a message shows it: tuples as lists, as the JSON form spells them."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _consistent(attrs: Attrs, key: str, actual: int | tuple[int, ...]) -> None:
     given = attrs.get(key)
     _need(
         given is None or given == actual,
-        f"{key}={list(given) if isinstance(given, tuple) else given} does not match the input, which gives "  # type: ignore[arg-type]
-        f"{list(actual) if isinstance(actual, tuple) else actual}; drop the attribute or fix it",
+        f"{key}={_listed(given)} does not match the input, which gives "
+        f"{_listed(actual)}; drop the attribute or fix it",
         field=key,
     )
 
@@ -230,7 +251,7 @@ def _binary(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[T
 
 def _softmax(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     _float(ins[0])
-    _dim(int(attrs["dim"]), len(ins[0].shape), "dim")  # type: ignore[arg-type]
+    _dim(int_attr(attrs, "dim"), len(ins[0].shape), "dim")
     return [ins[0]]
 
 
@@ -244,22 +265,22 @@ def _linear(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[T
     _float(x)
     _rank(x, 1, 8, "linear needs at least one dimension (the features)")
     _consistent(attrs, "in_features", x.shape[-1])
-    return [TensorInfo(x.shape[:-1] + (int(attrs["out_features"]),), x.dtype)]  # type: ignore[arg-type]
+    return [TensorInfo(x.shape[:-1] + (int_attr(attrs, "out_features"),), x.dtype)]
 
 
 def _linear_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
-    fin, fout = ins[0].shape[-1], int(attrs["out_features"])  # type: ignore[arg-type]
-    return fin * fout + (fout if attrs["bias"] else 0)
+    fin, fout = ins[0].shape[-1], int_attr(attrs, "out_features")
+    return fin * fout + (fout if bool_attr(attrs, "bias") else 0)
 
 
 def _linear_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
-    return 2 * ins[0].numel * int(attrs["out_features"])  # type: ignore[arg-type]
+    return 2 * ins[0].numel * int_attr(attrs, "out_features")
 
 
 def _build_linear(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    return nn.Linear(ins[0].shape[-1], int(attrs["out_features"]), bias=bool(attrs["bias"]))  # type: ignore[arg-type]
+    return nn.Linear(ins[0].shape[-1], int_attr(attrs, "out_features"), bias=bool_attr(attrs, "bias"))
 
 
 def _matmul(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
@@ -292,13 +313,13 @@ def _conv(nd: int) -> Infer:
         x = ins[0]
         _float(x)
         _rank(x, nd + 2, nd + 2, f"conv{nd}d needs [batch, channels, {'length' if nd == 1 else 'height, width'}]")
-        cin, cout, groups = x.shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+        cin, cout, groups = x.shape[1], int_attr(attrs, "out_channels"), int_attr(attrs, "groups")
         _consistent(attrs, "in_channels", cin)
         _need(cin % groups == 0, f"{cin} input channels are not divisible by groups={groups}", field="groups", code="BAD_ATTR")
         _need(cout % groups == 0, f"out_channels={cout} is not divisible by groups={groups}", field="groups", code="BAD_ATTR")
-        k, s, p, d = (attrs[key] for key in ("kernel_size", "stride", "padding", "dilation"))
+        k, s, p, d = (ints_attr(attrs, key) for key in ("kernel_size", "stride", "padding", "dilation"))
         spatial = tuple(
-            _conv_len(x.shape[2 + i], k[i], s[i], p[i], d[i], "kernel_size")  # type: ignore[index]
+            _conv_len(x.shape[2 + i], k[i], s[i], p[i], d[i], "kernel_size")
             for i in range(nd)
         )
         return [TensorInfo((x.shape[0], cout) + spatial, x.dtype)]
@@ -307,30 +328,30 @@ def _conv(nd: int) -> Infer:
 
 
 def _conv_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
-    cin, cout, groups = ins[0].shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
-    return cout * (cin // groups) * math.prod(attrs["kernel_size"]) + (cout if attrs["bias"] else 0)  # type: ignore[arg-type]
+    cin, cout, groups = ins[0].shape[1], int_attr(attrs, "out_channels"), int_attr(attrs, "groups")
+    return cout * (cin // groups) * math.prod(ints_attr(attrs, "kernel_size")) + (cout if bool_attr(attrs, "bias") else 0)
 
 
 def _conv_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
-    cin, groups = ins[0].shape[1], int(attrs["groups"])  # type: ignore[arg-type]
-    return 2 * outs[0].numel * (cin // groups) * math.prod(attrs["kernel_size"])  # type: ignore[arg-type]
+    cin, groups = ins[0].shape[1], int_attr(attrs, "groups")
+    return 2 * outs[0].numel * (cin // groups) * math.prod(ints_attr(attrs, "kernel_size"))
+
+
+_CONV_GEOMETRY = ("kernel_size", "stride", "padding", "dilation")
 
 
 def _build_conv(nd: int) -> Build:
     def build(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
         from torch import nn
 
-        cls = nn.Conv1d if nd == 1 else nn.Conv2d
-        return cls(
-            ins[0].shape[1],
-            int(attrs["out_channels"]),  # type: ignore[arg-type]
-            kernel_size=tuple(attrs["kernel_size"]),  # type: ignore[arg-type]
-            stride=tuple(attrs["stride"]),  # type: ignore[arg-type]
-            padding=tuple(attrs["padding"]),  # type: ignore[arg-type]
-            dilation=tuple(attrs["dilation"]),  # type: ignore[arg-type]
-            groups=int(attrs["groups"]),  # type: ignore[arg-type]
-            bias=bool(attrs["bias"]),
-        )
+        cin, cout = ins[0].shape[1], int_attr(attrs, "out_channels")
+        groups, bias = int_attr(attrs, "groups"), bool_attr(attrs, "bias")
+        # Split by rank: torch types a 1-d layer's geometry as tuple[int], a 2-d one's as a pair.
+        if nd == 1:
+            k1, s1, p1, d1 = (single_attr(attrs, key) for key in _CONV_GEOMETRY)
+            return nn.Conv1d(cin, cout, kernel_size=k1, stride=s1, padding=p1, dilation=d1, groups=groups, bias=bias)
+        k2, s2, p2, d2 = (pair_attr(attrs, key) for key in _CONV_GEOMETRY)
+        return nn.Conv2d(cin, cout, kernel_size=k2, stride=s2, padding=p2, dilation=d2, groups=groups, bias=bias)
 
     return build
 
@@ -364,21 +385,21 @@ def _conv_transpose(nd: int) -> Infer:
         x = ins[0]
         _float(x)
         _rank(x, nd + 2, nd + 2, f"conv_transpose{nd}d needs [batch, channels, {'length' if nd == 1 else 'height, width'}]")
-        cin, cout, groups = x.shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
+        cin, cout, groups = x.shape[1], int_attr(attrs, "out_channels"), int_attr(attrs, "groups")
         _consistent(attrs, "in_channels", cin)
         _need(cin % groups == 0, f"{cin} input channels are not divisible by groups={groups}", field="groups", code="BAD_ATTR")
         _need(cout % groups == 0, f"out_channels={cout} is not divisible by groups={groups}", field="groups", code="BAD_ATTR")
-        k, s, p, op, d = (attrs[key] for key in ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+        k, s, p, op, d = (ints_attr(attrs, key) for key in ("kernel_size", "stride", "padding", "output_padding", "dilation"))
         for i in range(nd):
             # torch's own rule: the extra rows output_padding adds must fall inside one stride step.
             _need(
-                op[i] < max(s[i], d[i]),  # type: ignore[index]
-                f"output_padding {list(op)} must be smaller than the stride {list(s)} or the dilation {list(d)}",  # type: ignore[arg-type]
+                op[i] < max(s[i], d[i]),
+                f"output_padding {list(op)} must be smaller than the stride {list(s)} or the dilation {list(d)}",
                 field="output_padding",
                 code="BAD_ATTR",
             )
         spatial = tuple(
-            _conv_transpose_len(x.shape[2 + i], k[i], s[i], p[i], op[i], d[i])  # type: ignore[index]
+            _conv_transpose_len(x.shape[2 + i], k[i], s[i], p[i], op[i], d[i])
             for i in range(nd)
         )
         return [TensorInfo((x.shape[0], cout) + spatial, x.dtype)]
@@ -387,32 +408,32 @@ def _conv_transpose(nd: int) -> Infer:
 
 
 def _conv_transpose_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
-    cin, cout, groups = ins[0].shape[1], int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
-    return cin * (cout // groups) * math.prod(attrs["kernel_size"]) + (cout if attrs["bias"] else 0)  # type: ignore[arg-type]
+    cin, cout, groups = ins[0].shape[1], int_attr(attrs, "out_channels"), int_attr(attrs, "groups")
+    return cin * (cout // groups) * math.prod(ints_attr(attrs, "kernel_size")) + (cout if bool_attr(attrs, "bias") else 0)
 
 
 def _conv_transpose_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
     # Every input value is scattered through a (cout / groups) x kernel block.
-    cout, groups = int(attrs["out_channels"]), int(attrs["groups"])  # type: ignore[arg-type]
-    return 2 * ins[0].numel * (cout // groups) * math.prod(attrs["kernel_size"])  # type: ignore[arg-type]
+    cout, groups = int_attr(attrs, "out_channels"), int_attr(attrs, "groups")
+    return 2 * ins[0].numel * (cout // groups) * math.prod(ints_attr(attrs, "kernel_size"))
+
+
+_CONV_TRANSPOSE_GEOMETRY = ("kernel_size", "stride", "padding", "output_padding", "dilation")
 
 
 def _build_conv_transpose(nd: int) -> Build:
     def build(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
         from torch import nn
 
-        cls = nn.ConvTranspose1d if nd == 1 else nn.ConvTranspose2d
-        return cls(
-            ins[0].shape[1],
-            int(attrs["out_channels"]),  # type: ignore[arg-type]
-            kernel_size=tuple(attrs["kernel_size"]),  # type: ignore[arg-type]
-            stride=tuple(attrs["stride"]),  # type: ignore[arg-type]
-            padding=tuple(attrs["padding"]),  # type: ignore[arg-type]
-            output_padding=tuple(attrs["output_padding"]),  # type: ignore[arg-type]
-            groups=int(attrs["groups"]),  # type: ignore[arg-type]
-            bias=bool(attrs["bias"]),
-            dilation=tuple(attrs["dilation"]),  # type: ignore[arg-type]
-        )
+        cin, cout = ins[0].shape[1], int_attr(attrs, "out_channels")
+        groups, bias = int_attr(attrs, "groups"), bool_attr(attrs, "bias")
+        if nd == 1:
+            k1, s1, p1, op1, d1 = (single_attr(attrs, key) for key in _CONV_TRANSPOSE_GEOMETRY)
+            return nn.ConvTranspose1d(cin, cout, kernel_size=k1, stride=s1, padding=p1, output_padding=op1,
+                                      groups=groups, bias=bias, dilation=d1)
+        k2, s2, p2, op2, d2 = (pair_attr(attrs, key) for key in _CONV_TRANSPOSE_GEOMETRY)
+        return nn.ConvTranspose2d(cin, cout, kernel_size=k2, stride=s2, padding=p2, output_padding=op2,
+                                  groups=groups, bias=bias, dilation=d2)
 
     return build
 
@@ -427,21 +448,23 @@ def _conv_transpose_attrs(nd: int) -> dict[str, AttrSpec]:
 # Upsampling: `scale_factor` or `size` (exactly one), one value for every spatial dimension or
 # one per dimension; normalised to one value when all are equal, so both spellings digest alike.
 UPSAMPLE_MODES = ("nearest", "bilinear")
+# The element of a per-dimension list: sizes are ints, scale factors floats.
+N = TypeVar("N", int, float)
 
 
-def _one_if_equal(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
+def _one_if_equal(values: tuple[N, ...] | None) -> tuple[N, ...] | None:
     if values is not None and len(set(values)) == 1:
         return values[:1]
     return values
 
 
-def _upsample_normalize(attrs: dict[str, object]) -> dict[str, object]:
-    attrs["scale_factor"] = _one_if_equal(attrs.get("scale_factor"))  # type: ignore[arg-type]
-    attrs["size"] = _one_if_equal(attrs.get("size"))  # type: ignore[arg-type]
+def _upsample_normalize(attrs: dict[str, AttrValue]) -> dict[str, AttrValue]:
+    attrs["scale_factor"] = _one_if_equal(optional_floats_attr(attrs, "scale_factor"))
+    attrs["size"] = _one_if_equal(optional_ints_attr(attrs, "size"))
     return attrs
 
 
-def _per_dim(values: tuple, n: int, key: str) -> tuple:  # type: ignore[type-arg]
+def _per_dim(values: tuple[N, ...], n: int, key: str) -> tuple[N, ...]:
     _need(
         len(values) in (1, n),
         f"{key} has {len(values)} values for {n} spatial dimension(s); give one value or {n}",
@@ -453,11 +476,12 @@ def _per_dim(values: tuple, n: int, key: str) -> tuple:  # type: ignore[type-arg
 
 def _upsample_size(attrs: Attrs, x: TensorInfo) -> tuple[int, ...]:
     n = len(x.shape) - 2
-    if attrs["size"] is not None:
-        return tuple(int(v) for v in _per_dim(attrs["size"], n, "size"))  # type: ignore[arg-type]
-    scales = _per_dim(attrs["scale_factor"], n, "scale_factor")  # type: ignore[arg-type]
+    size = optional_ints_attr(attrs, "size")
+    if size is not None:
+        return _per_dim(size, n, "size")
+    scales = _per_dim(floats_attr(attrs, "scale_factor"), n, "scale_factor")
     # torch's rule (F.interpolate without recompute_scale_factor): floor(size * scale).
-    out = tuple(math.floor(float(x.shape[2 + i]) * float(scales[i])) for i in range(n))
+    out = tuple(math.floor(float(x.shape[2 + i]) * scales[i]) for i in range(n))
     _need(
         min(out) >= 1,
         f"scale_factor {list(scales)} shrinks the spatial size {list(x.shape[2:])} to {list(out)}; "
@@ -471,7 +495,7 @@ def _upsample_size(attrs: Attrs, x: TensorInfo) -> tuple[int, ...]:
 def _upsample(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     _float(x)
-    mode = str(attrs["mode"])
+    mode = str_attr(attrs, "mode")
     _need(attrs["scale_factor"] is not None or attrs["size"] is not None,
           "upsample needs scale_factor or size", field="scale_factor", code="BAD_ATTR")
     _need(attrs["scale_factor"] is None or attrs["size"] is None,
@@ -481,7 +505,7 @@ def _upsample(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list
     else:
         _rank(x, 3, 4, "nearest upsampling needs [batch, channels, length] or [batch, channels, height, width]")
         _need(
-            not attrs["align_corners"],
+            not bool_attr(attrs, "align_corners"),
             "align_corners applies to bilinear upsampling only; drop it or use mode=bilinear",
             field="align_corners",
             code="BAD_ATTR",
@@ -491,25 +515,26 @@ def _upsample(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list
 
 def _upsample_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
     # Nearest copies one value per output; bilinear blends four.
-    return outs[0].numel * (8 if attrs["mode"] == "bilinear" else 1)
+    return outs[0].numel * (8 if str_attr(attrs, "mode") == "bilinear" else 1)
 
 
 def _build_upsample(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
     n = len(ins[0].shape) - 2
-    mode = str(attrs["mode"])
+    mode = str_attr(attrs, "mode")
+    size = optional_ints_attr(attrs, "size")
+    scale_factor = optional_floats_attr(attrs, "scale_factor")
     return nn.Upsample(
         # Expanded per dimension: torch wants one value or exactly one per spatial dimension.
-        size=None if attrs["size"] is None else tuple(int(v) for v in _per_dim(attrs["size"], n, "size")),  # type: ignore[arg-type]
-        scale_factor=None if attrs["scale_factor"] is None
-        else tuple(float(v) for v in _per_dim(attrs["scale_factor"], n, "scale_factor")),  # type: ignore[arg-type]
+        size=None if size is None else _per_dim(size, n, "size"),
+        scale_factor=None if scale_factor is None else _per_dim(scale_factor, n, "scale_factor"),
         mode=mode,
-        align_corners=bool(attrs["align_corners"]) if mode == "bilinear" else None,
+        align_corners=bool_attr(attrs, "align_corners") if mode == "bilinear" else None,
     )
 
 
-def _pool_normalize(attrs: dict[str, object]) -> dict[str, object]:
+def _pool_normalize(attrs: dict[str, AttrValue]) -> dict[str, AttrValue]:
     if attrs.get("stride") is None:
         attrs["stride"] = attrs["kernel_size"]
     return attrs
@@ -519,20 +544,20 @@ def _pool(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Ten
     x = ins[0]
     _float(x)
     _rank(x, 4, 4, "2-d pooling needs [batch, channels, height, width]")
-    k, s, p = attrs["kernel_size"], attrs["stride"], attrs["padding"]
+    k, s, p = ints_attr(attrs, "kernel_size"), ints_attr(attrs, "stride"), ints_attr(attrs, "padding")
     for i in range(2):
         _need(
-            2 * p[i] <= k[i],  # type: ignore[index]
-            f"padding {p[i]} is more than half the kernel size {k[i]}",  # type: ignore[index]
+            2 * p[i] <= k[i],
+            f"padding {p[i]} is more than half the kernel size {k[i]}",
             field="padding",
             code="BAD_ATTR",
         )
-    hw = tuple(_conv_len(x.shape[2 + i], k[i], s[i], p[i], 1, "kernel_size") for i in range(2))  # type: ignore[index]
+    hw = tuple(_conv_len(x.shape[2 + i], k[i], s[i], p[i], 1, "kernel_size") for i in range(2))
     return [TensorInfo(x.shape[:2] + hw, x.dtype)]
 
 
 def _pool_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
-    return outs[0].numel * math.prod(attrs["kernel_size"])  # type: ignore[arg-type]
+    return outs[0].numel * math.prod(ints_attr(attrs, "kernel_size"))
 
 
 def _build_pool(kind: str) -> Build:
@@ -540,7 +565,7 @@ def _build_pool(kind: str) -> Build:
         from torch import nn
 
         cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
-        return cls(tuple(attrs["kernel_size"]), tuple(attrs["stride"]), tuple(attrs["padding"]))  # type: ignore[arg-type]
+        return cls(pair_attr(attrs, "kernel_size"), pair_attr(attrs, "stride"), pair_attr(attrs, "padding"))
 
     return build
 
@@ -549,7 +574,7 @@ def _adaptive(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list
     x = ins[0]
     _float(x)
     _rank(x, 4, 4, "adaptive 2-d pooling needs [batch, channels, height, width]")
-    out = tuple(attrs["output_size"])  # type: ignore[arg-type]
+    out = ints_attr(attrs, "output_size")
     for i in range(2):
         _need(out[i] <= x.shape[2 + i], f"output_size {list(out)} is larger than the input {list(x.shape[2:])}", field="output_size", code="BAD_ATTR")
     return [TensorInfo(x.shape[:2] + out, x.dtype)]
@@ -560,7 +585,7 @@ def _build_adaptive(kind: str) -> Build:
         from torch import nn
 
         cls = nn.AdaptiveMaxPool2d if kind == "max" else nn.AdaptiveAvgPool2d
-        return cls(tuple(attrs["output_size"]))  # type: ignore[arg-type]
+        return cls(ints_attr(attrs, "output_size"))
 
     return build
 
@@ -588,41 +613,42 @@ def _build_batch_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
     cls = nn.BatchNorm2d if len(ins[0].shape) == 4 else nn.BatchNorm1d
-    return cls(ins[0].shape[1], eps=float(attrs["eps"]), momentum=float(attrs["momentum"]))  # type: ignore[arg-type]
+    return cls(ins[0].shape[1], eps=float_attr(attrs, "eps"), momentum=float_attr(attrs, "momentum"))
 
 
 def _layer_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     _float(x)
-    k = int(attrs["normalized_dims"])  # type: ignore[arg-type]
+    k = int_attr(attrs, "normalized_dims")
     _need(k <= len(x.shape), f"normalized_dims={k} but the input has rank {len(x.shape)}", field="normalized_dims", code="BAD_ATTR")
     _consistent(attrs, "normalized_shape", x.shape[-k:])
     return [x]
 
 
-def _layer_norm_normalize(attrs: dict[str, object]) -> dict[str, object]:
+def _layer_norm_normalize(attrs: dict[str, AttrValue]) -> dict[str, AttrValue]:
     # torch's spelling: `normalized_shape` fixes how many trailing dims are normalised.
-    if attrs.get("normalized_shape") is not None:
-        attrs["normalized_dims"] = len(attrs["normalized_shape"])  # type: ignore[arg-type]
+    shape = optional_ints_attr(attrs, "normalized_shape")
+    if shape is not None:
+        attrs["normalized_dims"] = len(shape)
     return attrs
 
 
 def _layer_norm_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
-    n = math.prod(ins[0].shape[-int(attrs["normalized_dims"]) :])  # type: ignore[arg-type]
-    if not attrs["elementwise_affine"]:
+    n = math.prod(ins[0].shape[-int_attr(attrs, "normalized_dims") :])
+    if not bool_attr(attrs, "elementwise_affine"):
         return 0
-    return n * (2 if attrs["bias"] else 1)
+    return n * (2 if bool_attr(attrs, "bias") else 1)
 
 
 def _build_layer_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    k = int(attrs["normalized_dims"])  # type: ignore[arg-type]
+    k = int_attr(attrs, "normalized_dims")
     return nn.LayerNorm(
         list(ins[0].shape[-k:]),
-        eps=float(attrs["eps"]),  # type: ignore[arg-type]
-        elementwise_affine=bool(attrs["elementwise_affine"]),
-        bias=bool(attrs["bias"]),
+        eps=float_attr(attrs, "eps"),
+        elementwise_affine=bool_attr(attrs, "elementwise_affine"),
+        bias=bool_attr(attrs, "bias"),
     )
 
 
@@ -630,7 +656,7 @@ def _group_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
     x = ins[0]
     _float(x)
     _rank(x, 2, 8, "group_norm needs [batch, channels, ...]")
-    g = int(attrs["num_groups"])  # type: ignore[arg-type]
+    g = int_attr(attrs, "num_groups")
     _consistent(attrs, "num_channels", x.shape[1])
     _need(x.shape[1] % g == 0, f"{x.shape[1]} channels are not divisible by num_groups={g}", field="num_groups", code="BAD_ATTR")
     # torch refuses to train group norm when each normalised group holds a single value.
@@ -645,7 +671,7 @@ def _group_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> li
 def _build_group_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    return nn.GroupNorm(int(attrs["num_groups"]), ins[0].shape[1], eps=float(attrs["eps"]), affine=bool(attrs["affine"]))  # type: ignore[arg-type]
+    return nn.GroupNorm(int_attr(attrs, "num_groups"), ins[0].shape[1], eps=float_attr(attrs, "eps"), affine=bool_attr(attrs, "affine"))
 
 
 def _rms_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
@@ -657,7 +683,7 @@ def _rms_norm(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list
 def _build_rms_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    return nn.RMSNorm(ins[0].shape[-1], eps=float(attrs["eps"]), elementwise_affine=bool(attrs["elementwise_affine"]))  # type: ignore[arg-type]
+    return nn.RMSNorm(ins[0].shape[-1], eps=float_attr(attrs, "eps"), elementwise_affine=bool_attr(attrs, "elementwise_affine"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +693,7 @@ def _build_rms_norm(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
 
 def _reshape(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
-    spec = tuple(attrs["shape"])  # type: ignore[arg-type]
+    spec = ints_attr(attrs, "shape")
     _need(spec.count(-1) <= 1, f"shape {list(spec)} has more than one -1", field="shape", code="BAD_ATTR")
     out: list[int] = []
     for i, s in enumerate(spec):
@@ -696,15 +722,15 @@ def _reshape(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[
 def _flatten(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     r = len(x.shape)
-    a = _dim(int(attrs["start_dim"]), r, "start_dim")  # type: ignore[arg-type]
-    b = _dim(int(attrs["end_dim"]), r, "end_dim")  # type: ignore[arg-type]
+    a = _dim(int_attr(attrs, "start_dim"), r, "start_dim")
+    b = _dim(int_attr(attrs, "end_dim"), r, "end_dim")
     _need(a <= b, f"start_dim {a} comes after end_dim {b}", field="start_dim", code="BAD_ATTR")
     return [TensorInfo(x.shape[:a] + (math.prod(x.shape[a : b + 1]),) + x.shape[b + 1 :], x.dtype)]
 
 
 def _permute(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
-    dims = tuple(attrs["dims"])  # type: ignore[arg-type]
+    dims = ints_attr(attrs, "dims")
     _need(
         sorted(dims) == list(range(len(x.shape))),
         f"dims {list(dims)} is not a permutation of 0..{len(x.shape) - 1}",
@@ -717,8 +743,8 @@ def _permute(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[
 def _transpose(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     r = len(x.shape)
-    a = _dim(int(attrs["dim0"]), r, "dim0")  # type: ignore[arg-type]
-    b = _dim(int(attrs["dim1"]), r, "dim1")  # type: ignore[arg-type]
+    a = _dim(int_attr(attrs, "dim0"), r, "dim0")
+    b = _dim(int_attr(attrs, "dim1"), r, "dim1")
     shape = list(x.shape)
     shape[a], shape[b] = shape[b], shape[a]
     return [TensorInfo(tuple(shape), x.dtype)]
@@ -727,7 +753,7 @@ def _transpose(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> lis
 def _concat(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     _same_dtype(ins)
     r = len(ins[0].shape)
-    d = _dim(int(attrs["dim"]), r, "dim")  # type: ignore[arg-type]
+    d = _dim(int_attr(attrs, "dim"), r, "dim")
     for i, info in enumerate(ins[1:], start=1):
         _need(
             len(info.shape) == r and all(info.shape[j] == ins[0].shape[j] for j in range(r) if j != d),
@@ -742,8 +768,8 @@ def _concat(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[T
 
 def _split(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
-    d = _dim(int(attrs["dim"]), len(x.shape), "dim")  # type: ignore[arg-type]
-    sizes = tuple(attrs["sizes"])  # type: ignore[arg-type]
+    d = _dim(int_attr(attrs, "dim"), len(x.shape), "dim")
+    sizes = ints_attr(attrs, "sizes")
     _need(
         sum(sizes) == x.shape[d],
         f"sizes {list(sizes)} add up to {sum(sizes)}, but dimension {d} of {list(x.shape)} is {x.shape[d]}",
@@ -760,9 +786,10 @@ def _split(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Te
 def _reduce(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     _float(x)
-    dims = sorted({_dim(d, len(x.shape), "dims") for d in attrs["dims"]})  # type: ignore[union-attr]
-    _need(len(dims) == len(attrs["dims"]), f"dims {list(attrs['dims'])} names a dimension twice", field="dims", code="BAD_ATTR")  # type: ignore[arg-type]
-    if attrs["keepdim"]:
+    given = ints_attr(attrs, "dims")
+    dims = sorted({_dim(d, len(x.shape), "dims") for d in given})
+    _need(len(dims) == len(given), f"dims {list(given)} names a dimension twice", field="dims", code="BAD_ATTR")
+    if bool_attr(attrs, "keepdim"):
         shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
     else:
         shape = tuple(s for i, s in enumerate(x.shape) if i not in dims)
@@ -789,30 +816,30 @@ def _index_input(x: TensorInfo) -> None:
 
 def _embedding(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     _index_input(ins[0])
-    return [TensorInfo(ins[0].shape + (int(attrs["embedding_dim"]),), ctx.compute_dtype)]  # type: ignore[arg-type]
+    return [TensorInfo(ins[0].shape + (int_attr(attrs, "embedding_dim"),), ctx.compute_dtype)]
 
 
 def _embedding_bag(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[TensorInfo]:
     x = ins[0]
     _index_input(x)
     _rank(x, 2, 2, "embedding_bag takes [batch, bag_size] indices")
-    return [TensorInfo((x.shape[0], int(attrs["embedding_dim"])), ctx.compute_dtype)]  # type: ignore[arg-type]
+    return [TensorInfo((x.shape[0], int_attr(attrs, "embedding_dim")), ctx.compute_dtype)]
 
 
 def _embedding_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
-    return int(attrs["num_embeddings"]) * int(attrs["embedding_dim"])  # type: ignore[arg-type]
+    return int_attr(attrs, "num_embeddings") * int_attr(attrs, "embedding_dim")
 
 
 def _build_embedding(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    return nn.Embedding(int(attrs["num_embeddings"]), int(attrs["embedding_dim"]))  # type: ignore[arg-type]
+    return nn.Embedding(int_attr(attrs, "num_embeddings"), int_attr(attrs, "embedding_dim"))
 
 
 def _build_embedding_bag(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
     from torch import nn
 
-    return nn.EmbeddingBag(int(attrs["num_embeddings"]), int(attrs["embedding_dim"]), mode=str(attrs["mode"]))  # type: ignore[arg-type]
+    return nn.EmbeddingBag(int_attr(attrs, "num_embeddings"), int_attr(attrs, "embedding_dim"), mode=str_attr(attrs, "mode"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,7 +877,7 @@ def _mha(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Tens
         _rank(info, 3, 3, "multi_head_attention takes [batch, sequence, features]", i)
     _same_dtype(ins)
     q, k, v = _mha_inputs(ins)
-    e, h = q.shape[-1], int(attrs["num_heads"])  # type: ignore[arg-type]
+    e, h = q.shape[-1], int_attr(attrs, "num_heads")
     _consistent(attrs, "embed_dim", e)
     _need(e % h == 0, f"{e} features are not divisible by num_heads={h}", field="num_heads", code="BAD_ATTR")
     _need(k.shape[0] == q.shape[0] and v.shape[0] == q.shape[0], "query, key and value batch sizes differ", field="inputs[1]")
@@ -861,7 +888,7 @@ def _mha(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Tens
 def _mha_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
     q, k, v = _mha_inputs(ins)
     e = q.shape[-1]
-    b = e if attrs["bias"] else 0
+    b = e if bool_attr(attrs, "bias") else 0
     return (e * e + b) * 2 + (k.shape[-1] * e + b) + (v.shape[-1] * e + b)
 
 
@@ -876,21 +903,21 @@ def _moe(attrs: Attrs, ins: Sequence[TensorInfo], ctx: RuleContext) -> list[Tens
     x = ins[0]
     _float(x)
     _rank(x, 2, 8, "moe takes [..., features]")
-    k, n = int(attrs["top_k"]), int(attrs["num_experts"])  # type: ignore[arg-type]
+    k, n = int_attr(attrs, "top_k"), int_attr(attrs, "num_experts")
     _need(k <= n, f"top_k={k} is more than num_experts={n}", field="top_k", code="BAD_ATTR")
     return [x]
 
 
 def _moe_params(attrs: Attrs, ins: Sequence[TensorInfo]) -> int:
     d = ins[0].shape[-1]
-    n, h = int(attrs["num_experts"]), int(attrs["hidden_dim"])  # type: ignore[arg-type]
+    n, h = int_attr(attrs, "num_experts"), int_attr(attrs, "hidden_dim")
     return d * n + n + n * (d * h + h + h * d + d)
 
 
 def _moe_flops(attrs: Attrs, ins: Sequence[TensorInfo], outs: Sequence[TensorInfo]) -> int:
     d = ins[0].shape[-1]
     tokens = ins[0].numel // d
-    n, h = int(attrs["num_experts"]), int(attrs["hidden_dim"])  # type: ignore[arg-type]
+    n, h = int_attr(attrs, "num_experts"), int_attr(attrs, "hidden_dim")
     # Experts run densely (every token through every expert) so the graph has no data-dependent shapes.
     return 2 * tokens * d * n + 4 * tokens * n * d * h + 2 * tokens * n * d
 
@@ -907,7 +934,7 @@ def _simple(name: str, doc: str, build: Build, attrs: Mapping[str, AttrSpec] | N
 def _layer(cls_name: str, **fixed: object) -> Build:
     def build(attrs: Attrs, ins: Sequence[TensorInfo]) -> nn.Module:
         cls = getattr(_layers(), cls_name)
-        kwargs = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in attrs.items()}
+        kwargs: dict[str, object] = {k: (tuple(v) if isinstance(v, tuple) else v) for k, v in attrs.items()}
         kwargs.update(fixed)
         return cls(**kwargs)
 
@@ -927,14 +954,14 @@ def _registry() -> dict[str, OpSpec]:
     ops = [
         _simple("identity", "returns its input", _torch("Identity"), infer=_unary_any, flops=lambda a, i, o: 0),
         _simple("relu", "max(x, 0)", _torch("ReLU")),
-        _simple("gelu", "Gaussian error linear unit", lambda a, i: _torch("GELU", approximate=str(a["approximate"]))(a, i),
+        _simple("gelu", "Gaussian error linear unit", lambda a, i: _torch("GELU", approximate=str_attr(a, "approximate"))(a, i),
                 {"approximate": AttrSpec("str", default="none", choices=("none", "tanh"))}),
         _simple("silu", "x * sigmoid(x)", _torch("SiLU")),
         _simple("tanh", "hyperbolic tangent", _torch("Tanh")),
         _simple("sigmoid", "logistic function", _torch("Sigmoid")),
-        _simple("softmax", "softmax along `dim`", lambda a, i: _torch("Softmax", dim=int(a["dim"]))(a, i),  # type: ignore[arg-type]
+        _simple("softmax", "softmax along `dim`", lambda a, i: _torch("Softmax", dim=int_attr(a, "dim"))(a, i),
                 {"dim": AttrSpec("int", default=-1, lo=-8, hi=7)}, infer=_softmax),
-        _simple("dropout", "dropout with probability p (training only)", lambda a, i: _torch("Dropout", p=float(a["p"]))(a, i),  # type: ignore[arg-type]
+        _simple("dropout", "dropout with probability p (training only)", lambda a, i: _torch("Dropout", p=float_attr(a, "p"))(a, i),
                 {"p": AttrSpec("float", default=0.1, lo=0.0, hi=1.0, hi_open=True)}),
         _simple("scale", "x * value", _layer("Scale"), {"value": AttrSpec("float", lo=-1e6, hi=1e6)}),
         OpSpec("add", "a + b with broadcasting", {}, 2, 2, _binary, _layer("Add")),
@@ -970,17 +997,17 @@ def _registry() -> dict[str, OpSpec]:
                normalize=_layer_norm_normalize),
         OpSpec("group_norm", "group normalisation over channel groups",
                {"num_groups": _I("number of channel groups"), "eps": EPS, "affine": BOOL_T, "num_channels": _restates("channels")}, 1, 1, _group_norm, _build_group_norm,
-               params=lambda a, i: 2 * i[0].shape[1] if a["affine"] else 0, flops=lambda a, i, o: 5 * o[0].numel),
+               params=lambda a, i: 2 * i[0].shape[1] if bool_attr(a, "affine") else 0, flops=lambda a, i, o: 5 * o[0].numel),
         OpSpec("rms_norm", "root-mean-square normalisation over the last dimension",
                {"eps": AttrSpec("float", default=1e-6, lo=0.0, hi=1.0, lo_open=True), "elementwise_affine": BOOL_T,
                 "normalized_shape": AttrSpec("ints", default=None, lo=1, hi=INT_LIMIT, max_len=1, redundant=True)},
-               1, 1, _rms_norm, _build_rms_norm, params=lambda a, i: i[0].shape[-1] if a["elementwise_affine"] else 0,
+               1, 1, _rms_norm, _build_rms_norm, params=lambda a, i: i[0].shape[-1] if bool_attr(a, "elementwise_affine") else 0,
                flops=lambda a, i, o: 4 * o[0].numel),
         OpSpec("reshape", "reshape; 0 copies an input dimension, one -1 is inferred",
                {"shape": AttrSpec("ints", lo=-1, hi=INT_LIMIT)}, 1, 1, _reshape, _layer("Reshape"), flops=lambda a, i, o: 0),
         OpSpec("flatten", "flatten dimensions start_dim..end_dim",
                {"start_dim": AttrSpec("int", default=1, lo=-8, hi=7), "end_dim": AttrSpec("int", default=-1, lo=-8, hi=7)},
-               1, 1, _flatten, lambda a, i: _torch("Flatten", start_dim=int(a["start_dim"]), end_dim=int(a["end_dim"]))(a, i),  # type: ignore[arg-type]
+               1, 1, _flatten, lambda a, i: _torch("Flatten", start_dim=int_attr(a, "start_dim"), end_dim=int_attr(a, "end_dim"))(a, i),
                flops=lambda a, i, o: 0),
         OpSpec("permute", "reorder dimensions", {"dims": AttrSpec("ints", lo=0, hi=7)}, 1, 1, _permute, _layer("Permute"),
                flops=lambda a, i, o: 0),
@@ -1014,12 +1041,12 @@ def _registry() -> dict[str, OpSpec]:
         OpSpec("embedding", "look up rows of a [num_embeddings, embedding_dim] table",
                {"num_embeddings": _I("vocabulary size"), "embedding_dim": _I("row width")}, 1, 1, _embedding,
                _build_embedding, params=_embedding_params, flops=lambda a, i, o: 0,
-               index_bound=lambda a: int(a["num_embeddings"])),  # type: ignore[arg-type]
+               index_bound=lambda a: int_attr(a, "num_embeddings")),
         OpSpec("embedding_bag", "pool (mean, sum or max) the embeddings of each bag of [batch, bag] indices",
                {"num_embeddings": _I("vocabulary size"), "embedding_dim": _I("row width"),
                 "mode": AttrSpec("str", default="mean", choices=("mean", "sum", "max"))}, 1, 1, _embedding_bag,
                _build_embedding_bag, params=_embedding_params, flops=lambda a, i, o: i[0].numel * o[0].shape[-1],
-               index_bound=lambda a: int(a["num_embeddings"])),  # type: ignore[arg-type]
+               index_bound=lambda a: int_attr(a, "num_embeddings")),
         OpSpec("scaled_dot_product_attention", "softmax(q k^T * scale) v over (q, k, v)",
                {"is_causal": BOOL_F, "scale": AttrSpec("float", default=None, lo=0.0, hi=1e3, lo_open=True)},
                3, 3, _sdpa, _layer("ScaledDotProductAttention"), flops=_sdpa_flops),
@@ -1027,15 +1054,15 @@ def _registry() -> dict[str, OpSpec]:
                {"num_heads": _I("number of heads", hi=256), "bias": BOOL_T, "is_causal": BOOL_F, "embed_dim": _restates("query features")},
                1, 3, _mha, lambda a, i: _layers().MultiHeadAttention(
                    embed_dim=i[0].shape[-1], kdim=_mha_inputs(i)[1].shape[-1], vdim=_mha_inputs(i)[2].shape[-1],
-                   num_heads=int(a["num_heads"]), bias=bool(a["bias"]), is_causal=bool(a["is_causal"])),  # type: ignore[arg-type]
+                   num_heads=int_attr(a, "num_heads"), bias=bool_attr(a, "bias"), is_causal=bool_attr(a, "is_causal")),
                params=_mha_params, flops=_mha_flops),
         OpSpec("moe", "top-k gated mixture of MLP experts (dense dispatch, traceable)",
                {"num_experts": _I("number of experts", lo=2, hi=64), "top_k": _I("experts per token", hi=64),
                 "hidden_dim": _I("expert hidden width"),
                 "activation": AttrSpec("str", default="gelu", choices=("gelu", "relu", "silu"))},
                1, 1, _moe, lambda a, i: _layers().TopKMoE(
-                   dim=i[0].shape[-1], num_experts=int(a["num_experts"]), top_k=int(a["top_k"]),  # type: ignore[arg-type]
-                   hidden_dim=int(a["hidden_dim"]), activation=str(a["activation"])),  # type: ignore[arg-type]
+                   dim=i[0].shape[-1], num_experts=int_attr(a, "num_experts"), top_k=int_attr(a, "top_k"),
+                   hidden_dim=int_attr(a, "hidden_dim"), activation=str_attr(a, "activation")),
                params=_moe_params, flops=_moe_flops),
     ]
     return {op.name: op for op in ops}

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import TypedDict, TypeVar, Unpack
 
 from google.protobuf.message import Message
 
@@ -25,6 +26,27 @@ from tezzeret.config import Settings
 from tezzeret.leyline import SCHEMA_VERSION, pb
 
 log = logging.getLogger(__name__)
+
+# A reply type a future waits for (EmergencyAck or CompilationComplete).
+R = TypeVar("R")
+
+
+def _settle(fut: asyncio.Future[R], reply: R) -> None:
+    # The first reply wins; a redelivered one finds the future done.
+    if not fut.done():
+        fut.set_result(reply)
+
+
+class SendOptions(TypedDict, total=False):
+    """The optional fields of `EmergencyClient.send`, which `request` passes through."""
+
+    request_id: str | None
+    reason: str
+    batch_sizes: tuple[int, ...]
+    deadline_ms: int
+    requested_by: str
+    issued_at_ns: int | None
+    nonce: str | None
 
 
 class EmergencyClient:
@@ -91,10 +113,11 @@ class EmergencyClient:
             raise EmergencyTimeout(request_id, "EmergencyAck", timeout_s) from None
 
     async def request(
-        self, ir: pb.BlueprintIR, *, key_id: str, secret: bytes | None, timeout_s: float = 5.0, **kwargs: object
+        self, ir: pb.BlueprintIR, *, key_id: str, secret: bytes | None, timeout_s: float = 5.0,
+        **options: Unpack[SendOptions],
     ) -> tuple[str, pb.EmergencyAck]:
         """Send and wait for the acknowledgement: `(request_id, ack)`."""
-        rid = await self.send(ir, key_id=key_id, secret=secret, **kwargs)  # type: ignore[arg-type]
+        rid = await self.send(ir, key_id=key_id, secret=secret, **options)
         return rid, await self.wait_ack(rid, timeout_s)
 
     async def wait_complete(self, request_id: str, timeout_s: float) -> pb.CompilationComplete:
@@ -104,7 +127,7 @@ class EmergencyClient:
         except TimeoutError:
             raise EmergencyTimeout(request_id, "CompilationComplete", timeout_s) from None
 
-    def _future(self, table: dict[str, asyncio.Future], rid: str) -> asyncio.Future:  # type: ignore[type-arg]
+    def _future(self, table: dict[str, asyncio.Future[R]], rid: str) -> asyncio.Future[R]:
         fut = table.get(rid)
         if fut is None:
             fut = table[rid] = asyncio.get_running_loop().create_future()
@@ -121,11 +144,10 @@ class EmergencyClient:
         if rid not in self.sent_at:
             return  # another client's request
         now = time.monotonic()
+        # The reply topic carries exactly these two types (`open_envelope` checks).
         if isinstance(message, pb.EmergencyAck):
             self.acked_at.setdefault(rid, now)
-            fut = self._future(self._acks, rid)
-        else:
+            _settle(self._future(self._acks, rid), message)
+        elif isinstance(message, pb.CompilationComplete):
             self.completed_at.setdefault(rid, now)
-            fut = self._future(self._completes, rid)
-        if not fut.done():
-            fut.set_result(message)
+            _settle(self._future(self._completes, rid), message)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ import redis.exceptions as rexc
 from google.protobuf.message import Message
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.typing import StreamRangeResponse, XReadGroupResponse
 
 from tezzeret.bus import topics
 from tezzeret.bus.base import BreakerLike, DeadLetter, Handler, RawDelivery, RawHandler
@@ -59,6 +61,24 @@ def _ms_of(stream_id: str) -> int:
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _read_entries(resp: XReadGroupResponse | None) -> StreamRangeResponse:
+    """The entries of an XREADGROUP reply, over its streams (the bus reads one at a time).
+
+    redis-py types the reply for every protocol and response mode; with its default legacy
+    response shapes, which the bus keeps, it is `[[stream, [(id, fields), ...]], ...]`, or None
+    when the block timed out.
+    """
+    if not resp:
+        return []
+    if isinstance(resp, dict):
+        raise BusError("XREADGROUP answered in the RESP3 map shape; the bus needs redis-py's legacy list replies")
+    return [entry for _stream, entries in resp for entry in entries]
 
 
 class RedisStreamsBus:
@@ -232,9 +252,11 @@ class RedisStreamsBus:
                 origin_id=_s(f.get(F_ORIGIN, b"")),
                 reason=_s(f.get(F_REASON, b"")),
                 deliveries=int(f.get(F_DELIVERIES, b"0")),
-                data=f.get(F_ENVELOPE, b""),
+                data=_b(f.get(F_ENVELOPE, b"")),
             )
-            for _, f in rows
+            # XRANGE gives no entry without fields; the types allow one (XCLAIM's deleted entries).
+            for _, f in rows or []
+            if f is not None
         ]
 
     def _spawn(self, topic: str, handler: RawHandler, group: str, consumer: str, start_id: str, batch: int) -> None:
@@ -275,8 +297,9 @@ class RedisStreamsBus:
                 resp = await conn.xreadgroup(group, consumer, {stream: ">"}, count=batch, block=block_ms)
                 self._connected = True
                 backoff = 0.05
-                for _name, entries in resp or []:
-                    for sid, fields in entries:
+                for sid, fields in _read_entries(resp):
+                    # New entries (">") always carry their fields; the types also cover deleted ones.
+                    if sid is not None and fields is not None:
                         await self._run_one(conn, topic, stream, group, consumer, _s(sid), fields, 1, handler)
             except asyncio.CancelledError:
                 raise
@@ -312,10 +335,12 @@ class RedisStreamsBus:
         cursor = "0"
         while True:
             resp = await conn.xreadgroup(group, consumer, {stream: cursor}, count=self._batch)
-            entries = resp[0][1] if resp else []
+            entries = _read_entries(resp)
             if not entries:
                 return
             for sid, fields in entries:
+                if sid is None:
+                    continue
                 cursor = _s(sid)
                 if fields and (stream, group, cursor) not in self._in_flight:
                     count = await self._delivery_count(conn, stream, group, cursor)
@@ -345,11 +370,11 @@ class RedisStreamsBus:
 
     async def _run_one(
         self, conn: aioredis.Redis, topic: str, stream: str, group: str, consumer: str, sid: str,
-        fields: dict[bytes, bytes], count: int, handler: RawHandler,
+        fields: Mapping[bytes | str, bytes | str], count: int, handler: RawHandler,
     ) -> None:
         # ACKs and dead letters go over the subscription's own connection, which has just
         # proved alive by reading this entry (a pooled one may be stale after a restart).
-        data = fields.get(F_ENVELOPE, b"")
+        data = _b(fields.get(F_ENVELOPE, b""))
         raw = RawDelivery(topic, sid, data, count, _ms_of(sid))
 
         async def ack() -> None:

@@ -21,7 +21,7 @@ wrapped to box those inputs as 0-d tensors and unbox those outputs to ints
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from tezzeret.artifact.payload import (
     enable_aot_compile,
     format_for,
 )
+from tezzeret.compile.tiers import InductorOption
 
 PAYLOAD_FORMAT = format_for(torch.__version__)
 # A dynamic-batch entry: the same container, but loading it needs the SymInt adapter, which a
@@ -109,7 +110,7 @@ def compile_entry(
     args: tuple[torch.Tensor, ...],
     *,
     grad_enabled: bool,
-    options: Mapping[str, object],
+    options: Mapping[str, InductorOption],
     dynamic: DynamicBatch | None = None,
     report_forward_strides: bool = False,
 ) -> CompiledEntry:
@@ -125,7 +126,8 @@ def compile_entry(
     import torch._dynamo
     import torch._dynamo.config as dynamo_config
     import torch._dynamo.decorators
-    from torch._dynamo.aot_compile import ModelInput
+    from torch._dynamo.aot_compile import AOTCompiledModel, ModelInput
+    from torch._dynamo.eval_frame import OptimizedModule
 
     enable_aot_compile()
     # Automatic dynamic shapes would turn a second entry's batch into a symbol: every entry is
@@ -153,11 +155,16 @@ def compile_entry(
                     hint_override=int(args[i].shape[dim]), shape_id="batch",
                 )
             stack.enter_context(_symint_codegen())
-        compiled = torch.compile(
-            module, fullgraph=True, dynamic=None if dynamic else False, options=dict(options)
-        )
-        compiled._aot_compile([ModelInput(tuple(args), {}, [context])])
-    results = compiled.forward.compiled_results
+        inductor: dict[str, str | int | bool | Callable[..., Any]] = dict(options)
+        compiled = torch.compile(module, fullgraph=True, dynamic=None if dynamic else False, options=inductor)
+        if not isinstance(compiled, OptimizedModule):
+            raise RuntimeError(f"torch.compile of a module returned {type(compiled).__name__}, not OptimizedModule")
+        # torch annotates ModelInput.args as tuple[Any] (one element); it is the whole argument tuple.
+        compiled._aot_compile([ModelInput(tuple(args), {}, [context])])  # type: ignore[arg-type]
+    forward = compiled.forward
+    if not isinstance(forward, AOTCompiledModel):
+        raise RuntimeError(f"AOT compile left forward as {type(forward).__name__}, not AOTCompiledModel")
+    results = forward.compiled_results
     if len(results) != 1:
         raise RuntimeError(f"expected one compiled result, torch produced {len(results)}")
     return CompiledEntry(results[0])

@@ -15,6 +15,10 @@ from typing import Mapping
 from tezzeret.leyline import Strategy
 
 
+# The values Inductor's `options` take that a tier sets (torch.compile also takes callables).
+InductorOption = str | int | bool
+
+
 class BatchPolicy(str, Enum):
     DECLARED = "declared"  # the IR's example batch only
     REPRESENTATIVE = "representative"  # 1, 8, 32 and the declared batch, inside the IR's range
@@ -38,7 +42,7 @@ class Tier:
     use_inductor: bool
     batch_policy: BatchPolicy
     grad_modes: tuple[bool, ...]  # True = training entry, False = no_grad entry
-    inductor_options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    inductor_options: Mapping[str, InductorOption] = field(default_factory=lambda: MappingProxyType({}))
     batch_mode: BatchMode = BatchMode.STATIC
 
     def settings(self, device: str = "cpu") -> dict[str, object]:
@@ -58,7 +62,7 @@ class Tier:
             settings["device_options"] = dict(sorted(extra.items()))
         return settings
 
-    def options_for(self, device: str) -> dict[str, object]:
+    def options_for(self, device: str) -> dict[str, InductorOption]:
         """The Inductor options an entry for `device` compiles with."""
         return {**self.inductor_options, **DEVICE_OPTIONS.get(device, {})}
 
@@ -87,11 +91,11 @@ class Tier:
 # .so loads each cubin from the absolute path it was written to in the producer's Inductor cache,
 # which a consumer on another host (or after a cache clean) does not have; re-homing moves the
 # .so, not the paths compiled into it.
-DEVICE_OPTIONS: Mapping[str, Mapping[str, object]] = MappingProxyType({
+DEVICE_OPTIONS: Mapping[str, Mapping[str, InductorOption]] = MappingProxyType({
     "cuda": MappingProxyType({"aot_inductor.embed_kernel_binary": True}),
 })
 
-_COMMON: dict[str, object] = {
+_COMMON: dict[str, InductorOption] = {
     "use_aoti": True,
     "fallback_random": True,
     "cpp.march": "x86-64-v3",

@@ -98,7 +98,7 @@ def choose_level(requested: str) -> tuple[str, list[str]]:
                 "Install it, or set sandbox.isolation to auto to accept a weaker level (reported in health)."
             )
         return requested, []
-    skipped = []
+    skipped: list[str] = []
     for level in LEVELS:
         ok, why = probe_level(level)
         if ok:

@@ -57,7 +57,7 @@ def looks_like_oom(lines: Iterable[str]) -> bool:
     return any(marker in text for marker in _OOM_MARKERS)
 
 
-def classify(ending: Ending) -> tuple[int, str, list[tuple[str, str]]]:
+def classify(ending: Ending) -> tuple[pb.JobOutcome, str, list[tuple[str, str]]]:
     """(outcome, error message, details) for a worker that died or was killed during a job."""
     signo = signal_of(ending.returncode, via_monitor=ending.via_monitor)
     details: list[tuple[str, str]] = [("exit_status", str(ending.returncode))]
@@ -85,7 +85,7 @@ def classify(ending: Ending) -> tuple[int, str, list[tuple[str, str]]]:
     return pb.OUTCOME_INTERNAL_ERROR, reason, details
 
 
-def classify_exception(exc: BaseException) -> tuple[int, str]:
+def classify_exception(exc: BaseException) -> tuple[pb.JobOutcome, str]:
     """(outcome, error_code) for an exception a task raised inside a worker."""
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and looks_like_oom([str(exc)])):
         return pb.OUTCOME_OUT_OF_MEMORY, "SANDBOX_OUT_OF_MEMORY"
@@ -98,7 +98,7 @@ def classify_exception(exc: BaseException) -> tuple[int, str]:
     return pb.OUTCOME_INTERNAL_ERROR, "SANDBOX_TASK_EXCEPTION"
 
 
-def result_for(job_id: str, outcome: int, error: str, details: Iterable[tuple[str, str]], *, error_code: str = "") -> pb.WorkerResult:
+def result_for(job_id: str, outcome: pb.JobOutcome, error: str, details: Iterable[tuple[str, str]], *, error_code: str = "") -> pb.WorkerResult:
     """A service-side result for a job whose worker could not produce a trustworthy one."""
     result = pb.WorkerResult(schema_version=1, job_id=job_id, outcome=outcome, error=error)
     if error_code:

@@ -99,8 +99,9 @@ class WorkerProcess:
         except (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ValueError):
             return False
 
-    async def read_line(self, timeout_s: float) -> bytes:
-        """The next control line (b"" at EOF); raises TimeoutError, or ValueError when over-long."""
+    async def read_line(self, timeout_s: float | None) -> bytes:
+        """The next control line (b"" at EOF), waiting at most `timeout_s` (None: without limit);
+        raises TimeoutError, or ValueError when over-long."""
         assert self.proc.stdout is not None
         return await asyncio.wait_for(self.proc.stdout.readline(), timeout=timeout_s)
 

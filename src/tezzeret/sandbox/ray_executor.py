@@ -549,11 +549,11 @@ class RayExecutor:
             resources = {k: float(v) for k, v in (info.get("Resources") or {}).items()}
             if not all(resources.get(k, 0.0) >= v for k, v in self.cfg.actor_resources.items()):
                 continue
-            node = self._nodes.get(node_id)
-            if node is None:
+            if node_id not in self._nodes:
                 targets = sorted(t for t, need in self.cfg.targets.items() if all(resources.get(k, 0.0) >= v for k, v in need.items()))
-                node = self._nodes[node_id] = _Node(node_id, str(info.get("NodeManagerAddress", "")), resources, targets)
-                log.info("compile node %s (%s) joined: targets %s", node.short, node.address, targets)
+                joined = self._nodes[node_id] = _Node(node_id, str(info.get("NodeManagerAddress", "")), resources, targets)
+                log.info("compile node %s (%s) joined: targets %s", joined.short, joined.address, targets)
+            node = self._nodes[node_id]
             for index in range(self.cfg.actors_per_node):
                 if index >= len(node.actors):
                     node.actors.append(await self._create(node, index))

@@ -108,7 +108,7 @@ class LocalCluster:
         os.environ.update(self._auth)
         # Ray caches its configuration at import; this is how Ray itself switches a live process to
         # token mode (`_enable_token_auth`).
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # Ray's _raylet.pyi omits the Cython Config class
 
         Config.initialize("")
         ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)

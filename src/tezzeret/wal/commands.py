@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tezzeret.wal.errors import WalError
-from tezzeret.wal.format import EntryType
+from tezzeret.wal.format import EntryType, Record
 from tezzeret.wal.losses import Loss, LossLedger
 from tezzeret.wal.reader import list_segments, scan_segment
 from tezzeret.wal.recovery import analyze
@@ -79,6 +79,8 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
     rows = []
     stops = []
     segments = []
+    # (segment name, record) for the table; `rows` is their JSON form.
+    found: list[tuple[str, Record]] = []
     for index, path in list_segments(directory):
         scan = scan_segment(index, path)
         # A clean segment's records may be followed by zeros the writer preallocated.
@@ -86,6 +88,7 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
                          "preallocated": scan.size - scan.stop if scan.clean else 0})
         for record in scan.records:
             h = record
+            found.append((path.name, record))
             rows.append({
                 "segment": path.name, "offset": record.offset, "sequence": h.sequence,
                 "txn_id": h.txn_id.hex(), "type": EntryType(h.entry_type).name, "epoch": h.epoch,
@@ -103,9 +106,9 @@ def inspect(directory: Path = DirArg, as_json: bool = JsonOpt) -> None:
     table = Table(title=f"WAL {directory}")
     for col in ("segment", "offset", "seq", "txn", "type", "epoch", "payload"):
         table.add_column(col)
-    for r in rows:
-        table.add_row(r["segment"], str(r["offset"]), str(r["sequence"]), r["txn_id"][:12],
-                      r["type"], str(r["epoch"]), str(r["payload_size"]))
+    for name, h in found:
+        table.add_row(name, str(h.offset), str(h.sequence), h.txn_id.hex()[:12],
+                      EntryType(h.entry_type).name, str(h.epoch), str(h.payload_size))
     console = Console()
     console.print(table)
     for seg in segments:

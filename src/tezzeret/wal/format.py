@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import mmap
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import google_crc32c
 
@@ -77,6 +78,11 @@ class _One(NamedTuple):
     epoch: int
 
 
+# What the scanners read: a segment's bytes, or a read-only mapping of its file (recovery maps
+# segments it holds the lock on); both slice to bytes.
+SegmentData = bytes | mmap.mmap
+
+
 class RecordInvalid(Exception):
     """Internal signal from `parse_record`: the bytes at this offset are not a valid record.
 
@@ -116,11 +122,17 @@ def pack_record(
 class Packable(Protocol):
     """What `pack_records` reads of a record to write (the writer's `PendingRecord`)."""
 
-    txn_id: bytes
-    entry_type: int
-    payload: bytes
-    sha256: bytes
-    epoch: int
+    # Read-only members: a NamedTuple (`_One`) qualifies, and an IntEnum entry type is an int.
+    @property
+    def txn_id(self) -> bytes: ...
+    @property
+    def entry_type(self) -> int: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def sha256(self) -> bytes: ...
+    @property
+    def epoch(self) -> int: ...
 
 
 def pack_records(
@@ -153,7 +165,7 @@ def pack_records(
     return b"".join(parts)
 
 
-def _check_header(buf: bytes, offset: int) -> tuple:  # type: ignore[type-arg]
+def _check_header(buf: SegmentData, offset: int) -> tuple[Any, ...]:
     """Validate the header at `offset`; return its fields (without `reserved`) or raise."""
     if len(buf) - offset < HEADER_SIZE:
         raise RecordInvalid(
@@ -182,13 +194,13 @@ def _check_header(buf: bytes, offset: int) -> tuple:  # type: ignore[type-arg]
     return fields
 
 
-def parse_header(buf: bytes, offset: int) -> Record:
+def parse_header(buf: SegmentData, offset: int) -> Record:
     """Validate the header at `offset`; the returned record's payload is empty (not read)."""
     f = _check_header(buf, offset)
     return Record(offset, f[3], f[4], f[5], f[6], f[7], f[8], f[9], b"")
 
 
-def parse_record(buf: bytes, offset: int) -> Record:
+def parse_record(buf: SegmentData, offset: int) -> Record:
     """Validate header and payload SHA-256 at `offset`; raise `RecordInvalid` on any mismatch."""
     f = _check_header(buf, offset)
     size = f[8]
@@ -207,7 +219,7 @@ def parse_record(buf: bytes, offset: int) -> Record:
 
 
 def scan_records(
-    buf: bytes, limit: int | None = None
+    buf: SegmentData, limit: int | None = None
 ) -> tuple[list[Record], int, RecordInvalid | None]:
     """Parse records back to back from offset 0; stop at the first invalid one (or after
     `limit` records).
@@ -254,7 +266,7 @@ def scan_records(
 
 
 def _finish_scan(
-    buf: bytes, records: list[Record], offset: int, limit: int | None
+    buf: SegmentData, records: list[Record], offset: int, limit: int | None
 ) -> tuple[list[Record], int, RecordInvalid | None]:
     end = len(buf)
     if offset >= end or (limit is not None and len(records) >= limit):
@@ -275,7 +287,7 @@ def _finish_scan(
     raise AssertionError(f"fast scan and parse_record disagree at offset {offset}")
 
 
-def _cut_short(buf: bytes, offset: int, written: int) -> bool:
+def _cut_short(buf: SegmentData, offset: int, written: int) -> bool:
     """True when the record at `offset` ends past the last byte written (`written`, zeros follow):
     a write that never finished, as a file ending there would be without preallocation."""
     if written - offset < HEADER_SIZE:

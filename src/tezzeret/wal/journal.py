@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from tezzeret.leyline import codec, pb
 from tezzeret.wal.errors import WalStateError
@@ -25,6 +26,11 @@ from tezzeret.wal.recovery import CHECKPOINT_OPERATION, CommittedTransaction
 
 JOURNAL_OPERATION = "JOB_JOURNAL"
 _CONTEXT = pb.ExecutionContext(schema_version=codec.SCHEMA_VERSION, operation=JOURNAL_OPERATION)
+
+
+def _is_priority(value: int) -> TypeGuard[pb.CompilationPriority]:
+    """A set CompilationPriority (not UNSPECIFIED), fit for a JobRecord's enum field."""
+    return value in pb.CompilationPriority.values() and value != pb.PRIORITY_UNSPECIFIED
 
 
 @dataclass
@@ -183,7 +189,7 @@ class JobJournal:
 
     def _enqueue_record(self, job_id: str, artifact_id: str, priority: int, request: bytes,
                         source: str, strategy_reason: str) -> tuple[int, pb.JobRecord | None]:
-        if priority not in pb.CompilationPriority.values() or priority == 0:
+        if not _is_priority(priority):
             raise WalStateError(f"job {job_id}: priority {priority} is not a CompilationPriority")
         with self._lock:
             existing = self._jobs.get(job_id)
@@ -253,18 +259,18 @@ class JobJournal:
     async def published_async(self, job_id: str) -> None:
         await self._record_async(pb.JobRecord(event=pb.JOB_PUBLISHED, job_id=job_id))
 
-    def _end(self, job_id: str, result: pb.CompilationResult, event: int, outbox: Sequence[pb.OutboxEvent]) -> None:
+    def _end(self, job_id: str, result: pb.CompilationResult, event: pb.JobEvent, outbox: Sequence[pb.OutboxEvent]) -> None:
         self._record(self._end_record(job_id, result, event, outbox))
         if self._checkpoint_due():
             self._wal.checkpoint()
 
-    async def _end_async(self, job_id: str, result: pb.CompilationResult, event: int,
+    async def _end_async(self, job_id: str, result: pb.CompilationResult, event: pb.JobEvent,
                          outbox: Sequence[pb.OutboxEvent]) -> None:
         await self._record_async(self._end_record(job_id, result, event, outbox))
         if self._checkpoint_due():
             await self._wal.checkpoint_async()
 
-    def _end_record(self, job_id: str, result: pb.CompilationResult, event: int,
+    def _end_record(self, job_id: str, result: pb.CompilationResult, event: pb.JobEvent,
                     outbox: Sequence[pb.OutboxEvent] = ()) -> pb.JobRecord:
         job = self._job(job_id).record
         stored = pb.CompilationResult()
@@ -313,12 +319,12 @@ class JobJournal:
                 else:
                     state.pending.append(copy)
             for artifact_id, result in self._completed.items():
-                copy = pb.CompilationResult()
-                copy.CopyFrom(result)
-                state.completed[artifact_id] = copy
+                stored = pb.CompilationResult()
+                stored.CopyFrom(result)
+                state.completed[artifact_id] = stored
             for artifact_id, result in self._failures.items():
-                copy = pb.CompilationResult()
-                copy.CopyFrom(result)
-                state.failures[artifact_id] = copy
+                stored = pb.CompilationResult()
+                stored.CopyFrom(result)
+                state.failures[artifact_id] = stored
             state.unpublished = {job_id: list(events) for job_id, events in self._unpublished.items()}
         return state

@@ -126,7 +126,7 @@ class LossLedger:
             doc = json.loads(raw)
             if doc.get("format") != _FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}, this build reads {_FORMAT}")
-            return doc  # type: ignore[no-any-return]
+            return doc
         except (ValueError, AttributeError) as exc:
             # Never start as if nothing had been lost: the operator must look.
             raise WalCorruption(

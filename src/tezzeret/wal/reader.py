@@ -16,6 +16,7 @@ from tezzeret.wal.format import (
     MAGIC,
     Record,
     RecordInvalid,
+    SegmentData,
     parse_header,
     parse_record,
     scan_records,
@@ -30,7 +31,7 @@ def segment_name(index: int) -> str:
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
-    found = []
+    found: list[tuple[int, Path]] = []
     if not directory.is_dir():
         return found
     for path in directory.iterdir():
@@ -58,7 +59,7 @@ class SegmentScan:
         return self.error is None
 
 
-def next_valid_header(data: bytes, start: int) -> int | None:
+def next_valid_header(data: SegmentData, start: int) -> int | None:
     pos = data.find(MAGIC, start)
     while pos != -1:
         try:
@@ -69,7 +70,7 @@ def next_valid_header(data: bytes, start: int) -> int | None:
     return None
 
 
-def scan_bytes(index: int, path: Path, data: bytes, *, limit: int | None = None) -> SegmentScan:
+def scan_bytes(index: int, path: Path, data: SegmentData, *, limit: int | None = None) -> SegmentScan:
     """Parse records from the start of `data`; stop at the first invalid one (or after `limit`)."""
     records, stop, error = scan_records(data, limit)
     scan = SegmentScan(index, path, len(data), records, stop, error)
@@ -94,7 +95,7 @@ def scan_segment(
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             mapped.madvise(mmap.MADV_SEQUENTIAL)
         # Records hold copies (slices of a mapping are bytes), so the mapping can go.
-        return scan_bytes(index, path, mapped, limit=limit)  # type: ignore[arg-type]
+        return scan_bytes(index, path, mapped, limit=limit)
     finally:
         mapped.close()
 

@@ -348,9 +348,9 @@ def _analyze(directory: Path, exclusive: bool) -> Analysis:
             cut = (scan.index, 0)
             break
         if scan.error is not None:
-            last = i == len(scans) - 1
+            at_tail = i == len(scans) - 1
             txn = scan.error.txn_id.hex() if scan.error.txn_id else ""
-            if last and scan.resync is None:
+            if at_tail and scan.resync is None:
                 torn_tail = True
                 problems.append(Problem("torn_tail", scan.path.name, scan.stop, txn,
                                         scan.error.reason))
@@ -395,7 +395,8 @@ def _analyze(directory: Path, exclusive: bool) -> Analysis:
                 if etype in (EntryType.COMMIT, EntryType.ABORT):
                     ended_there.add(tid)
         in_doubt = [tid.hex() for tid in txns if tid not in ended_there]
-    elif torn_tail and not scans[-1].error.torn:  # type: ignore[union-attr]
+    elif torn_tail and (tail_error := scans[-1].error) is not None and not tail_error.torn:
+        # (torn_tail is only set with an error on the last segment.)
         # A complete record at the tail that fails validation was not a write cut short: it may
         # be an acknowledged COMMIT damaged later. Readable as a COMMIT, it is a lost commit;
         # with its header unreadable, the transaction its id field names (if open here) is in
