@@ -37,8 +37,10 @@ run: $(STAMP) system-deps
 	$(BIN)/tezzeret forge
 
 # Pyflakes' rules only (undefined names, unused imports and variables, syntax): mistakes, not style.
+# mypy checks src/ as configured in pyproject.toml ([tool.mypy]).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check --quiet --no-cache --select F,E9 src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -97,7 +97,7 @@ def store_manifests(store_dir: Path) -> tuple[list[Any], str | None]:
             conn.close()
     except sqlite3.Error as exc:
         return [], f"cannot read {db}: {exc}"
-    manifests = []
+    manifests: list[pb.CompiledKernelArtifact | None] = []
     for _, blob in rows:
         try:
             manifests.append(codec.decode(pb.CompiledKernelArtifact, bytes(blob)))
@@ -124,7 +124,7 @@ def check_torch(settings: Settings, manifests: list[Any]) -> Check:
         names = ", ".join(f"{n} with torch {v}" for v, n in sorted(other.items()))
         return error("torch", f"this host has torch {have}, and the store holds artifacts built {names}: "
                      "no loader with this torch accepts them",
-                     f"install the torch they were built with (pip install torch=={max(other, key=other.get)}), "
+                     f"install the torch they were built with (pip install torch=={max(other, key=lambda v: other[v])}), "
                      "or rebuild them here: the forge recompiles artifacts of an outdated toolchain when idle "
                      "(compilation.idle_recompilation), or start from an empty state dir")
     return ok("torch", f"torch {have}" + (f"; all {sum(built.values())} stored artifact(s) built with it" if built else ""))
@@ -371,7 +371,7 @@ def check_redis(settings: Settings) -> Check:
     try:
         conf: dict[str, str] = {}
         for key in ("appendonly", "appendfsync", "save", "maxmemory-policy"):
-            conf.update({k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            conf.update({str(k.decode() if isinstance(k, bytes) else k): str(v.decode() if isinstance(v, bytes) else v)
                          for k, v in client.config_get(key).items()})
     except redis.exceptions.RedisError as exc:
         return warn("redis", f"Redis at {where} answers, but its persistence settings cannot be read ({exc})",

@@ -16,7 +16,7 @@ from typing import Any, Union
 
 from rich.console import Console
 from rich.errors import MarkupError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 HEARTBEAT_S = 30.0
@@ -31,7 +31,7 @@ class PlainProgress:
         self.heartbeat_s = heartbeat_s
         self._t0 = time.monotonic()
         self._last_line = self._t0
-        self._tasks: dict[int, dict[str, Any]] = {}
+        self._tasks: dict[TaskID, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -49,13 +49,13 @@ class PlainProgress:
         if self._beat is not None:
             self._beat.join(timeout=1.0)
 
-    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> int:
-        task_id = len(self._tasks)
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **_: Any) -> TaskID:
+        task_id = TaskID(len(self._tasks))
         self._tasks[task_id] = {"description": description, "total": total, "completed": completed}
         self._line(self._describe(task_id))
         return task_id
 
-    def update(self, task_id: int, *, description: str | None = None, completed: float | None = None,
+    def update(self, task_id: TaskID, *, description: str | None = None, completed: float | None = None,
                total: float | None = None, advance: float | None = None, **_: Any) -> None:
         task = self._tasks[task_id]
         before = dict(task)
@@ -70,7 +70,7 @@ class PlainProgress:
         if task != before:
             self._line(self._describe(task_id))
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
 
     def print(self, *objects: Any, **_: Any) -> None:
@@ -78,7 +78,7 @@ class PlainProgress:
 
     # ------------------------------------------------------------------ lines
 
-    def _describe(self, task_id: int) -> str:
+    def _describe(self, task_id: TaskID) -> str:
         task = self._tasks[task_id]
         if task["total"]:
             return f"{task['description']}: {task['completed']:g}/{task['total']:g}"

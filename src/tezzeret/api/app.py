@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,7 +75,7 @@ class RateLimited(ForgeError):
     http_status = 429
 
 
-def _strategy_param(value: str | None) -> int:
+def _strategy_param(value: str | None) -> pb.CompilationStrategy:
     if not value:
         return pb.STRATEGY_UNSPECIFIED
     try:
@@ -86,7 +86,7 @@ def _strategy_param(value: str | None) -> int:
         ) from None
 
 
-def _priority_param(value: str | None) -> int:
+def _priority_param(value: str | None) -> pb.CompilationPriority:
     if not value:
         return pb.PRIORITY_UNSPECIFIED
     name = value.upper()
@@ -98,7 +98,7 @@ def _priority_param(value: str | None) -> int:
             "BACKGROUND (EMERGENCY goes through POST /v1/emergency)",
             field="priority",
         )
-    return int(pb.CompilationPriority.Value(name))
+    return cast(pb.CompilationPriority, pb.CompilationPriority.Value(name))
 
 
 def _error_response(exc: ForgeError) -> JSONResponse:

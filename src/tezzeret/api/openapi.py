@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field
 
 from tezzeret.leyline import pb
@@ -241,7 +241,9 @@ def _scalar(field: FieldDescriptor) -> dict[str, Any]:
     if t == FieldDescriptor.TYPE_BYTES:
         return {"type": "string", "contentEncoding": "base64"}
     if t == FieldDescriptor.TYPE_ENUM:
-        return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+        enum = field.enum_type
+        assert enum is not None  # an enum field always has its type
+        return {"type": "string", "enum": [v.name for v in enum.values]}
     raise ValueError(f"no JSON Schema for field type {t}")
 
 
@@ -256,18 +258,18 @@ def _field_schema(field: FieldDescriptor, ref: Any) -> dict[str, Any]:
     return one
 
 
-def leyline_schemas(*roots: Descriptor) -> dict[str, dict[str, Any]]:
+def leyline_schemas(*roots: Any) -> dict[str, dict[str, Any]]:
     """`components.schemas` entries (`leyline.<Name>`) for `roots` and every message they use."""
     out: dict[str, dict[str, Any]] = {}
 
-    def ref(desc: Descriptor) -> dict[str, Any]:
+    def ref(desc: Any) -> dict[str, Any]:
         name = desc.full_name
         if name not in out:
             out[name] = {}  # placeholder first: messages may refer to themselves
             out[name] = build(desc)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def build(desc: Descriptor) -> dict[str, Any]:
+    def build(desc: Any) -> dict[str, Any]:
         props = {f.name: _field_schema(f, ref) for f in desc.fields}
         oneofs = [o for o in desc.oneofs if not (len(o.fields) == 1 and o.name.startswith("_"))]
         note = "".join(f" At most one of {', '.join(f.name for f in o.fields)}." for o in oneofs)

@@ -188,7 +188,9 @@ def nvml_device(index: int, nvml: Any = None) -> tuple[str, str, str] | None:
     `nvml` is the `pynvml` module or anything with its call surface."""
     try:
         if nvml is None:
-            import pynvml as nvml
+            import pynvml
+
+            nvml = pynvml
         nvml.nvmlInit()
     except Exception:  # noqa: BLE001 - no library, no driver: no device
         return None

@@ -599,5 +599,5 @@ def compile_blueprint(
         peak_rss_bytes=stats.peak_rss_bytes,
         dropped=list(dropped),
         cut_off=cut_off,
-        eager_train_ms=(at_example or eager_ms or [None])[0],
+        eager_train_ms=(at_example or eager_ms)[0] if (at_example or eager_ms) else None,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from tezzeret.bus import EmergencyListener, topics
 from tezzeret.bus.base import Bus, Delivery
@@ -99,7 +99,7 @@ class BusIntake:
 
     async def on_request(self, delivery: Delivery) -> None:
         request = pb.CompilationRequest()
-        request.CopyFrom(delivery.message)
+        request.CopyFrom(cast(pb.CompilationRequest, delivery.message))
         if request.priority == pb.PRIORITY_EMERGENCY:
             # Emergency work only through the authenticated emergency stream.
             request.priority = pb.PRIORITY_STRATEGIC

@@ -11,6 +11,7 @@ decide what a job does (the runner callback does) and never let a runner's excep
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -126,7 +127,7 @@ class PipelineManager:
         self._jobs[job.job_id] = job
         task = asyncio.create_task(self._guarded(job, emergency), name=f"job-{job.job_id}")
         lane[job.job_id] = task
-        task.add_done_callback(lambda _t, jid=job.job_id, ln=lane: self._finished(ln, jid))
+        task.add_done_callback(functools.partial(self._finished, lane, job.job_id))
         metrics.QUEUE_DEPTH.set(len(self.queue))
 
     async def _guarded(self, job: Job, emergency: bool) -> None:
@@ -143,7 +144,7 @@ class PipelineManager:
         except Exception:  # noqa: BLE001 - one job's bug must not stop the forge
             log.exception("job %s failed inside the forge", job.job_id)
 
-    def _finished(self, lane: dict[str, asyncio.Task[None]], job_id: str) -> None:
+    def _finished(self, lane: dict[str, asyncio.Task[None]], job_id: str, _task: object = None) -> None:
         lane.pop(job_id, None)
         self._jobs.pop(job_id, None)
         metrics.QUEUE_DEPTH.set(len(self.queue))

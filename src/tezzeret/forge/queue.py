@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 from tezzeret.forge.jobs import Job
 from tezzeret.leyline import pb
@@ -31,9 +31,9 @@ LEVELS: tuple[int, ...] = (
 )
 
 
-def normalize_priority(priority: int) -> int:
+def normalize_priority(priority: int) -> pb.CompilationPriority:
     """An unset or unknown priority is NORMAL."""
-    return priority if priority in LEVELS else pb.PRIORITY_NORMAL
+    return cast(pb.CompilationPriority, priority) if priority in LEVELS else pb.PRIORITY_NORMAL
 
 
 def effective_priority(job: Job, now: float, aging_interval_s: float) -> float:

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tezzeret import __version__, metrics
 from tezzeret.config import Settings
@@ -38,6 +38,9 @@ from tezzeret.forge.errors import (
     StoreUnavailable,
 )
 from tezzeret.forge.health import HealthFacts, HealthReport, assess
+
+if TYPE_CHECKING:
+    from tezzeret.resilience.ttl import TTLCache
 from tezzeret.forge.intake import Intake, new_job_id
 from tezzeret.forge.jobs import Admission, Job, JobRegistry, JobStatus, priority_name
 from tezzeret.forge.pipeline import PipelineManager
@@ -98,10 +101,16 @@ class Forge:
         from tezzeret.cache import CompileCache, store_l2
         from tezzeret.forge.bus_intake import BusIntake
         from tezzeret.forge.idle import IdleRecompiler
+        from tezzeret.forge.integrity import StoreIntegrity
         from tezzeret.forge.polling import UrzaPoller
         from tezzeret.forge.runner import JobRunner
-        from tezzeret.forge.integrity import StoreIntegrity
-        from tezzeret.resilience import BreakerRegistry, ConservativeModeController, GpuProbe, MonotonicClock, ResourceMonitor
+        from tezzeret.resilience import (
+            BreakerRegistry,
+            ConservativeModeController,
+            GpuProbe,
+            MonotonicClock,
+            ResourceMonitor,
+        )
         from tezzeret.resilience.ttl import TTLMemoryManager
         from tezzeret.sandbox import make_executor
         from tezzeret.store import SigningKey, Store
@@ -118,7 +127,7 @@ class Forge:
         self.memory = TTLMemoryManager(s, self.clock)
         self.emergency_bucket = TokenBucket(s.emergency.max_per_min)
         # At-least-once delivery: the same emergency request id gets the same answer for an hour.
-        self._emergency_acks = self.memory.create("emergency_acks", ttl_s=3600.0, max_entries=10_000)
+        self._emergency_acks: TTLCache[str, Any] = self.memory.create("emergency_acks", ttl_s=3600.0, max_entries=10_000)
         check_wal_filesystem(s)
         t0 = time.monotonic()
         self.wal = await asyncio.to_thread(Wal.open, s.wal_dir, s.wal)
@@ -314,7 +323,7 @@ class Forge:
             self._outbox_waiting.set()
         report = getattr(self.wal, "recovery", None)
         self._last_recovery = {
-            "wal": report.to_dict() if hasattr(report, "to_dict") else _plain(report),
+            "wal": report.to_dict() if report is not None and hasattr(report, "to_dict") else _plain(report),
             "requeued_jobs": requeued,
             "finished_from_store": finished_from_store,
             "completed_artifacts": len(state.completed),
@@ -935,7 +944,7 @@ class Forge:
             self._store_facts = await asyncio.to_thread(self._read_store_facts)
         except Exception as exc:  # noqa: BLE001 - health shows what it could not read
             self._store_facts = {"error": f"{type(exc).__name__}: {exc}"}
-        losses = _safe(self.wal_losses, [])
+        losses: list[dict[str, Any]] = _safe(self.wal_losses, [])
         metrics.WAL_UNACKNOWLEDGED_LOSSES.set(sum(int(loss.get("count", 0)) for loss in losses))
 
     def _read_store_facts(self) -> dict[str, Any]:
@@ -1071,7 +1080,7 @@ def check_wal_filesystem(settings: Settings) -> None:
         )])
 
 
-def _safe(read: Callable[[], T], default: T) -> T:
+def _safe(read: Callable[[], T], default: Any) -> T:
     """`read()`, or `default` when it raises: health must answer whatever one part does."""
     try:
         return read()

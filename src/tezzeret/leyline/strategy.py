@@ -10,6 +10,7 @@ names them. Must never import a stage: config, the sandbox, the store and the fo
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 from tezzeret.errors import TezzeretError
 from tezzeret.leyline import leyline_pb2 as pb
@@ -29,8 +30,9 @@ class Strategy(str, Enum):
     AGGRESSIVE = "AGGRESSIVE"
 
     @property
-    def pb(self) -> int:
-        return int(pb.CompilationStrategy.Value("STRATEGY_" + self.value))
+    def pb(self) -> pb.CompilationStrategy:
+        # The generated stubs type enum fields as the enum class; at runtime values are ints.
+        return cast(pb.CompilationStrategy, pb.CompilationStrategy.Value("STRATEGY_" + self.value))
 
     def down(self) -> Strategy:
         """The tier below (AGGRESSIVE → STANDARD → FAST → EMERGENCY); EMERGENCY stays."""

@@ -154,7 +154,7 @@ def open_artifact(
     return VerifiedArtifact(path, manifest, payloads, signed_by, verdict)
 
 
-def _describe(shapes: list[tuple[tuple[int | str, ...], Any]], grad: bool) -> str:
+def _describe(shapes: Sequence[tuple[tuple[int | str, ...], Any]], grad: bool) -> str:
     parts = ", ".join(f"({', '.join(str(x) for x in s)}{',' if len(s) == 1 else ''}) "
                       f"{str(d).replace('torch.', '')}" for s, d in shapes)
     return f"[{parts}] {'train' if grad else 'no_grad'}"

@@ -168,7 +168,9 @@ class GpuProbe:
         try:
             nvml = self._given_nvml
             if nvml is None:
-                import pynvml as nvml  # nvidia-ml-py
+                import pynvml  # nvidia-ml-py
+
+                nvml = pynvml
 
             nvml.nvmlInit()
             count = nvml.nvmlDeviceGetCount()

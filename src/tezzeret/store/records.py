@@ -138,8 +138,8 @@ class ArtifactRecord:
         return kernel_status_value(self.status)
 
     @property
-    def strategy_value(self) -> int:
-        return int(pb.CompilationStrategy.Value("STRATEGY_" + self.strategy))
+    def strategy_value(self) -> pb.CompilationStrategy:
+        return Strategy.parse(self.strategy).pb
 
     @property
     def manifest(self) -> pb.CompiledKernelArtifact:
@@ -180,5 +180,5 @@ class RecompilationCandidate:
     reason: str
 
     @property
-    def strategy_value(self) -> int:
-        return int(pb.CompilationStrategy.Value("STRATEGY_" + self.strategy))
+    def strategy_value(self) -> pb.CompilationStrategy:
+        return Strategy.parse(self.strategy).pb
