@@ -25,7 +25,7 @@ from tezzeret.loader import open_artifact
 kernel_dir = Path(sys.argv[1])
 report: dict[str, object] = {"artifacts": {}}
 for path in sys.argv[2:]:
-    verified = open_artifact(path)
+    verified = open_artifact(path, trust_unsigned=True)  # compile output; the forge signs
     ir = verified.manifest.blueprint
     entries: dict[str, object] = {}
     for record in verified.manifest.entries:

@@ -44,7 +44,7 @@ def test_fresh_process_trains_every_batch_from_one_entry(dynamic_artifact: Path,
 
 
 def test_batches_outside_the_declared_range_are_refused_naming_it(dynamic_artifact: Path) -> None:
-    module = load(dynamic_artifact, serve="compiled")
+    module = load(dynamic_artifact, serve="compiled", trust_unsigned=True)
     assert module.batch_range == (1, 64)
     x = torch.randn(17, 32)
     assert torch.allclose(module(x), build_module(ir_of(TINY_MLP))(x), atol=1e-5)
@@ -59,7 +59,7 @@ def test_batches_outside_the_declared_range_are_refused_naming_it(dynamic_artifa
     assert not isinstance(missing.value, BatchOutOfRange)
     assert "[(1..64, 32) float32] train" in str(missing.value)
 
-    eager = load(dynamic_artifact, fallback="eager", serve="compiled")
+    eager = load(dynamic_artifact, fallback="eager", serve="compiled", trust_unsigned=True)
     for batch in (65, 0):
         with pytest.raises(BatchOutOfRange, match=r"outside the declared batch range \[1, 64\]"):
             eager(torch.randn(batch, 32))
