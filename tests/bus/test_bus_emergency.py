@@ -204,14 +204,40 @@ async def test_lost_reply_is_resent_identically_without_rerunning_handler(tmp_pa
         await bus.close()
 
 
+async def test_a_decision_past_the_ack_deadline_is_answered_ack_timeout_and_still_made(
+    backend_settings: Settings,
+) -> None:
+    """Tamiyo waits `emergency.ack_timeout_ms`: a slower intake is answered ACK_TIMEOUT in time
+    (saying a resend learns the answer), and the request it was deciding on is not dropped."""
+    deadline_s = backend_settings.emergency.ack_timeout_ms / 1000
+    async with Rig(backend_settings) as rig:
+        handle = rig.forge.handle
+
+        async def slower_than_the_deadline(req: pb.EmergencyCompile, caller: EmergencyCaller) -> pb.EmergencyAck:
+            await asyncio.sleep(2 * deadline_s)
+            return await handle(req, caller)
+
+        rig.listener._handler = slower_than_the_deadline
+        rid, ack = await rig.client.request(tiny_ir("bp-late"), **TAMIYO, timeout_s=10 * deadline_s)
+        assert not ack.accepted and ack.reason.startswith("ACK_TIMEOUT")
+        assert "resend with the same request_id" in ack.reason
+        done = await rig.client.wait_complete(rid, timeout_s=10)
+        assert done.status == pb.OUTCOME_SUCCESS
+        assert [r for r, _ in rig.forge.calls] == [rid]
+
+
 async def test_slow_handler_answered_once(backend_settings: Settings) -> None:
     """The forge's intake taking longer than `bus.claim_idle_ms` (a slow WAL disk) must not make a
     sibling consumer answer the same request again — least of all as a 'replayed nonce' refusal."""
+    # Twice the claim window: long past it, yet inside the emergency ack deadline (a handler past
+    # that deadline is answered ACK_TIMEOUT, which test_ack_deadline-style tests cover).
+    slow_s = 2 * backend_settings.bus.claim_idle_ms / 1000
+    assert slow_s < 0.7 * backend_settings.emergency.ack_timeout_ms / 1000
     async with Rig(backend_settings) as rig:
         handle = rig.forge.handle
 
         async def slow(req: pb.EmergencyCompile, caller: EmergencyCaller) -> pb.EmergencyAck:
-            await asyncio.sleep(4 * backend_settings.bus.claim_idle_ms / 1000)
+            await asyncio.sleep(slow_s)
             return await handle(req, caller)
 
         rig.listener._handler = slow
