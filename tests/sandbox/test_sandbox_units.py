@@ -154,6 +154,10 @@ def test_worker_env_carries_no_service_secrets() -> None:
                                 "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3"}, tmpdir="/t", user="u")
     assert "ESPER_LEYLINE_SECRET" not in env and "TEZZERET_BUS__KEYS" not in env
     assert env["TORCHINDUCTOR_CPP_MARCH"] == "x86-64-v3" and env["OMP_NUM_THREADS"] == "1"
+    # Workers import the tezzeret this process runs, whatever PYTHONPATH the service had.
+    import tezzeret
+
+    assert Path(env["PYTHONPATH"], "tezzeret", "__init__.py").resolve() == Path(tezzeret.__file__).resolve()
 
 
 def test_task_specs_are_checked() -> None:

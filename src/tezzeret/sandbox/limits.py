@@ -17,7 +17,9 @@ import os
 import resource
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import tezzeret
 from tezzeret.config import Settings
 from tezzeret.leyline import Strategy
 from tezzeret.leyline import pb
@@ -138,6 +140,9 @@ def lower_own_limits(memory_mb: int, cpu_s: int) -> str | None:
     return None
 
 
+_PACKAGE_ROOT = str(Path(tezzeret.__file__).resolve().parent.parent)
+
+
 def worker_env(settings: Settings, base: Mapping[str, str], *, tmpdir: str, user: str) -> dict[str, str]:
     """The worker's whole environment: a short allowlist, never the service's secrets."""
     threads = str(settings.sandbox.worker_threads)
@@ -155,6 +160,10 @@ def worker_env(settings: Settings, base: Mapping[str, str], *, tmpdir: str, user
         "TORCHINDUCTOR_CACHE_DIR": str(settings.inductor_cache_dir),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
+        # The worker imports the very tezzeret this service runs (a checkout on PYTHONPATH, an
+        # editable install elsewhere): compile code of another version would build artifacts
+        # under another toolchain id than the one the job was journaled with.
+        "PYTHONPATH": _PACKAGE_ROOT,
         "TEZZERET_GPU_FRACTION": str(settings.compilation.gpu_utilization_limit),
     }
     for key, value in base.items():
