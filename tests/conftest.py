@@ -16,7 +16,8 @@ os.environ.pop("TEZZERET_TRUSTED_KEYS", None)
 os.environ.pop("TEZZERET_KEYRING", None)
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tezzeret-test-config-")
 
-# Helpers every test folder shares (real servers, free ports): `from servers import RedisServer`.
+# Helpers every test folder shares: `from servers import RedisServer, free_port` (real servers, free
+# ports) and `from settings import settings_for` (the one settings factory).
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from settings import settings_for
 
 from tezzeret import metrics
 from tezzeret.cache import (
@@ -20,7 +21,6 @@ from tezzeret.cache import (
     l3_environment,
     store_l2,
 )
-from tezzeret.config import load_settings
 from tezzeret.leyline import codec, pb
 from tezzeret.resilience.clock import ManualClock
 from tezzeret.resilience.ttl import TTLMemoryManager
@@ -41,7 +41,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _cache(tmp_path: Path, store: Store | None = None, clock: ManualClock | None = None, **overrides: Any) -> CompileCache[Any]:
-    settings = load_settings(state_dir=str(tmp_path / "state"), **overrides)
+    settings = settings_for(tmp_path / "state", **overrides)
     return CompileCache.from_settings(settings, l2=store_l2(store) if store else None, clock=clock)
 
 
@@ -96,7 +96,7 @@ async def test_store_errors_count_as_misses(tmp_path: Path) -> None:
     def broken_l2(artifact_id: str) -> None:
         raise OSError("disk I/O error")
 
-    settings = load_settings(state_dir=str(tmp_path / "state"))
+    settings = settings_for(tmp_path / "state")
     cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=broken_l2)
     assert await cache.lookup(AID) is None
     assert cache.stats().l2.errors == 1
@@ -109,7 +109,7 @@ async def test_caching_off_keeps_no_results(tmp_path: Path) -> None:
 
 
 def test_registered_with_the_memory_manager(tmp_path: Path) -> None:
-    settings = load_settings(state_dir=str(tmp_path / "state"), cache={"l1_max_entries": 3})
+    settings = settings_for(tmp_path / "state", cache={"l1_max_entries": 3})
     memory = TTLMemoryManager(settings, ManualClock())
     cache: CompileCache[Any] = CompileCache.from_settings(settings, l2=None, memory=memory)
     results = memory["compilation_cache"]
@@ -138,21 +138,21 @@ def test_l3_counts_and_rate(tmp_path: Path) -> None:
 
 
 def test_l3_environment(tmp_path: Path) -> None:
-    local = l3_environment(load_settings(state_dir=str(tmp_path)))
+    local = l3_environment(settings_for(tmp_path))
     assert local == {
         "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
         "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
         "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",
     }
-    remote = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://127.0.0.1:6390/0"))
+    remote = l3_environment(settings_for(tmp_path, redis_url="redis://127.0.0.1:6390/0"))
     assert remote["TORCHINDUCTOR_REDIS_URL"] == "redis://127.0.0.1:6390/0"
     assert remote["TORCHINDUCTOR_FX_GRAPH_REMOTE_CACHE"] == "1"
     assert remote["TORCHINDUCTOR_AUTOTUNE_REMOTE_CACHE"] == "1"
-    off = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://x", cache={"remote_inductor_cache": False}))
+    off = l3_environment(settings_for(tmp_path, redis_url="redis://x", cache={"remote_inductor_cache": False}))
     assert "TORCHINDUCTOR_REDIS_URL" not in off
     # No caching means no shared cache, but the local ones stay: AOT precompile serializes
     # through the AOTAutograd cache entry and fails without it.
-    uncached = l3_environment(load_settings(state_dir=str(tmp_path), redis_url="redis://x", compilation={"enable_caching": False}))
+    uncached = l3_environment(settings_for(tmp_path, redis_url="redis://x", compilation={"enable_caching": False}))
     assert uncached["TORCHINDUCTOR_AUTOGRAD_CACHE"] == "1" and uncached["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
     assert "TORCHINDUCTOR_REDIS_URL" not in uncached
     # Every variable we set is one the installed torch actually reads.

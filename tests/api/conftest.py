@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import ServerProcess, free_port, write_config
+from serverproc import ServerProcess, write_config
+from servers import free_port
 
 
 @pytest.fixture(scope="module")

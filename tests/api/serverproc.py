@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 import yaml
+from settings import QUIET_FORGE, settings_doc
 
 from tezzeret.api.auth import token_sha256
 
@@ -21,22 +21,12 @@ EMERGENCY_TOKEN = "emergency-token-for-tests"
 SUBMIT_TOKEN = "submit-token-for-tests"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_config(path: Path, state_dir: Path, port: int, **extra: Any) -> Path:
-    doc: dict[str, Any] = {
-        "state_dir": str(state_dir),
-        "compilation": {"max_concurrent_jobs": 1, "idle_recompilation": False},
-        # Polling would submit at the policy's tier (STANDARD+): tested in process, paused.
-        "polling": {"initial_full_scan": False, "refresh_interval_minutes": 0},
-        "sandbox": {"grace_period_s": 5.0},
+    """A `tezzeret serve` config on `port` with the three test tokens, over the quiet-forge preset
+    (polling is tested in process, not here); `extra` merges over it section by section."""
+    served: dict[str, Any] = {
         # The seed's 65 s FAST budget is for a dedicated machine; tests share 2 busy cores.
         "timeouts_ms": {"fast_compilation": 400_000},
-        "wal": {"durability_mode": "fsync"},
         "api": {
             "host": "127.0.0.1",
             "port": port,
@@ -51,11 +41,7 @@ def write_config(path: Path, state_dir: Path, port: int, **extra: Any) -> Path:
             ],
         },
     }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(doc.get(key), dict):
-            doc[key] = {**doc[key], **value}
-        else:
-            doc[key] = value
+    doc = settings_doc(state_dir, QUIET_FORGE, served, **extra)
     path.write_text(yaml.safe_dump({"tezzeret": doc}))
     return path
 

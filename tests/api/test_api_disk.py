@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, ServerProcess, free_port, write_config
+from serverproc import ADMIN_TOKEN, ServerProcess, write_config
+from servers import free_port
 
 from tezzeret.blueprint import library
 from tezzeret.forge.audit import read_audit

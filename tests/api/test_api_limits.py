@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, free_port, write_config
+from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, write_config
+from servers import free_port
 
 from tezzeret.config import load_settings
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, ServerProcess, free_port, wait_job, write_config
+from serverproc import ADMIN_TOKEN, ServerProcess, wait_job, write_config
+from servers import free_port
 
 from tezzeret.blueprint import library
 from tezzeret.bus import topics

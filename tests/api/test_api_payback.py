@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serverproc import ServerProcess, free_port, wait_job, write_config
+from serverproc import ServerProcess, wait_job, write_config
+from servers import free_port
 
 from tezzeret.blueprint import library
 from tezzeret.leyline import to_json

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, free_port, write_config
+from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, write_config
+from servers import free_port
 
 from tezzeret.blueprint import library
 from tezzeret.forge.audit import read_audit

@@ -1,90 +1,31 @@
-"""Helpers for the bus tests: a real redis-server process, test settings, a sample of each topic."""
+"""Helpers for the bus tests: test settings, a sample of each topic, a collecting handler."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import redis
+# bus_crash_consumer.py imports this module in a child process, where no conftest put tests/support
+# on the path.
+_SUPPORT = str(Path(__file__).resolve().parent.parent / "support")
+if _SUPPORT not in sys.path:
+    sys.path.insert(0, _SUPPORT)
 
-from tezzeret.bus import topics
-from tezzeret.config import Settings, load_settings
-from tezzeret.leyline import SCHEMA_VERSION, pb
+from settings import BUS_KEYS, settings_for  # noqa: E402
 
-TAMIYO_SECRET = "tamiyo-test-secret"
-KARN_SECRET = "karn-test-secret"
+from tezzeret.bus import topics  # noqa: E402
+from tezzeret.config import Settings  # noqa: E402
+from tezzeret.leyline import SCHEMA_VERSION, pb  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """One redis-server process with no persistence; `kill()` and `start()` keep the port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.ConnectionError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
+# Fast redelivery, so reclaim and dead-letter tests end in seconds, and the tests' three keys.
+FAST_BUS = {"bus": {"claim_idle_ms": 150, "max_deliveries": 3, "keys": BUS_KEYS}}
 
 
 def bus_settings(state_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
     """Settings with fast redelivery and three keys: the forge's, Tamiyo's and Karn's."""
-    bus = {
-        "claim_idle_ms": 150,
-        "max_deliveries": 3,
-        "keys": [
-            {"key_id": "tezzeret", "secret": "tezzeret-test-secret", "roles": ["publisher", "emergency", "admin"]},
-            {"key_id": "tamiyo", "secret": TAMIYO_SECRET, "roles": ["emergency"]},
-            {"key_id": "karn", "secret": KARN_SECRET, "roles": ["publisher"]},
-        ],
-    }
-    bus.update(overrides.pop("bus", {}))
-    return load_settings(state_dir=state_dir, redis_url=redis_url, bus=bus, **overrides)
-
-
+    return settings_for(state_dir, FAST_BUS, redis_url=redis_url, **overrides)
 
 
 def tiny_ir(name: str = "bp-tiny") -> pb.BlueprintIR:

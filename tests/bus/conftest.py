@@ -1,27 +1,16 @@
-"""Fixtures for the bus tests: a real `redis-server` on a free loopback port, and test settings."""
+"""Fixtures for the bus tests: the same settings on each backend (the `redis_server` fixture is the
+suite's, in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bus_helpers import RedisServer, bus_settings
+from bus_helpers import bus_settings
+from servers import RedisServer
 
 from tezzeret.config import Settings
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(params=["inprocess", "redis"])

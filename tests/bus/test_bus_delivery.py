@@ -6,7 +6,8 @@ import asyncio
 import time
 
 import pytest
-from bus_helpers import KARN_SECRET, Collector, sample
+from bus_helpers import Collector, sample
+from settings import KARN_SECRET
 
 from tezzeret.bus import Delivery, SeenSet, idempotent, make_bus, seal, topics
 from tezzeret.bus.envelope import signature_of
@@ -171,7 +172,7 @@ async def test_undecodable_envelope_bytes_dead_lettered(redis_server, tmp_path) 
 
 async def test_publisher_role_required(backend_settings: Settings) -> None:
     """Tamiyo's key may only send emergency requests; on an ordinary topic it is refused."""
-    from bus_helpers import TAMIYO_SECRET
+    from settings import TAMIYO_SECRET
 
     bus = make_bus(backend_settings)
     got = Collector()

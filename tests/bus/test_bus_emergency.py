@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_helpers import KARN_SECRET, TAMIYO_SECRET, bus_settings, tiny_ir
+from bus_helpers import bus_settings, tiny_ir
+from settings import KARN_SECRET, TAMIYO_SECRET
 
 from tezzeret.bus import Bus, EmergencyCaller, EmergencyClient, EmergencyListener, make_bus, topics
 from tezzeret.config import Settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bus_helpers import KARN_SECRET, bus_settings, sample
+from bus_helpers import bus_settings, sample
+from settings import KARN_SECRET
 
 from tezzeret.bus import EnvelopeRejected, Keyring, SeenSet, TokenBucket, open_envelope, seal, topics
 from tezzeret.bus.envelope import signature_of

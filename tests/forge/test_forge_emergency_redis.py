@@ -6,12 +6,13 @@ printed, not asserted (speed belongs to `bench/`)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 from pathlib import Path
 
 import pytest
-from forge_helpers import BUS_KEYS, KARN_SECRET, SMALL, TAMIYO_SECRET, RedisServer, blueprint, forge_settings
+from forge_helpers import SMALL, blueprint, forge_settings
+from servers import RedisServer
+from settings import BUS_KEYS, KARN_SECRET, TAMIYO_SECRET
 
 from tezzeret.bus import EmergencyClient, make_bus, topics
 from tezzeret.bus.base import Delivery
@@ -20,17 +21,6 @@ from tezzeret.forge.service import Forge
 from tezzeret.leyline import SCHEMA_VERSION, pb
 
 pytestmark = [pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    server = RedisServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_emergency_over_redis(tmp_path: Path, redis_server: RedisServer) -> None:
@@ -55,7 +45,7 @@ async def test_emergency_over_redis(tmp_path: Path, redis_server: RedisServer) -
         irs = [blueprint(n) for n in SMALL]
         rids = []
         for i in range(100):
-            rids.append(await client.send(irs[i % len(irs)], key_id="tamiyo", secret=TAMIYO_SECRET))
+            rids.append(await client.send(irs[i % len(irs)], key_id="tamiyo", secret=TAMIYO_SECRET.encode()))
         acks = [await client.wait_ack(r, timeout_s=30) for r in rids]
         assert all(a.accepted for a in acks), [a.reason for a in acks if not a.accepted][:3]
         ack_ms = sorted((client.acked_at[r] - client.sent_at[r]) * 1000 for r in rids)
@@ -69,7 +59,7 @@ async def test_emergency_over_redis(tmp_path: Path, redis_server: RedisServer) -
         assert sorted(j.artifact_id for j in jobs) == sorted({c.artifact_id for c in completes})
 
         # Wrong role and unsigned: refused, with reasons, and audited.
-        rid_karn, ack_karn = await client.request(irs[0], key_id="karn", secret=KARN_SECRET, timeout_s=30)
+        rid_karn, ack_karn = await client.request(irs[0], key_id="karn", secret=KARN_SECRET.encode(), timeout_s=30)
         assert not ack_karn.accepted and "emergency" in ack_karn.reason
         rid_unsigned, ack_unsigned = await client.request(irs[0], key_id="tamiyo", secret=None, timeout_s=30)
         assert not ack_unsigned.accepted

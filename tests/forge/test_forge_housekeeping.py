@@ -11,7 +11,7 @@ from pathlib import Path
 
 import forge_tasks
 import pytest
-from forge_helpers import forge_settings, request
+from forge_helpers import in_process_settings, request
 
 from tezzeret.forge.audit import AuditLog, read_audit
 from tezzeret.forge.jobs import JobStatus, priority_name
@@ -22,16 +22,12 @@ from tezzeret.sandbox.inprocess import InProcessExecutor
 pytestmark = pytest.mark.timeout(300)
 
 
-def _settings(tmp_path: Path, **overrides: object):  # type: ignore[no-untyped-def]
-    return forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000}, **overrides)
-
-
 async def _start(settings, task: str = "gated_compile") -> Forge:  # type: ignore[no-untyped-def]
     return await Forge(settings, executor=InProcessExecutor(settings, tasks={"compile": f"forge_tasks:{task}"})).start()
 
 
 async def test_the_service_sweeps_every_map_and_expires_the_queue(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, memory_management={
+    settings = in_process_settings(tmp_path / "state", memory_management={
         "cleanup_interval_seconds": 0.5, "job_ttl_seconds": 1, "cache_ttl_seconds": 1, "queue_ttl_seconds": 1,
     })
     forge_tasks.GATE.set()
@@ -56,7 +52,7 @@ async def test_the_service_sweeps_every_map_and_expires_the_queue(tmp_path: Path
 
 async def test_conservative_mode_halves_the_cache_budget_and_the_gpu_share(tmp_path: Path) -> None:
     forge_tasks.GATE.set()
-    forge = await _start(_settings(tmp_path))
+    forge = await _start(in_process_settings(tmp_path / "state"))
     try:
         full = forge.memory["compilation_cache"].max_entries
         job = forge.intake.prepare(request("mlp_512"), system_load=0, conservative_downgrade=None)
@@ -78,7 +74,7 @@ async def test_conservative_mode_halves_the_cache_budget_and_the_gpu_share(tmp_p
 
 async def test_automatic_work_gives_its_slot_to_a_user_job(tmp_path: Path) -> None:
     forge_tasks.GATE.clear()
-    forge = await _start(_settings(tmp_path))
+    forge = await _start(in_process_settings(tmp_path / "state"))
     try:
         polled = await forge.submit(request("swiglu_mlp_512"), "urza")
         for _ in range(100):
@@ -102,7 +98,7 @@ async def test_automatic_work_gives_its_slot_to_a_user_job(tmp_path: Path) -> No
 
 
 async def test_a_restarted_job_keeps_its_fields(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, emergency={"reserved_worker": False})
+    settings = in_process_settings(tmp_path / "state", emergency={"reserved_worker": False})
     forge_tasks.GATE.clear()
     first = await _start(settings)
     first.pipeline.pause()
@@ -124,7 +120,7 @@ async def test_a_restarted_job_keeps_its_fields(tmp_path: Path) -> None:
 
 
 async def test_every_submission_and_outcome_is_audited(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    settings = in_process_settings(tmp_path / "state")
     forge_tasks.GATE.set()
     forge = await _start(settings)
     try:

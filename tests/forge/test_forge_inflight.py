@@ -12,7 +12,7 @@ from pathlib import Path
 import forge_tasks
 import pytest
 import pytest_asyncio
-from forge_helpers import forge_settings, request
+from forge_helpers import in_process_settings, request
 
 from tezzeret.forge.errors import ForgeError
 from tezzeret.forge.jobs import JobStatus
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 async def _forge(tmp_path: Path, task: str) -> Forge:
-    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000})
+    settings = in_process_settings(tmp_path / "state")
     forge_tasks.GATE.clear()
     forge_tasks.CALLS.clear()
     return await Forge(settings, executor=InProcessExecutor(settings, tasks={"compile": f"forge_tasks:{task}"})).start()

@@ -12,7 +12,7 @@ from pathlib import Path
 import forge_tasks
 import pytest
 import pytest_asyncio
-from forge_helpers import forge_settings, request
+from forge_helpers import in_process_settings, request
 
 from tezzeret import metrics
 from tezzeret.forge.integrity import ArtifactDamaged
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest_asyncio.fixture
 async def forge(tmp_path: Path) -> AsyncIterator[Forge]:
-    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000})
+    settings = in_process_settings(tmp_path / "state")
     forge_tasks.GATE.set()
     f = await Forge(settings, executor=InProcessExecutor(settings, tasks={"compile": "forge_tasks:gated_compile"})).start()
     try:
@@ -104,7 +104,7 @@ async def test_the_scrub_command_finds_it_offline_and_the_next_start_rebuilds(tm
     import subprocess
     import sys
 
-    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000})
+    settings = in_process_settings(tmp_path / "state")
     forge_tasks.GATE.set()
     executor = InProcessExecutor(settings, tasks={"compile": "forge_tasks:gated_compile"})
     first = await Forge(settings, executor=executor).start()

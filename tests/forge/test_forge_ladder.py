@@ -8,7 +8,7 @@ from pathlib import Path
 
 import forge_tasks
 import pytest
-from forge_helpers import forge_settings, request
+from forge_helpers import in_process_settings, request
 
 from tezzeret.artifact.file import read_manifest
 from tezzeret.bus import topics
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 async def _forge(tmp_path: Path, task: str, **overrides: object) -> Forge:
-    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000}, **overrides)
+    settings = in_process_settings(tmp_path / "state", **overrides)
     forge_tasks.GATE.set()
     forge_tasks.CALLS.clear()
     return await Forge(settings, executor=InProcessExecutor(settings, tasks={"compile": f"forge_tasks:{task}"})).start()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from settings import settings_for
 
-from tezzeret.config import load_settings
 from tezzeret.forge.strategy import select_strategy
 from tezzeret.leyline import Strategy, pb
 
@@ -24,21 +24,21 @@ def meta(interest: float = 0.0, value: float = 0.0) -> pb.BlueprintMetadata:
     ],
 )
 def test_policy_table(tmp_path, interest: float, load: float, expected: str) -> None:
-    s = load_settings(state_dir=tmp_path)
+    s = settings_for(tmp_path)
     d = select_strategy(s, metadata=meta(interest), system_load=load)
     assert d.name == expected, d.reason
 
 
 def test_value_counts_as_interest_and_aggressive_switch(tmp_path) -> None:
-    s = load_settings(state_dir=tmp_path)
+    s = settings_for(tmp_path)
     assert select_strategy(s, metadata=meta(value=0.95)).name == "AGGRESSIVE"
-    off = load_settings(state_dir=tmp_path, compilation={"enable_aggressive_pipeline": False})
+    off = settings_for(tmp_path, compilation={"enable_aggressive_pipeline": False})
     d = select_strategy(off, metadata=meta(0.95))
     assert d.name == "STANDARD" and d.capped
 
 
 def test_explicit_request_wins_but_conservative_caps(tmp_path) -> None:
-    s = load_settings(state_dir=tmp_path)
+    s = settings_for(tmp_path)
     assert select_strategy(s, requested=pb.STRATEGY_FAST, metadata=meta(0.99)).name == "FAST"
     assert select_strategy(s, requested=pb.STRATEGY_EMERGENCY).name == "EMERGENCY"
     d = select_strategy(

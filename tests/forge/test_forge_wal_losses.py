@@ -7,7 +7,7 @@ from pathlib import Path
 
 import forge_tasks
 import pytest
-from forge_helpers import forge_settings, request
+from forge_helpers import in_process_settings, request
 
 from tezzeret.forge.jobs import JobStatus
 from tezzeret.forge.service import Forge
@@ -23,8 +23,7 @@ async def _start(settings) -> Forge:  # type: ignore[no-untyped-def]
 
 
 async def test_lost_transactions_keep_health_degraded_until_acknowledged(tmp_path: Path) -> None:
-    settings = forge_settings(tmp_path / "state", timeouts_ms={"emergency_compilation": 120_000},
-                              wal={"checkpoint_interval_compilations": 1000})
+    settings = in_process_settings(tmp_path / "state", wal={"checkpoint_interval_compilations": 1000})
     forge_tasks.GATE.set()
     forge = await _start(settings)
     try:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from ops_helpers import OPS, Prometheus
-from serverproc import ServerProcess, free_port, write_config
+from serverproc import ServerProcess, write_config
+from servers import free_port
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
 
-from serverproc import free_port, wait_job  # noqa: E402
+from serverproc import wait_job  # noqa: E402
+from servers import free_port  # noqa: E402
 
 from tezzeret.blueprint import library  # noqa: E402
 from tezzeret.leyline import to_json  # noqa: E402

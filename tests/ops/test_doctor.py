@@ -9,12 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from serverproc import free_port
+from servers import RedisServer, free_port, require
 
 from tezzeret.artifact.target import python_version, torch_build
 from tezzeret.blueprint import digest, library
@@ -147,42 +147,24 @@ def test_doctor_on_a_key_dir_others_can_read(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[object]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    procs: list[subprocess.Popen[bytes]] = []
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Starts real redis-servers, each in its own dir (AOF files must not meet); returns their URLs."""
+    require("redis-server")
+    servers: list[RedisServer] = []
 
-    def start(*persistence: str) -> str:
-        import redis
-
-        port = free_port()
-        workdir = tmp_path / f"redis-{port}"
-        workdir.mkdir()
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), *persistence],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                import time
-
-                time.sleep(0.05)
-        client.close()
-        return f"redis://127.0.0.1:{port}/0"
+    def start(*, appendonly: bool) -> str:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", appendonly=appendonly)
+        servers.append(server)
+        return server.start().url
 
     yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait(10)
+    for server in servers:
+        server.kill()
 
 
-def test_doctor_checks_redis_reachability_and_persistence(tmp_path: Path, redis_factory: object) -> None:
-    volatile = redis_factory("--save", "", "--appendonly", "no")  # type: ignore[operator]
-    durable = redis_factory("--save", "", "--appendonly", "yes")  # type: ignore[operator]
+def test_doctor_checks_redis_reachability_and_persistence(tmp_path: Path, redis_factory: Callable[..., str]) -> None:
+    volatile = redis_factory(appendonly=False)
+    durable = redis_factory(appendonly=True)
     _, report = doctor(tmp_path / "state", config={"redis_url": volatile})
     assert by_name(report)["redis"]["status"] == "warn" and "no persistence" in by_name(report)["redis"]["message"]
     _, report = doctor(tmp_path / "state", config={"redis_url": durable})

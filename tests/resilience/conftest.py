@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
+from settings import settings_for
 
-from tezzeret.config import Settings, load_settings
+from tezzeret.config import Settings
 from tezzeret.resilience import BreakerRegistry, ConservativeModeController, ManualClock
 
 
@@ -16,16 +16,11 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    # The seed's concurrency as configured, on any host: these tests are about what conservative
-    # mode does to it, not about the cores a host leaves to training (see test_config).
-    overrides.setdefault("sandbox", {"training_reserved_cores": 0})
-    return load_settings(state_dir=str(tmp_path), **overrides)
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+    # The seed's concurrency as configured, on any host: these tests are about what conservative
+    # mode does to it, not about the cores a host leaves to training (see test_config).
+    return settings_for(tmp_path, sandbox={"training_reserved_cores": 0})
 
 
 @pytest.fixture

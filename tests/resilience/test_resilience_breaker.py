@@ -9,8 +9,8 @@ import logging
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from resilience_helpers import metric
+from settings import settings_for
 
-from tezzeret.config import load_settings
 from tezzeret.resilience import (
     BREAKER_NAMES,
     BreakerRegistry,
@@ -247,8 +247,8 @@ def test_bad_thresholds_are_refused(clock: ManualClock) -> None:
 
 
 def test_registry_from_settings_uses_per_breaker_keys_over_globals(tmp_path, clock: ManualClock) -> None:
-    s = load_settings(
-        state_dir=str(tmp_path),
+    s = settings_for(
+        tmp_path,
         circuit_breakers={
             "failure_threshold": 4,
             "compilation_timeout": {"failure_threshold": 2, "timeout_ms": 300_000},

@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from settings import settings_for
 
-from tezzeret.config import load_settings
 from tezzeret.resilience import Clock, ManualClock, MonotonicClock, ResourceMonitor, TTLCache, TTLMemoryManager
 from tezzeret.resilience.monitor import GpuProbe
 
@@ -72,7 +72,7 @@ class NoGpu(GpuProbe):
 async def test_several_periodic_tasks_on_one_driven_clock(tmp_path: Path) -> None:
     """The TTL sweeper (every 300 s) and the monitor (every 10 s) run together for an hour."""
     clock = ManualClock(start=0.0, autoadvance=False)
-    s = load_settings(state_dir=str(tmp_path), memory_management={"cleanup_interval_seconds": 300})
+    s = settings_for(tmp_path, memory_management={"cleanup_interval_seconds": 300})
     mgr = TTLMemoryManager(s, clock)
     c: TTLCache[int, int] = mgr.create("compilation_cache")
     c.put(1, 1)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from resilience_helpers import metric
+from settings import settings_for
 
-from tezzeret.config import Settings, Strategy, load_settings
+from tezzeret.config import Settings, Strategy
 from tezzeret.resilience import (
     BreakerRegistry,
     BreakerState,
@@ -60,8 +61,8 @@ def test_row_compilation_timeout_enters_conservative_mode(controller: Conservati
 
 def test_row_gpu_memory_above_80_percent_drops_concurrency_to_1(tmp_path: Path, clock: ManualClock) -> None:
     # Even with conservative concurrency configured at 2, GPU memory pressure forces 1.
-    s = load_settings(
-        state_dir=str(tmp_path),
+    s = settings_for(
+        tmp_path,
         compilation={"max_concurrent_jobs": 4},
         conservative_mode={"settings": {"max_concurrent_jobs": 2}},
         sandbox={"training_reserved_cores": 0},  # the configured 4 stands on any host
@@ -162,7 +163,7 @@ def test_effects_of_conservative_mode(controller: ConservativeModeController) ->
 
 
 def test_aggressive_disabled_in_config_is_never_returned(tmp_path: Path, clock: ManualClock) -> None:
-    s = load_settings(state_dir=str(tmp_path), compilation={"enable_aggressive_pipeline": False})
+    s = settings_for(tmp_path, compilation={"enable_aggressive_pipeline": False})
     ctl = ConservativeModeController(s, BreakerRegistry.from_settings(s, clock), clock)
     assert ctl.effective().downgrade(Strategy.AGGRESSIVE) is Strategy.STANDARD
 
@@ -230,7 +231,7 @@ def test_half_open_breaker_blocks_exit(controller: ConservativeModeController, b
 
 # -- configuration -------------------------------------------------------------------------
 def test_auto_enable_false_ignores_triggers(tmp_path: Path, clock: ManualClock) -> None:
-    s = load_settings(state_dir=str(tmp_path), conservative_mode={"auto_enable": False})
+    s = settings_for(tmp_path, conservative_mode={"auto_enable": False})
     reg = BreakerRegistry.from_settings(s, clock)
     ctl = ConservativeModeController(s, reg, clock)
     assert ctl.trigger("torch_crash") is False
@@ -240,7 +241,7 @@ def test_auto_enable_false_ignores_triggers(tmp_path: Path, clock: ManualClock) 
 
 
 def test_triggers_list_selects_reasons(tmp_path: Path, clock: ManualClock) -> None:
-    s = load_settings(state_dir=str(tmp_path), conservative_mode={"triggers": ["torch_crash", "circuit_breaker_open"]})
+    s = settings_for(tmp_path, conservative_mode={"triggers": ["torch_crash", "circuit_breaker_open"]})
     ctl = ConservativeModeController(s, BreakerRegistry.from_settings(s, clock), clock)
     assert ctl.trigger("compilation_timeout") is False
     ctl.observe(load(memory_percent=95.0))
@@ -252,14 +253,14 @@ def test_unknown_names_are_refused(tmp_path: Path, clock: ManualClock, controlle
     with pytest.raises(UnknownTriggerError) as info:
         controller.trigger("cosmic_rays")
     assert info.value.code == "CONSERVATIVE_TRIGGER_UNKNOWN" and "torch_crash" in str(info.value)
-    s = load_settings(state_dir=str(tmp_path), conservative_mode={"triggers": ["cosmic_rays"]})
+    s = settings_for(tmp_path, conservative_mode={"triggers": ["cosmic_rays"]})
     with pytest.raises(ResilienceConfigError) as cfg:
         ConservativeModeController(s, BreakerRegistry.from_settings(s, clock), clock)
     assert "conservative_mode.triggers" in str(cfg.value)
 
 
 def test_quiet_period_comes_from_timeouts(tmp_path: Path, clock: ManualClock) -> None:
-    s: Settings = load_settings(state_dir=str(tmp_path), timeouts_ms={"conservative_mode_timeout": 60_000})
+    s: Settings = settings_for(tmp_path, timeouts_ms={"conservative_mode_timeout": 60_000})
     ctl = ConservativeModeController(s, BreakerRegistry.from_settings(s, clock), clock)
     ctl.trigger("compilation_timeout")
     run_for(ctl, clock, 50, CALM)

@@ -7,7 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from tezzeret.config import load_settings
+from settings import settings_for
+
 from tezzeret.resilience import GpuProbe, ManualClock, Resilience, ResourceMonitor, TTLCache
 
 
@@ -27,7 +28,7 @@ class HotGpu(GpuProbe):
 def test_conservative_mode_scales_cache_budgets(tmp_path: Path) -> None:
     clock = ManualClock()
     kit = Resilience.from_settings(
-        load_settings(state_dir=str(tmp_path), memory_management={"max_entries_per_cache": 1000}), clock
+        settings_for(tmp_path, memory_management={"max_entries_per_cache": 1000}), clock
     )
     try:
         jobs: TTLCache[int, int] = kit.memory.create("jobs")
@@ -58,7 +59,7 @@ def test_conservative_mode_scales_cache_budgets(tmp_path: Path) -> None:
 
 async def test_run_feeds_real_readings_into_conservative_mode(tmp_path: Path) -> None:
     clock = ManualClock(autoadvance=False)
-    s = load_settings(state_dir=str(tmp_path))
+    s = settings_for(tmp_path)
     kit = Resilience.from_settings(s, clock, monitor=ResourceMonitor(clock, gpu=HotGpu()))
     task = asyncio.create_task(kit.run())
     try:

@@ -11,7 +11,9 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from tezzeret.config import Strategy, load_settings
+from settings import settings_for
+
+from tezzeret.config import Strategy
 from tezzeret.resilience import (
     BreakerRegistry,
     CircuitOpenError,
@@ -55,7 +57,7 @@ class Step:
 async def test_two_hour_scenario(tmp_path: Path) -> None:
     clock = ManualClock()
     start = clock.monotonic()
-    s = load_settings(state_dir=str(tmp_path), sandbox={"training_reserved_cores": 0})  # the seed's 2 stands
+    s = settings_for(tmp_path, sandbox={"training_reserved_cores": 0})  # the seed's 2 stands
     breakers = BreakerRegistry.from_settings(s, clock)
     ctl = ConservativeModeController(s, breakers, clock)
     mon = ResourceMonitor(clock, gpu=TimelineGpu(clock, start))

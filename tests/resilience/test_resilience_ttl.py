@@ -9,8 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 from resilience_helpers import metric
+from settings import settings_for
 
-from tezzeret.config import load_settings
 from tezzeret.resilience import ManualClock, ResilienceConfigError, TTLCache, TTLMemoryManager
 
 
@@ -99,7 +99,7 @@ def test_budget_factor_halves_and_restores_caps(clock: ManualClock) -> None:
 
 
 def test_manager_standard_caches_take_ttls_from_settings(tmp_path: Path, clock: ManualClock) -> None:
-    s = load_settings(state_dir=str(tmp_path), memory_management={"max_entries_per_cache": 500, "max_cache_size_mb": 1})
+    s = settings_for(tmp_path, memory_management={"max_entries_per_cache": 500, "max_cache_size_mb": 1})
     mgr = TTLMemoryManager(s, clock)
     comp: TTLCache[str, bytes] = mgr.create("compilation_cache", sizeof=len)
     jobs: TTLCache[str, object] = mgr.create("jobs")
@@ -127,7 +127,7 @@ def test_manager_standard_caches_take_ttls_from_settings(tmp_path: Path, clock: 
 
 
 async def test_manager_run_sweeps_every_interval(tmp_path: Path, clock: ManualClock) -> None:
-    s = load_settings(state_dir=str(tmp_path), memory_management={"cleanup_interval_seconds": 300})
+    s = settings_for(tmp_path, memory_management={"cleanup_interval_seconds": 300})
     mgr = TTLMemoryManager(s, clock)
     c: TTLCache[int, int] = mgr.create("compilation_cache")
     for i in range(3000):
@@ -154,8 +154,8 @@ def test_soak_a_million_entries_over_simulated_hours_stays_bounded(tmp_path: Pat
     """
     clock = ManualClock()
     cap = 20_000
-    s = load_settings(
-        state_dir=str(tmp_path),
+    s = settings_for(
+        tmp_path,
         memory_management={"max_entries_per_cache": cap, "cleanup_interval_seconds": 300},
     )
     mgr = TTLMemoryManager(s, clock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 import uuid
@@ -18,29 +19,32 @@ from typing import Any
 
 import psutil
 
-from tezzeret.config import Settings, load_settings
-from tezzeret.leyline import pb
-from tezzeret.sandbox import SandboxExecutor
-from tezzeret.sandbox.outcome import detail
-
 HERE = Path(__file__).resolve().parent
+# The Ray tests' driver processes import this module with only this folder on the path: no
+# conftest put tests/support there.
+if str(HERE.parent / "support") not in sys.path:
+    sys.path.insert(0, str(HERE.parent / "support"))
+
+from settings import settings_for  # noqa: E402
+
+from tezzeret.config import Settings  # noqa: E402
+from tezzeret.leyline import pb  # noqa: E402
+from tezzeret.sandbox import SandboxExecutor  # noqa: E402
+from tezzeret.sandbox.outcome import detail  # noqa: E402
+
+# Small limits, so abuse ends fast.
+SANDBOX_LIMITS = {
+    "compilation": {"max_concurrent_jobs": 1},
+    "emergency": {"reserved_worker": True},
+    # niceness 1, not the default 10: still checkable, and shared CI cores do not starve respawns.
+    "sandbox": {"max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50, "niceness": 1},
+    "resources": {"per_job_memory_limits": {"emergency": 1536, "fast": 2048, "standard": 2560, "aggressive": 3072}},
+}
 
 
 def sandbox_settings(state_dir: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "state_dir": str(state_dir),
-        "compilation": {"max_concurrent_jobs": 1},
-        "emergency": {"reserved_worker": True},
-        # niceness 1, not the default 10: still checkable, and shared CI cores do not starve respawns.
-        "sandbox": {"max_file_size_mb": 8, "max_processes": 48, "max_jobs_per_worker": 50, "niceness": 1},
-        "resources": {"per_job_memory_limits": {"emergency": 1536, "fast": 2048, "standard": 2560, "aggressive": 3072}},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return load_settings(**base)
+    """The sandbox tests' settings on `state_dir`: `SANDBOX_LIMITS` under `overrides`."""
+    return settings_for(state_dir, SANDBOX_LIMITS, **overrides)
 
 
 class LiveExecutor:

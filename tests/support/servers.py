@@ -26,11 +26,13 @@ def require(binary: str, package: str | None = None) -> None:
 
 
 class RedisServer:
-    """One redis-server process on a free loopback port with no persistence; `kill()` then
-    `start()` keep the port (an outage and a return)."""
+    """One redis-server process on a free loopback port; `kill()` then `start()` keep the port (an
+    outage and a return). No persistence unless `appendonly` (AOF in `workdir`, which is what
+    `tezzeret doctor` looks for); RDB snapshots are always off."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = False) -> None:
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -39,9 +41,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+             "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
