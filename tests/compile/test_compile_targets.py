@@ -13,12 +13,11 @@ import torch
 from tz_compile_support import TINY_MLP, ir_of
 
 from tezzeret.artifact.errors import TargetUnavailable
-from tezzeret.blueprint import encode
 from tezzeret.compile import compile_blueprint, verify
 from tezzeret.compile.compile import resolve_target
 from tezzeret.compile.identity import artifact_id_for
 from tezzeret.compile.task import run_compile_task
-from tezzeret.leyline import pb
+from tezzeret.leyline import encode, pb
 
 
 def test_tolerances_fit_the_dtype_and_device() -> None:

@@ -180,7 +180,12 @@ class GpuProbe:
             if not self._handles:
                 self.unavailable_reason = f"NVML reports {count} GPU(s), none selected"
             else:
-                totals = [float(nvml.nvmlDeviceGetMemoryInfo(h).total) for h in self._handles]
+                totals = []
+                for handle in self._handles:
+                    try:  # a device that will not say its size leaves the others' sizes
+                        totals.append(float(nvml.nvmlDeviceGetMemoryInfo(handle).total))
+                    except Exception as exc:  # noqa: BLE001
+                        log.debug("NVML memory size unreadable: %s", exc)
                 self.total_gb = min(totals) / 2**30 if totals and min(totals) > 0 else None
         except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ImportError, …
             self.unavailable_reason = f"{type(exc).__name__}: {exc}"
