@@ -133,6 +133,12 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
         PanelSpec("Served speed-up vs eager (median)", "Training-step speed-up of each stored artifact's "
                   "served path; 1.0 means eager is served.",
                   (q(quantile(0.5, "tezzeret_served_speedup", "strategy") + ZERO, "{{strategy}}"),), unit="x"),
+        PanelSpec("Payback: tiers skipped and prediction accuracy", "Tiers skipped per hour because their "
+                  "predicted payback was negative, and measured / predicted compile time (median; 1.0 is exact).",
+                  (q("sum by (strategy) (" + rate("tezzeret_payback_tier_skips_total") + ") * 3600" + ZERO,
+                     "skipped {{strategy}}"),
+                   q(quantile(0.5, "tezzeret_compile_time_prediction_ratio", "strategy") + ZERO,
+                     "measured/predicted {{strategy}}"))),
         PanelSpec("Cache hit rate per level", "Hit rate of L1 (in process), L2 (the store) and L3 "
                   "(Inductor's caches).",
                   (q(f"max by (tier) ({m('tezzeret_cache_hit_rate')})", "{{tier}}"),), unit="percentunit"),
@@ -180,6 +186,15 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
         PanelSpec("Jobs killed by the sandbox, per minute", "Timeouts, out-of-memory kills, crashes, "
                   "violations, lost nodes.",
                   (q("sum by (outcome) (" + rate("tezzeret_sandbox_kills_total") + ") * 60" + ZERO, "{{outcome}}"),)),
+        PanelSpec("Compile nodes (Ray backend)", "Nodes by state, and jobs and warm workers per node "
+                  "(zero with the local backend).",
+                  (q(f"sum by (state) ({m('tezzeret_compile_nodes')})" + ZERO, "nodes {{state}}"),
+                   q(f"sum by (node) ({m('tezzeret_node_jobs_in_flight')})" + ZERO, "jobs {{node}}"),
+                   q(f"sum by (node) ({m('tezzeret_node_warm_workers')})" + ZERO, "warm {{node}}"))),
+        PanelSpec("Jobs run again after a lost node, per minute", "Jobs whose compile node or actor was "
+                  "lost mid-job and that ran again on a live node, by reason.",
+                  (q("sum by (reason) (" + rate("tezzeret_jobs_resubmitted_total") + ") * 60" + ZERO,
+                     "{{reason}}"),)),
         PanelSpec("Emergency latency: ack and artifact", "Acknowledgement p99 (XADD to ack) and request to "
                   "artifact p50/p99 (alerts: TezzeretEmergencyAckSlow, TezzeretEmergencyP99OverBudget).",
                   (q(quantile(0.99, "tezzeret_emergency_ack_ms"), "ack p99"),
