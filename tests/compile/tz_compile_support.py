@@ -56,22 +56,29 @@ def ir_of(doc: dict) -> pb.BlueprintIR:
 
 
 def shared_artifact(base: Path, name: str, doc: dict, strategy: str, **kwargs: object) -> Path:
-    """Compile `doc` once per session under `base/name`; later callers get the same file."""
+    """Compile `doc` once per session under `base/name`; later callers get the same file (also
+    from another pytest-xdist worker, which waits on the lock while the first compiles)."""
+    from filelock import FileLock
+
     home = base / name
     done = home / "PATH"
-    if done.exists():
-        return Path(done.read_text())
-    from tezzeret.compile import compile_blueprint
+    with FileLock(str(base / f"{name}.lock")):
+        if done.exists():
+            return Path(done.read_text())
+        from tezzeret.compile import compile_blueprint
 
-    outcome = compile_blueprint(
-        json.dumps(doc), strategy, home / "out", cache_dir=home / "inductor", **kwargs
-    )
-    done.write_text(str(outcome.path))
-    return outcome.path
+        outcome = compile_blueprint(
+            json.dumps(doc), strategy, home / "out", cache_dir=home / "inductor", **kwargs
+        )
+        done.write_text(str(outcome.path))
+        return outcome.path
 
 
 def session_base(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    base = tmp_path_factory.getbasetemp() / "tz-artifacts"
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one directory for every xdist worker of this run
+    base = root / "tz-artifacts"
     base.mkdir(exist_ok=True)
     return base
 
