@@ -44,9 +44,9 @@ def deadline_protocol(
                     self._disarm()
                 return event
 
-            self.conn.next_event = next_event  # type: ignore[method-assign]
+            self.conn.next_event = next_event  # type: ignore[method-assign]  # h11 has no hook for a read deadline; this connection only
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport the same way
             super().connection_made(transport)
             self._arm()
 

@@ -196,7 +196,7 @@ def adapt_symint_io(aoti: Any) -> None:
             results[i] = int(results[i])
         return results
 
-    adapted._symint_adapted = True  # type: ignore[attr-defined]
+    adapted._symint_adapted = True  # type: ignore[attr-defined]  # a marker on a plain function object
     aoti.current_callable = adapted
 
 
@@ -250,11 +250,11 @@ def _rehoming(kernel_dir: Path) -> Iterator[None]:
         adapt_symint_io(self)
 
     with REHOME_LOCK:
-        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
+        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
         try:
             yield
         finally:
-            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]
+            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
 
 
 def load_entry(data: bytes, *, kernel_dir: Path) -> CompiledEntry:

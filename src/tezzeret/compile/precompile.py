@@ -89,11 +89,11 @@ def _forward_strides_reported() -> Iterator[None]:
         _report_output_strides()
 
     with REHOME_LOCK:
-        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
+        CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
         try:
             yield
         finally:
-            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]
+            CompiledAOTI.__post_init__ = original  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
 
 
 @dataclass(frozen=True)
@@ -227,15 +227,15 @@ def _symint_codegen() -> Iterator[None]:
         adapt_symint_io(self)
 
     with REHOME_LOCK:
-        CppWrapperCpu.generate_input_output_runtime_checks = tensors_only(checks)  # type: ignore[method-assign]
-        CppWrapperCpu.codegen_model_constructor = tensors_only(constructor)  # type: ignore[method-assign]
-        CompiledAOTI.__post_init__ = recording_post_init  # type: ignore[method-assign]
+        CppWrapperCpu.generate_input_output_runtime_checks = tensors_only(checks)  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
+        CppWrapperCpu.codegen_model_constructor = tensors_only(constructor)  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
+        CompiledAOTI.__post_init__ = recording_post_init  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
         try:
             yield
         finally:
-            CppWrapperCpu.generate_input_output_runtime_checks = checks  # type: ignore[method-assign]
-            CppWrapperCpu.codegen_model_constructor = constructor  # type: ignore[method-assign]
-            CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]
+            CppWrapperCpu.generate_input_output_runtime_checks = checks  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
+            CppWrapperCpu.codegen_model_constructor = constructor  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
+            CompiledAOTI.__post_init__ = post_init  # type: ignore[method-assign]  # a torch private hook, patched under REHOME_LOCK for one call
 
 
 def compile_counters() -> dict[str, int]:

@@ -84,7 +84,7 @@ class BusIntake:
             log.warning("%s: refused %s: %s", source, request.request_id or request.blueprint_id, exc)
 
     async def on_blueprint(self, delivery: Delivery) -> None:
-        msg: pb.BlueprintSubmitted = delivery.message  # type: ignore[assignment]
+        msg = cast(pb.BlueprintSubmitted, delivery.message)  # the topic subscribed with this type
         request = pb.CompilationRequest(
             schema_version=SCHEMA_VERSION,
             request_id=delivery.message_id,
@@ -108,7 +108,7 @@ class BusIntake:
         await self._submit(request, "oona")
 
     async def on_characterized(self, delivery: Delivery) -> None:
-        msg: pb.KernelCharacterized = delivery.message  # type: ignore[assignment]
+        msg = cast(pb.KernelCharacterized, delivery.message)  # the topic subscribed with this type
         if msg.status == pb.KERNEL_UNSPECIFIED or not msg.artifact_id:
             log.warning("characterized: ignoring %s without artifact id or status", delivery.message_id)
             return

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import psutil
 
@@ -154,10 +154,10 @@ class TTLCache(Generic[K, V]):
         return item[1] if live else default
 
     def contains(self, key: K) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]  # the sentinel stands in for V: returned only when absent
 
     def __contains__(self, key: object) -> bool:
-        return self.contains(key)  # type: ignore[arg-type]
+        return self.contains(key)  # type: ignore[arg-type]  # `in` passes object; a key of another type is simply absent
 
     def __len__(self) -> int:
         return len(self._data)
@@ -227,7 +227,7 @@ class TTLMemoryManager:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self._mm = settings.memory_management
         self._clock = clock
-        self._caches: dict[str, TTLCache[object, object]] = {}
+        self._caches: dict[str, TTLCache[Any, Any]] = {}
         self._process = psutil.Process()
         self.budget_factor = 1.0
 
@@ -236,7 +236,7 @@ class TTLMemoryManager:
             raise ResilienceConfigError(
                 "TTLMemoryManager.register", f"a cache of type '{cache.cache_type}' is already registered"
             )
-        self._caches[cache.cache_type] = cache  # type: ignore[assignment]
+        self._caches[cache.cache_type] = cache
         if self.budget_factor != 1.0:
             cache.set_budget_factor(self.budget_factor)
         return cache

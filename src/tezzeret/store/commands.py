@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from tezzeret.config import Settings
 
 store_app = typer.Typer(name="store", help="Urza, the artifact store: integrity checks.", no_args_is_help=True)
 keys_app = typer.Typer(name="keys", help="The forge's artifact-signing key.", no_args_is_help=True)
@@ -23,7 +26,7 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (the s
 StateOpt = typer.Option(None, "--state-dir", help="State directory (default: the settings' state_dir).")
 
 
-def _settings(config: Optional[Path], state_dir: Optional[Path]):  # type: ignore[no-untyped-def]
+def _settings(config: Optional[Path], state_dir: Optional[Path]) -> Settings:
     from tezzeret.config import load_settings
 
     return load_settings(config, **({"state_dir": state_dir} if state_dir else {}))
