@@ -7,21 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverproc import ServerProcess, write_config
-from servers import free_port
+from serverproc import ServerProcess, serving
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    config = write_config(root / "tezzeret.yaml", root / "state", port)
-    proc = ServerProcess(config, port, root / "serve.log").start()
-    try:
+    with serving(tmp_path_factory.mktemp("serve")) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.terminate()
 
 
 @pytest.fixture

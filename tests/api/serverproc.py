@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from servers import free_port
 from settings import QUIET_FORGE, settings_doc
 
 from tezzeret.api.auth import token_sha256
@@ -111,6 +114,20 @@ class ServerProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+
+@contextmanager
+def serving(root: Path, **config: Any) -> Iterator[ServerProcess]:
+    """A `tezzeret serve` on a free port with its config, state and log under `root` (`config` as
+    for `write_config`), terminated on exit if still running."""
+    port = free_port()
+    proc = ServerProcess(write_config(root / "tezzeret.yaml", root / "state", port, **config), port,
+                         root / "serve.log").start()
+    try:
+        yield proc
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.terminate()
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 180.0) -> dict[str, Any]:

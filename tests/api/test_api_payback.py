@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from serverproc import ServerProcess, wait_job, write_config
-from servers import free_port
+from serverproc import ServerProcess, serving, wait_job
 
 from tezzeret.blueprint import library
 from tezzeret.leyline import to_json
@@ -26,15 +25,8 @@ NAMES = ("mlp_512", "lora_adapter_1024", "residual_mlp_256", "swiglu_mlp_512")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("serve-payback")
-    port = free_port()
-    config = write_config(root / "tezzeret.yaml", root / "state", port, payback={"min_history": MIN_HISTORY})
-    proc = ServerProcess(config, port, root / "serve.log").start()
-    try:
+    with serving(tmp_path_factory.mktemp("serve-payback"), payback={"min_history": MIN_HISTORY}) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.terminate()
 
 
 def _ir(name: str) -> dict:

@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, write_config
-from servers import free_port
+from serverproc import ADMIN_TOKEN, EMERGENCY_TOKEN, SUBMIT_TOKEN, ServerProcess, serving
 
 from tezzeret.blueprint import library
 from tezzeret.forge.audit import read_audit
@@ -33,19 +32,10 @@ BIG = 7_500_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("responsive")
-    port = free_port()
-    config = write_config(
-        root / "tezzeret.yaml", root / "state", port,
-        api={"max_body_bytes": 8 * 1024 * 1024, "read_timeout_s": READ_TIMEOUT_S,
-             "rate_limit_per_min": 100_000, "rate_limit_burst": 100_000},
-    )
-    proc = ServerProcess(config, port, root / "serve.log").start()
-    try:
+    api = {"max_body_bytes": 8 * 1024 * 1024, "read_timeout_s": READ_TIMEOUT_S,
+           "rate_limit_per_min": 100_000, "rate_limit_burst": 100_000}
+    with serving(tmp_path_factory.mktemp("responsive"), api=api) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.terminate()
 
 
 @pytest.fixture

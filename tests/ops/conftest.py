@@ -7,21 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 from ops_helpers import OPS, Prometheus
-from serverproc import ServerProcess, write_config
-from servers import free_port
+from serverproc import ServerProcess, serving
 
 
 @pytest.fixture(scope="session")
 def forge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("ops-serve")
-    port = free_port()
-    config = write_config(root / "tezzeret.yaml", root / "state", port)
-    proc = ServerProcess(config, port, root / "serve.log").start()
-    try:
+    with serving(tmp_path_factory.mktemp("ops-serve")) as proc:
         yield proc
-    finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.terminate()
 
 
 @pytest.fixture(scope="session")
