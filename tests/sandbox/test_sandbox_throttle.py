@@ -90,28 +90,31 @@ def test_the_throttle_caps_while_others_are_busy_and_lifts_after(group: throttle
         # The workers' own use is never counted as contention: our spinner inside the group
         # adds nothing to `others_cores`, so an idle host leaves the workers alone.
         inside = _spinner(group)
-        spinner = psutil.Process(inside.pid)
-        host_before, spun_before = throttle.host_busy_s(), sum(spinner.cpu_times()[:2])
-        await asyncio.sleep(1.6)
-        # What everything but our spinner used over the same window (a shared host's load moves:
-        # the background measured before is no bound for now).
-        others_now = (throttle.host_busy_s() - host_before - (sum(spinner.cpu_times()[:2]) - spun_before)) / 1.6
-        assert gate.others_cores < others_now + 0.5, (others_now, gate.snapshot())
-        if idle_host:
-            assert not gate.capped, (background, gate.snapshot())
-        outside = _spinner()
         try:
-            assert await _until(lambda: gate.capped, 6), gate.snapshot()
-            assert gate.rate(running=1) == 0.25 and gate.rate(running=2) == 0.125
-            assert (group.quota_dir / ("cpu.cfs_quota_us" if group.version == 1 else "cpu.max")).read_text().split()[0] == "5000"
-        finally:
-            outside.kill()
-            outside.wait()
-        try:
+            spinner = psutil.Process(inside.pid)
+            host_before, spun_before = throttle.host_busy_s(), sum(spinner.cpu_times()[:2])
+            await asyncio.sleep(1.6)
+            # What everything but our spinner used over the same window (a shared host's load
+            # moves: the background measured before is no bound for now).
+            others_now = (throttle.host_busy_s() - host_before - (sum(spinner.cpu_times()[:2]) - spun_before)) / 1.6
+            assert gate.others_cores < others_now + 0.5, (others_now, gate.snapshot())
+            if idle_host:
+                assert not gate.capped, (background, gate.snapshot())
+            outside = _spinner()
+            try:
+                assert await _until(lambda: gate.capped, 6), gate.snapshot()
+                assert gate.rate(running=1) == 0.25 and gate.rate(running=2) == 0.125
+                quota = group.quota_dir / ("cpu.cfs_quota_us" if group.version == 1 else "cpu.max")
+                assert quota.read_text().split()[0] == "5000"
+            finally:
+                outside.kill()
+                outside.wait()
             if idle_host:
                 assert await _until(lambda: not gate.capped, 8), gate.snapshot()
                 assert gate.rate(running=1) == 1.0
         finally:
+            # Whatever failed above, no spinner outlives the test (a leaked one is a busy core
+            # for every test after it).
             inside.kill()
             inside.wait()
             await gate.stop()
