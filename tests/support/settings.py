@@ -19,12 +19,14 @@ from tezzeret.config import Settings, load_settings
 Layer = Mapping[str, Any]
 
 # A forge that only does what the test asks: one compile slot, no idle recompiles, no polling (it
-# would submit library blueprints at the policy's tier on its own), a short shutdown grace, and a
-# journal synced on every record (the durability the crash tests rely on).
+# would submit library blueprints at the policy's tier on its own), a short shutdown grace, no CPU
+# cap for contention (the other test worker keeps the host busy; a capped compile takes four times
+# as long; tests/sandbox/test_sandbox_throttle.py tests the cap itself), and a journal synced on
+# every record (the durability the crash tests rely on).
 QUIET_FORGE: Layer = {
     "compilation": {"max_concurrent_jobs": 1, "idle_recompilation": False},
     "polling": {"initial_full_scan": False, "refresh_interval_minutes": 0},
-    "sandbox": {"grace_period_s": 5.0},
+    "sandbox": {"grace_period_s": 5.0, "contended_cpu_quota": 0},
     "wal": {"durability_mode": "fsync"},
 }
 
