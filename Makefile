@@ -41,7 +41,7 @@ run: $(STAMP) system-deps
 test: $(STAMP) system-deps
 	$(BIN)/ruff check --quiet --no-cache --select F,E9 src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -39,20 +39,28 @@ def redis_server(tmp_path: Path):  # type: ignore[no-untyped-def]
         server.kill()
 
 
-# Files whose tests must not run beside each other under pytest-xdist: the sandbox's pools, CPU
+# Folders whose tests must not run beside each other under pytest-xdist: the sandbox's pools, CPU
 # caps and Ray clusters measure and contend for the host's cores and cgroups.
-_SERIAL_GROUPS = {"tests/sandbox/": "sandbox"}
+_SERIAL_FOLDERS = ("tests/sandbox/",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`, with each folder of `_SERIAL_FOLDERS` one unit like a file (a file's
+    module fixtures start once; a serial folder runs on one worker, in order)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrFolderScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((folder for folder in _SERIAL_FOLDERS if path.startswith(folder)), path)
+
+    return FileOrFolderScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup` a test file is one unit (its module fixtures start once), and the
-    folders in `_SERIAL_GROUPS` are one unit each. Tests marked `gpu` skip, saying why, on a host
-    with no CUDA device (CI's, ours)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            path = item.nodeid.split("::", 1)[0]
-            group = next((g for prefix, g in _SERIAL_GROUPS.items() if path.startswith(prefix)), path)
-            item.add_marker(pytest.mark.xdist_group(group))
+    """Tests marked `gpu` skip, saying why, on a host with no CUDA device (CI's, ours)."""
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch
