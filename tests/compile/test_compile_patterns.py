@@ -26,6 +26,10 @@ from tezzeret.errors import TezzeretError
 
 pytestmark = pytest.mark.slow
 
+# Each pattern declares its batch as a symbol over 1..16 (example 4): FAST builds one dynamic-batch
+# training entry for the whole range.
+ENTRY = "b1-16-train"
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
@@ -53,11 +57,13 @@ def test_pattern_compiles_and_trains_like_eager_after_a_fresh_process_load(
     assert isinstance(path, Path), path
     manifest, _, _ = artifact.read_manifest(path)
     # In-process verification kept the entry (compile_blueprint checked it against eager).
-    assert [(e.key, e.verified, e.grad_enabled) for e in manifest.entries] == [("b4-train", True, True)]
+    assert [(e.key, e.verified, e.grad_enabled) for e in manifest.entries] == [(ENTRY, True, True)]
+    (entry,) = manifest.entries
+    assert entry.dynamic_batch and (entry.batch_min, entry.batch_max) == (1, 16)
     assert not manifest.stats.dropped_entries
-    assert [p.name for p in manifest.payloads] == ["entry/b4-train"]
+    assert [p.name for p in manifest.payloads] == [f"entry/{ENTRY}"]
     # And again in a process that never compiled anything: the bytes a consumer gets.
-    got = fresh["artifacts"][str(path)]["b4-train"]
+    got = fresh["artifacts"][str(path)][ENTRY]
     assert got["payload"] and got["passed"], got["failures"]
     assert got["tolerance_used"] <= 1.0
 
@@ -76,7 +82,7 @@ def test_embedding_bag_entries_keep_the_proxy_executor_description_beside_the_so
 ) -> None:
     path = artifacts[name]
     assert isinstance(path, Path), path
-    homes = fresh["artifacts"][str(path)]["b4-train"]["homes"]
+    homes = fresh["artifacts"][str(path)][ENTRY]["homes"]
     assert homes, "the entry's native code was not re-homed under the kernel dir"
     # One content-addressed directory per compiled graph; the backward's holds the .so and the
     # .json that describes the proxy-executor calls (`_embedding_bag_backward` has no C shim).
