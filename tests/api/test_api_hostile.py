@@ -4,6 +4,7 @@ JSON error, is audited, and changes nothing (no job, no blueprint, no journal en
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -100,8 +101,15 @@ def test_protobuf_body_and_audit(client: httpx.Client, state_dir: Path) -> None:
     resp = client.post("/v1/blueprints", content=encode(req), headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {SUBMIT_TOKEN}"})
     assert resp.status_code in (200, 202), resp.text
     job_id = resp.json()["job_id"]
-    records = read_audit(state_dir / "audit.jsonl")
-    mine = [r for r in records if r["action"] == "submit" and r["outcome"] in ("200", "202")]
+    # The audit line is appended as the response goes out: give the writer a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        records = read_audit(state_dir / "audit.jsonl")
+        mine = [r for r in records if r["action"] == "submit" and r["outcome"] in ("200", "202")
+                and r.get("blueprint") == resp.json()["blueprint_digest"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert mine and mine[-1]["requestor"] == "karn" and mine[-1]["blueprint"] == resp.json()["blueprint_digest"]
     assert [r for r in records if r["outcome"] in ("401", "403")], "refusals are audited"
     text = (state_dir / "audit.jsonl").read_text()
