@@ -1,7 +1,7 @@
 """The CUDA path on a real GPU: compile for `cuda`, load back, train like eager, and how fast.
 
-For each blueprint (bench/tiers.py's representative set; `--quick`: residual_mlp_256 only), in this
-process: a FAST compile for the `cuda` target (entries compiled and verified on the device), the
+For each library blueprint (`--blueprints` narrows it; `--quick`: residual_mlp_256 at FAST only) and
+each tier of `--tiers` (FAST and STANDARD), in this process: a compile for the `cuda` target (entries compiled and verified on the device), the
 artifact loaded back through `tezzeret.loader.load` onto the device, two SGD steps of the loaded
 module against eager on the same device (`tolerance_used`: the share of the dtype's CUDA tolerance
 the worst tensor used; above 1 fails), and the training step's time, eager against the loaded
@@ -12,7 +12,10 @@ On a host without CUDA it prints one line saying so and exits 0 (`make bench` ru
 A torch outside the supported range is refused unless `--untested-torch` names its minor version
 (the GPU machines may carry another torch than the CPU pin).
 
-Usage: python bench/gpu_check.py [--quick] [--blueprints a,b] [--untested-torch]
+Not yet measured here: loading in a fresh process and the adoption stall against inline
+`torch.compile` on the GPU (bench/adoption.py measures that on the CPU).
+
+Usage: python bench/gpu_check.py [--quick] [--blueprints a,b] [--tiers fast,standard] [--untested-torch]
 """
 
 from __future__ import annotations
@@ -26,10 +29,6 @@ import tempfile
 import time
 
 from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
-
-REPRESENTATIVE = ("mlp_512", "mhsa_4h_256", "conv_bn_relu_32x64", "token_embedding_pool_256",
-                  "moe_top2_256", "rmsnorm_gated_mlp_768")
-
 
 def _gpu_record() -> dict[str, object]:
     import torch
@@ -60,7 +59,7 @@ def _step_ms(module, args, reps: int = 20) -> float:  # type: ignore[no-untyped-
     return (time.perf_counter() - t) * 1000.0 / reps
 
 
-def check(name: str, work: str) -> dict[str, object]:
+def check(name: str, tier: str, work: str) -> dict[str, object]:
     import torch
 
     from tezzeret.blueprint import build_module, example_inputs, library_blueprint
@@ -69,18 +68,18 @@ def check(name: str, work: str) -> dict[str, object]:
     from tezzeret.loader import load
 
     ir = library_blueprint(name)
-    row: dict[str, object] = {"bench": "gpu_check", "blueprint": name}
+    row: dict[str, object] = {"bench": "gpu_check", "blueprint": name, "tier": tier}
+    out = os.path.join(work, f"{name}-{tier}")
     t = time.perf_counter()
     try:
-        outcome = compile_blueprint(ir, "fast", os.path.join(work, name), cache_dir=os.path.join(work, "inductor"),
-                                    target="cuda")
+        outcome = compile_blueprint(ir, tier, out, cache_dir=os.path.join(work, "inductor"), target="cuda")
     except TezzeretError as exc:
         return row | {"error": exc.to_dict(), "compile_s": round(time.perf_counter() - t, 1)}
     manifest = outcome.manifest
     row |= {"compile_s": round(time.perf_counter() - t, 1), "target": manifest.target,
             "entries_verified": sum(e.verified for e in manifest.entries),
             "dropped": [d.drop_reason for d in manifest.stats.dropped_entries]}
-    module = load(outcome.path, trust_unsigned=True, serve="compiled", kernel_dir=os.path.join(work, "kernels", name))
+    module = load(outcome.path, trust_unsigned=True, serve="compiled", kernel_dir=os.path.join(out, "kernels"))
     torch.manual_seed(0)
     args = tuple(a.cuda() for a in example_inputs(ir))
     parity = verify.check_parity(lambda: build_module(ir).cuda(),
@@ -99,7 +98,8 @@ def check(name: str, work: str) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one blueprint (residual_mlp_256)")
-    parser.add_argument("--blueprints", default="", help="comma-separated library names")
+    parser.add_argument("--blueprints", default="", help="comma-separated library names (default: all)")
+    parser.add_argument("--tiers", default="fast,standard", help="comma-separated tiers")
     parser.add_argument("--untested-torch", action="store_true",
                         help="let compile and load run on this torch's minor version, untested")
     opts = parser.parse_args()
@@ -111,14 +111,18 @@ def main() -> int:
         return 0
     if opts.untested_torch:
         os.environ["TEZZERET_UNTESTED_TORCH"] = ".".join(torch.__version__.split(".")[:2])
-    names = ["residual_mlp_256"] if opts.quick else [n for n in opts.blueprints.split(",") if n] or list(REPRESENTATIVE)
+    from tezzeret.blueprint import library
+
+    names = ["residual_mlp_256"] if opts.quick else [n for n in opts.blueprints.split(",") if n] or [b.name for b in library()]
+    tiers = ["fast"] if opts.quick else [t for t in opts.tiers.split(",") if t]
     record = machine() | _gpu_record()
     rows = []
     with tempfile.TemporaryDirectory(prefix="tz-gpu-check-") as work:
         for name in names:
-            row = check(name, work)
-            rows.append(row)
-            print(json.dumps(row | {"machine": record}), flush=True)
+            for tier in tiers:
+                row = check(name, tier, work)
+                rows.append(row)
+                print(json.dumps(row | {"machine": record}), flush=True)
     ok = [r for r in rows if r.get("parity_passed")]
     print(json.dumps({"bench": "gpu_check_summary", "blueprints": len(rows), "parity_passed": len(ok),
                       "max_tolerance_used": max((float(r["tolerance_used"]) for r in ok), default=None),
