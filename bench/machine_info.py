@@ -11,15 +11,9 @@ from pathlib import Path
 def machine(directory: Path | None = None) -> dict[str, object]:
     """CPU, cores, torch and Python versions and the load when called; with `directory`, also the
     filesystem it lies on (for benchmarks that measure a disk)."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from tezzeret.artifact.target import cpu_model
+
+    model = cpu_model()
     try:
         torch_version: str | None = metadata.version("torch")
     except metadata.PackageNotFoundError:

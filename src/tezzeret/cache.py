@@ -162,6 +162,10 @@ class CompileCache(Generic[R]):
         self._count("L2", "hit")
         return CacheHit(artifact_id, "L2", found)
 
+    def holds(self, artifact_id: str) -> bool:
+        """Whether L1 holds a result for `artifact_id` (a probe: counts no lookup)."""
+        return self._keep_results and artifact_id in self._results
+
     def remember(self, artifact_id: str, result: R) -> None:
         """The compile of `artifact_id` succeeded: serve `result` from L1 until it expires."""
         if self._keep_results:

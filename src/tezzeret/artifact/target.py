@@ -99,6 +99,19 @@ def machine() -> str:
 
 
 @cache
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`), else what `platform` says, else "unknown"."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@cache
 def cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:

@@ -37,6 +37,7 @@ from functools import cache
 from typing import Any, Literal
 
 from tezzeret import metrics
+from tezzeret.artifact.target import cpu_model
 from tezzeret.blueprint.features import BlueprintFeatures
 from tezzeret.compile.task import EAGER_TRAIN_MS_DETAIL
 from tezzeret.config import PaybackSettings
@@ -59,16 +60,7 @@ _EPS = 0.05
 @cache
 def machine_id() -> str:
     """The compiling host as history is keyed by: architecture, CPU model and core count."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.machine()} {model} x{os.cpu_count()}"
+    return f"{platform.machine()} {cpu_model()} x{os.cpu_count()}"
 
 
 @dataclass(frozen=True)

@@ -394,7 +394,10 @@ class Forge:
                 )
             self._require_open()  # draining may have begun while it was validated
             await self._apply_history(job)
-            await self._apply_payback(job)
+            # An artifact already built or building is answered as it is: predicting whether to
+            # build it would only slow the cached path (and could send the job to a lower tier).
+            if self.registry.active(job.artifact_id) is None and not self.cache.holds(job.artifact_id):
+                await self._apply_payback(job)
             if request.timeout_ms:
                 job.deadline = time.monotonic() + request.timeout_ms / 1000.0
             admission = await self._admit(job)
