@@ -134,9 +134,12 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                   "served path; 1.0 means eager is served.",
                   (q(quantile(0.5, "tezzeret_served_speedup", "strategy") + ZERO, "{{strategy}}"),), unit="x"),
         PanelSpec("Payback: tiers skipped and prediction accuracy", "Tiers skipped per hour because their "
-                  "predicted payback was negative, and measured / predicted compile time (median; 1.0 is exact).",
+                  "predicted payback was negative, tiers built anyway to keep measuring them "
+                  "(payback.explore_every), and measured / predicted compile time (median; 1.0 is exact).",
                   (q("sum by (strategy) (" + rate("tezzeret_payback_tier_skips_total") + ") * 3600" + ZERO,
                      "skipped {{strategy}}"),
+                   q("sum by (strategy) (" + rate("tezzeret_payback_tier_explorations_total") + ") * 3600" + ZERO,
+                     "explored {{strategy}}"),
                    q(quantile(0.5, "tezzeret_compile_time_prediction_ratio", "strategy") + ZERO,
                      "measured/predicted {{strategy}}"))),
         PanelSpec("Cache hit rate per level", "Hit rate of L1 (in process), L2 (the store) and L3 "

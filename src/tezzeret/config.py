@@ -450,6 +450,14 @@ class PaybackSettings(Strict):
     min_history: int = Field(5, ge=2)
     # How many of the most similar recorded blueprints a prediction averages.
     neighbours: int = Field(3, ge=1, le=50)
+    # How unlike a recorded blueprint may be and still say what this one's speed-up will be: the
+    # predictor's distance (size features in standard deviations of the history, plus the share
+    # of ops not in common). With no recorded blueprint this close, the payback is unknown and the
+    # tier is built (the compile time is still predicted from the nearest, for the ETA).
+    max_distance: float = Field(1.0, gt=0)
+    # Of the jobs whose tier would be skipped, every `explore_every`-th is built at its tier anyway,
+    # so the history keeps measuring what a skipped tier buys (0: never).
+    explore_every: int = Field(10, ge=0)
 
 
 def _default_state_dir() -> Path:

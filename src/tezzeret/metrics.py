@@ -137,6 +137,12 @@ PAYBACK_SKIPS = Counter(
     ["strategy"],
     registry=REGISTRY,
 )
+PAYBACK_EXPLORED = Counter(
+    "tezzeret_payback_tier_explorations",
+    "Tiers built although predicted not to pay back, so the history keeps measuring them (payback.explore_every).",
+    ["strategy"],
+    registry=REGISTRY,
+)
 COMPILE_PREDICTION_RATIO = Histogram(
     "tezzeret_compile_time_prediction_ratio",
     "Measured / predicted compile seconds of each compiled job whose prediction came from history.",

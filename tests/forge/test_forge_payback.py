@@ -36,13 +36,21 @@ TINY = {
     "outputs": ["act"],
     "metadata": {"name": "payback-tiny", "category": "mlp", "tier": "TIER_SAFE", "init_seed": "3"},
 }
-# Blueprints whose attempts make up the seeded history (never the one submitted).
-OTHERS = ("residual_mlp_256", "swiglu_mlp_512", "lora_adapter_1024", "rmsnorm_gated_mlp_768", "mlp_512", "mhsa_4h_256")
+# Blueprints whose attempts make up the seeded history (never the one submitted): library ones,
+# all far bigger than TINY, and TINY at other widths (alike: the same ops, sizes close by).
+OTHERS = tuple(blueprint(n) for n in (
+    "residual_mlp_256", "swiglu_mlp_512", "lora_adapter_1024", "rmsnorm_gated_mlp_768", "mlp_512", "mhsa_4h_256"))
 MIN_HISTORY = 5
 
 
-def _tiny() -> pb.BlueprintIR:
-    return load_blueprint(json.dumps(TINY))
+def _tiny(width: int = 16, seed: int = 3) -> pb.BlueprintIR:
+    doc = json.loads(json.dumps(TINY))
+    doc["nodes"][0]["attrs"][0]["i"] = str(width)
+    doc["metadata"]["init_seed"] = str(seed)
+    return load_blueprint(json.dumps(doc))
+
+
+TINY_LIKE = tuple(_tiny(w) for w in (8, 12, 24, 32, 48))
 
 
 async def _forge(tmp_path: Path, **payback: object) -> Forge:
@@ -50,12 +58,14 @@ async def _forge(tmp_path: Path, **payback: object) -> Forge:
     return await Forge(settings, executor=InProcessExecutor(settings)).start()
 
 
-def _seed(forge: Forge, strategy: str, n: int, *, compile_s: float, speedup: float | None, step_ms: float | None) -> None:
-    """`n` successful attempts of other blueprints at `strategy` on this machine."""
-    for name in OTHERS[:n]:
-        ir = blueprint(name)
+def _seed(
+    forge: Forge, strategy: str, irs: tuple[pb.BlueprintIR, ...], *,
+    compile_s: float, speedup: float | None, step_ms: float | None,
+) -> None:
+    """A successful attempt of each of `irs` at `strategy` on this machine."""
+    for ir in irs:
         d = digest(ir)
-        forge.store.put_blueprint(encode(ir), d, name=name, source="test", state="SUBMITTED")
+        forge.store.put_blueprint(encode(ir), d, name=ir.metadata.name, source="test", state="SUBMITTED")
         forge.store.record_attempt(
             d, strategy, "SUCCESS", toolchain="seeded", features=features(ir).to_json(), machine=machine_id(),
             compile_s=compile_s, served_speedup=speedup, eager_step_ms=step_ms,
@@ -74,7 +84,7 @@ async def test_thin_history_skips_nothing_and_the_attempt_records_features_and_o
     forge = await _forge(tmp_path)
     try:
         # One attempt short of enough history, and every one of them says FAST never pays back.
-        _seed(forge, "FAST", MIN_HISTORY - 1, compile_s=500.0, speedup=1.0, step_ms=0.1)
+        _seed(forge, "FAST", TINY_LIKE[: MIN_HISTORY - 1], compile_s=500.0, speedup=1.0, step_ms=0.1)
         ir = _tiny()
         sub = await forge.submit(_submit(ir, pb.STRATEGY_FAST))
         view = forge.job(sub.job_id)
@@ -104,7 +114,7 @@ async def test_a_tier_predicted_to_cost_more_than_it_saves_is_skipped_and_the_sk
     forge = await _forge(tmp_path, expected_steps=100_000)
     try:
         # FAST took a minute on blueprints like it and served eager (1.0x): it never pays back.
-        _seed(forge, "FAST", MIN_HISTORY, compile_s=60.0, speedup=1.0, step_ms=2.0)
+        _seed(forge, "FAST", TINY_LIKE, compile_s=60.0, speedup=1.0, step_ms=2.0)
         before = _skips("FAST")
         ir = _tiny()
         sub = await forge.submit(_submit(ir, pb.STRATEGY_FAST))
@@ -127,8 +137,8 @@ async def test_a_tier_predicted_to_cost_more_than_it_saves_is_skipped_and_the_sk
         assert record.strategies_tried == ("EMERGENCY",) and record.compilation_attempts == 1
 
         # EMERGENCY is never skipped, however little it is predicted to save.
-        _seed(forge, "EMERGENCY", MIN_HISTORY, compile_s=60.0, speedup=1.0, step_ms=2.0)
-        other = load_blueprint(json.dumps({**TINY, "metadata": {**TINY["metadata"], "init_seed": "4"}}))
+        _seed(forge, "EMERGENCY", TINY_LIKE, compile_s=60.0, speedup=1.0, step_ms=2.0)
+        other = _tiny(seed=4)
         again = await forge.submit(_submit(other, pb.STRATEGY_EMERGENCY))
         assert forge.job(again.job_id)["strategy"] == "EMERGENCY"
         assert (await forge.wait(again.job_id, timeout=120)).status is JobStatus.SUCCEEDED
@@ -139,7 +149,7 @@ async def test_a_tier_predicted_to_cost_more_than_it_saves_is_skipped_and_the_sk
 async def test_the_job_view_carries_the_predicted_compile_time_and_an_eta_once_history_exists(tmp_path: Path) -> None:
     forge = await _forge(tmp_path)
     try:
-        _seed(forge, "EMERGENCY", MIN_HISTORY, compile_s=7.0, speedup=1.0, step_ms=None)
+        _seed(forge, "EMERGENCY", OTHERS[:MIN_HISTORY], compile_s=7.0, speedup=1.0, step_ms=None)
         ir = _tiny()
         t0 = time.time()
         sub = await forge.submit(_submit(ir, pb.STRATEGY_EMERGENCY))
@@ -148,7 +158,7 @@ async def test_the_job_view_carries_the_predicted_compile_time_and_an_eta_once_h
         assert prediction["basis"] == "history" and prediction["history"] == MIN_HISTORY
         assert prediction["strategy"] == "EMERGENCY" and prediction["compile_s"] == pytest.approx(7.0)
         assert len(prediction["neighbours"]) == forge.settings.payback.neighbours
-        assert {n["name"] for n in prediction["neighbours"]} <= set(OTHERS)
+        assert {n["name"] for n in prediction["neighbours"]} <= {ir.metadata.name for ir in OTHERS}
         # Unknown step time: no payback claimed, so nothing could be skipped on it.
         assert prediction["payback_s"] is None
         # eta_at is rounded to the millisecond.
@@ -160,5 +170,42 @@ async def test_the_job_view_carries_the_predicted_compile_time_and_an_eta_once_h
         assert done["prediction"]["compile_s"] == pytest.approx(7.0) and "eta_at" not in done
         # The measured time went into the history the next prediction reads.
         assert forge.store.attempt_history("EMERGENCY", machine=machine_id(), limit=1)[0].digest == digest(ir)
+    finally:
+        await forge.close(grace_s=10)
+
+
+def _explored(strategy: str) -> float:
+    return metrics.REGISTRY.get_sample_value("tezzeret_payback_tier_explorations_total", {"strategy": strategy}) or 0.0
+
+
+async def test_unlike_history_skips_nothing_and_every_nth_would_be_skip_is_built(tmp_path: Path) -> None:
+    forge = await _forge(tmp_path, expected_steps=100_000, explore_every=2)
+    try:
+        # Only blueprints far unlike TINY say FAST serves eager: what FAST buys TINY is unknown.
+        _seed(forge, "FAST", OTHERS, compile_s=60.0, speedup=1.0, step_ms=2.0)
+        sub = await forge.submit(_submit(_tiny(), pb.STRATEGY_FAST))
+        view = forge.job(sub.job_id)
+        assert view["strategy"] == "FAST" and "skipped" not in view["strategy_reason"]
+        prediction = view["prediction"]
+        assert prediction["basis"] == "history" and prediction["alike"] == 0 and prediction["payback_s"] is None
+        assert prediction["compile_s"] == pytest.approx(60.0)  # the ETA still comes from the nearest
+        job = await forge.wait(sub.job_id, timeout=360)
+        assert job.status is JobStatus.SUCCEEDED and job.result.strategy_used == pb.STRATEGY_FAST, (job.error_code, job.error)
+
+        # Alike ones say it never pays back: the first would-be skip is skipped, the second built.
+        _seed(forge, "FAST", TINY_LIKE, compile_s=60.0, speedup=1.0, step_ms=2.0)
+        skips, explored = _skips("FAST"), _explored("FAST")
+        first = await forge.submit(_submit(_tiny(20), pb.STRATEGY_FAST))
+        second = await forge.submit(_submit(_tiny(28), pb.STRATEGY_FAST))
+        assert forge.job(first.job_id)["strategy"] == "EMERGENCY"
+        view = forge.job(second.job_id)
+        assert view["strategy"] == "FAST" and "FAST built although predicted payback -60 s" in view["strategy_reason"]
+        assert "payback.explore_every" in view["strategy_reason"]
+        assert (_skips("FAST"), _explored("FAST")) == (skips + 1, explored + 1)
+        for job_id, served in ((first.job_id, pb.STRATEGY_EMERGENCY), (second.job_id, pb.STRATEGY_FAST)):
+            job = await forge.wait(job_id, timeout=360)
+            assert job.status is JobStatus.SUCCEEDED and job.result.strategy_used == served, (job.error_code, job.error)
+        # The explored build is measured like any other: the history now holds its attempt.
+        assert digest(_tiny(28)) in {a.digest for a in forge.store.attempt_history("FAST", machine=machine_id())}
     finally:
         await forge.close(grace_s=10)

@@ -82,7 +82,7 @@ def test_the_plan_walks_down_past_negative_tiers_and_never_skips_emergency(tmp_p
         store.record_attempt(digest(ir), "EMERGENCY", "SUCCESS", features=features(ir).to_json(),
                              machine=payback.machine_id(), compile_s=50.0, served_speedup=1.0, eager_step_ms=1.0)
     settings = PaybackSettings(min_history=3)
-    f = features(blueprint("lora_adapter_1024"))
+    f = features(blueprint("mhsa_8h_512"))  # alike mhsa_4h_256
     plan = payback.plan(store, f, Strategy.STANDARD, settings)
     assert plan.strategy is Strategy.FAST and [p.strategy for p in plan.skipped] == [Strategy.STANDARD]
     assert plan.notes[0].startswith("STANDARD skipped: predicted payback -300 s")
@@ -100,5 +100,39 @@ def test_the_plan_walks_down_past_negative_tiers_and_never_skips_emergency(tmp_p
         other.record_attempt(digest(ir), "STANDARD", "SUCCESS", features=features(ir).to_json(), machine="elsewhere",
                              compile_s=300.0, served_speedup=1.0, eager_step_ms=1.0)
     assert payback.plan(other, f, Strategy.STANDARD, settings).strategy is Strategy.STANDARD
+    # Every second would-be skip is built anyway, per tier.
+    explore = payback.Explorer(2)
+    first, second = (payback.plan(store, f, Strategy.STANDARD, settings, explore) for _ in range(2))
+    assert (first.strategy, first.explored, second.strategy, second.explored) == (
+        Strategy.FAST, False, Strategy.STANDARD, True)
+    assert not second.skipped and second.prediction.negative
     store.close()
     other.close()
+
+
+def test_only_alike_blueprints_say_what_a_tier_buys() -> None:
+    settings = PaybackSettings(min_history=3)
+    # Every recorded blueprint served eager: a tier that compiles for 100 s never pays back there.
+    examples = [_example(n, 100.0, speedup=1.0, step_ms=5.0) for n in NAMES]
+    alike = payback.predict_from(examples, features(blueprint("mhsa_8h_512")), Strategy.FAST, settings)
+    assert alike.alike >= 1 and alike.neighbours[0].distance <= settings.max_distance and alike.negative
+    # Nothing recorded is like a LoRA adapter: its compile time is still predicted (the ETA), but
+    # what FAST would buy it is unknown, so FAST is built and measured rather than skipped.
+    unlike = payback.predict_from(examples, features(blueprint("lora_adapter_1024")), Strategy.FAST, settings)
+    assert unlike.basis == "history" and unlike.alike == 0
+    assert unlike.neighbours[0].distance > settings.max_distance
+    assert unlike.compile_s == pytest.approx(100.0)
+    assert unlike.payback_s is None and not unlike.negative
+    assert "no recorded blueprint is alike" in unlike.describe()
+    assert unlike.to_dict()["alike"] == 0
+    # A wider cap trusts them again.
+    wide = PaybackSettings(min_history=3, max_distance=10.0)
+    assert payback.predict_from(examples, features(blueprint("lora_adapter_1024")), Strategy.FAST, wide).negative
+
+
+def test_the_explorer_builds_every_nth_would_be_skip_per_tier_and_none_when_off() -> None:
+    explore = payback.Explorer(3)
+    assert [explore(Strategy.FAST) for _ in range(6)] == [False, False, True, False, False, True]
+    assert [explore(Strategy.STANDARD) for _ in range(3)] == [False, False, True]
+    off = payback.Explorer(0)
+    assert not any(off(Strategy.FAST) for _ in range(20))

@@ -24,6 +24,7 @@ from tezzeret.artifact.target import target_string
 from tezzeret.blueprint import library_blueprint
 from tezzeret.compile.identity import host_target
 from tezzeret.config import Settings
+from tezzeret.forge.errors import RequestInvalid
 from tezzeret.forge.jobs import JobStatus
 from tezzeret.forge.service import Forge
 from tezzeret.leyline import SCHEMA_VERSION, pb
@@ -51,9 +52,9 @@ async def _forge(settings: Settings) -> Forge:
     return await Forge(settings, executor=executor).start()
 
 
-def _request(name: str = "mlp_512") -> pb.CompilationRequest:
+def _request(name: str = "mlp_512", target: str = "") -> pb.CompilationRequest:
     return pb.CompilationRequest(schema_version=SCHEMA_VERSION, blueprint=library_blueprint(name),
-                                 strategy=pb.STRATEGY_EMERGENCY)
+                                 strategy=pb.STRATEGY_EMERGENCY, options=pb.CompilationOptions(target_hardware=target))
 
 
 async def _busy_node(forge: Forge, timeout: float = 120) -> str:
@@ -167,5 +168,36 @@ async def test_a_job_for_a_target_no_node_offers_says_why_it_waits(ray_cluster: 
         assert job.status is JobStatus.FAILED and job.error_code == "SANDBOX_NO_NODE_FOR_TARGET", job.error
         # Nobody's failure either: the host is fine, only the cluster lacks the hardware.
         assert not forge.conservative.active
+    finally:
+        await forge.close(grace_s=0)
+
+
+async def test_a_request_naming_a_gpu_target_is_built_for_it_on_a_node_offering_it(ray_cluster: Any, tmp_path: Path) -> None:
+    # Node a offers an H100 target (its resource stands for the GPU); both offer this host's CPU.
+    # The artifact id, the node the job runs on and the worker's compile follow the target named.
+    settings = _settings(tmp_path / "state", f"tz-forge-{uuid.uuid4().hex[:8]}")
+    cpu = target_string(host_target())
+    settings.ray.targets = {cpu: {"tezzeret_cpu_test": 1}, "cuda-sm90-cu130": {"tezzeret_gpu_model_a": 1}}
+    forge = await Forge(settings, executor=make_executor(settings, extra_sys_path=[HERE], warm="torch")).start()
+    try:
+        with pytest.raises(RequestInvalid, match="builds for cpu-.*cuda-sm90-cu130 only"):
+            await forge.submit(_request(target="cuda-sm80"))
+        sub = await forge.submit(_request(target="cuda-sm90"))
+        job = forge.registry.get(sub.job_id)
+        assert job.target == "cuda-sm90-cu130" and "-cuda-sm90-cu130-emergency-" in job.artifact_id
+        assert forge.runner.worker_job(job, job.strategy, budget_ms=1000).target == "cuda-sm90-cu130"
+        ended = await forge.wait(sub.job_id, timeout=300)
+        runs = {n["node_id"]: n["jobs_run"] for n in forge.executor.status().nodes}
+        assert runs.get(ray_cluster.nodes["a"].node_id) == 1 and not runs.get(ray_cluster.nodes["b"].node_id), runs
+        # This cluster's torch is a CPU build: the worker on node a says so instead of building
+        # a CPU artifact under a GPU artifact's id.
+        assert ended.status is JobStatus.FAILED and ended.error_code == "TARGET_UNAVAILABLE", ended.error
+        assert "CPU build" in ended.error and not forge.list_artifacts()
+        # A request naming no target (or this host's CPU) is the CPU artifact, as before.
+        plain = await forge.submit(_request())
+        named = await forge.submit(_request(target=cpu))
+        assert named.job.artifact_id == plain.job.artifact_id and named.job.target == ""
+        assert f"-{cpu}-emergency-" in plain.job.artifact_id and plain.job.target == ""
+        assert (await forge.wait(plain.job_id, timeout=300)).status is JobStatus.SUCCEEDED
     finally:
         await forge.close(grace_s=0)

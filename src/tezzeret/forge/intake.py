@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from tezzeret.artifact.errors import TargetUnavailable
 from tezzeret.artifact.target import parse_target, target_string
 from tezzeret.blueprint import BlueprintRejected, BlueprintSummary, validate
 from tezzeret.blueprint.analysis import ADVERSARIAL_RISK
@@ -32,6 +33,21 @@ from tezzeret.leyline import SCHEMA_VERSION, Strategy, decode, pb
 
 def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:20]
+
+
+def buildable_targets(settings: Settings) -> list[str]:
+    """The targets this forge's compile workers build for. With Ray, every target `ray.targets`
+    maps (a node offering it may join later; meanwhile the job waits and says why). Locally, this
+    host's CPU and, where NVML sees the GPU `resources.gpu_device` (else GPU 0) and torch is a
+    CUDA build, that GPU. Reads NVML: call it once, at start."""
+    if settings.sandbox.backend == "ray":
+        return sorted(settings.ray.targets)
+    offered = [target_string(host_target())]
+    try:
+        offered.append(target_string(host_target("cuda", settings.resources.gpu_device or 0)))
+    except TargetUnavailable:
+        pass  # no GPU here, or a CPU build of torch: CPU artifacts only
+    return offered
 
 
 def check_blueprint(ir: pb.BlueprintIR, settings: Settings) -> BlueprintSummary:
@@ -109,22 +125,38 @@ class Intake:
             field="blueprint",
         )
 
-    def check_target(self, request: pb.CompilationRequest) -> None:
-        wanted = request.options.target_hardware
+    def check_target(self, request: pb.CompilationRequest) -> str:
+        """The target the request's artifact is built for: "" (this host's CPU) when it names none
+        or this host's CPU, else the offered target it names in full (`cuda` or `cuda-sm90` becomes
+        `cuda-sm90-cu130`). Raises `RequestInvalid` for a target this forge cannot build."""
+        wanted = request.options.target_hardware.strip()
         if not wanted:
-            return
-        try:
-            spec = parse_target(wanted)
-        except ValueError as exc:
-            raise RequestInvalid(str(exc), field="options.target_hardware") from None
+            return ""
         offered = self._targets()
-        name = target_string(spec) if spec.device == "cpu" or spec.cuda_version else wanted
-        if not any(t == name or t.startswith(name + "-") for t in offered):
+        if wanted == "cuda":
+            name = "cuda"
+        else:
+            try:
+                spec = parse_target(wanted)
+            except ValueError as exc:
+                raise RequestInvalid(str(exc), field="options.target_hardware") from None
+            name = target_string(spec) if spec.device == "cpu" or spec.cuda_version else wanted
+        match = next((t for t in offered if t == name or t.startswith(name + "-")), None)
+        if match is None:
             raise RequestInvalid(
                 f"options.target_hardware={wanted!r}: this forge builds for {', '.join(offered)} only; "
                 "send the request to a forge with such compile nodes, or leave the field empty",
                 field="options.target_hardware",
             )
+        try:
+            parse_target(match)
+        except ValueError:
+            raise RequestInvalid(
+                f"options.target_hardware={wanted!r} matches {match!r}, which this forge offers (ray.targets) "
+                "but is not a target name (cpu-<arch>-<isa>, cuda-sm<NN>-cu<NNN>): fix the forge's configuration",
+                field="options.target_hardware",
+            ) from None
+        return "" if match == target_string(host_target()) else match
 
     def prepare(
         self,
@@ -139,7 +171,7 @@ class Intake:
         """Validate and identify one submission; the job is not yet admitted (nothing durable)."""
         ir = self.resolve(request)
         summary = check_blueprint(ir, self.settings)
-        self.check_target(request)
+        target = self.check_target(request)
         check_risk(request, ir, conservative=conservative)
         decision = select_strategy(
             self.settings,
@@ -154,6 +186,8 @@ class Intake:
         resolved.blueprint.CopyFrom(ir)
         resolved.blueprint_id = summary.digest
         resolved.strategy = decision.strategy.pb
+        if resolved.options.target_hardware != target:
+            resolved.options.target_hardware = target
         prio = request.priority if request.priority != pb.PRIORITY_UNSPECIFIED else default_priority
         resolved.priority = normalize_priority(prio)
         if not resolved.request_id:
@@ -165,7 +199,7 @@ class Intake:
         this blueprint); the job remembers what was asked and why."""
         job.requested_strategy = job.requested_strategy or job.strategy
         job.request.strategy = tier.pb
-        job.artifact_id = artifact_id(job.digest, tier_for(tier))
+        job.artifact_id = artifact_id(job.digest, tier_for(tier), job.target_spec)
         job.strategy_reason = f"{job.strategy_reason}; {why}"
         job.fallback_notes = (*job.fallback_notes, why)
 
@@ -192,13 +226,15 @@ class Intake:
         summary: BlueprintSummary | None,
         job_id: str | None = None,
     ) -> Job:
-        return Job(
+        job = Job(
             job_id=job_id or new_job_id(),
             request=request,
-            artifact_id=artifact_id(digest, tier_for(decision.strategy)),
+            artifact_id="",
             digest=digest,
             name=request.blueprint.metadata.name or digest[:16],
             strategy_reason=decision.reason,
             source=source,
             summary=summary,
         )
+        job.artifact_id = artifact_id(digest, tier_for(decision.strategy), job.target_spec)
+        return job

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from tezzeret.artifact.target import parse_target
 from tezzeret.blueprint import BlueprintSummary
 from tezzeret.leyline import Strategy, pb, to_json
 from tezzeret.metrics import MEMORY_CACHE_ENTRIES, MEMORY_TTL_CLEANUP
@@ -95,6 +96,16 @@ class Job:
     @property
     def automatic(self) -> bool:
         return self.source in AUTOMATIC_SOURCES
+
+    @property
+    def target(self) -> str:
+        """The target the artifact is built for, as intake resolved it ("": this host's CPU)."""
+        return self.request.options.target_hardware
+
+    @property
+    def target_spec(self) -> pb.TargetSpec | None:
+        """The target as its artifact id is computed (None: this host's CPU)."""
+        return parse_target(self.target) if self.target else None
 
     @property
     def ir(self) -> pb.BlueprintIR:

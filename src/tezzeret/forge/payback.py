@@ -12,7 +12,11 @@ How it predicts (explainable on purpose): the `payback.neighbours` recorded blue
 this one, by a distance over log-scaled size features (nodes, parameters, FLOPs, activation bytes,
 input elements) standardised over the history, plus how different their op sets are (Jaccard);
 each quantity is their inverse-distance weighted geometric mean. A blueprint with the same
-features recorded before (the same blueprint, usually) answers alone.
+features recorded before (the same blueprint, usually) answers alone. Compile time (the ETA) comes
+from the nearest however far; speed-up and step time only from neighbours within
+`payback.max_distance`: with none that close the payback is unknown and the tier is built, so a new
+kind of blueprint is measured instead of judged by unlike ones. The forge also builds every
+`payback.explore_every`-th would-be skip (`Explorer`), so a skipped tier keeps being measured.
 
 Payback of a tier, in seconds of machine time:
 
@@ -31,7 +35,8 @@ import math
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -58,9 +63,11 @@ _EPS = 0.05
 
 
 @cache
-def machine_id() -> str:
-    """The compiling host as history is keyed by: architecture, CPU model and core count."""
-    return f"{platform.machine()} {cpu_model()} x{os.cpu_count()}"
+def machine_id(target: str = "") -> str:
+    """The compiling host as history is keyed by: architecture, CPU model and core count, and the
+    target when it is not the host's CPU (a GPU's compiles and speed-ups are another history)."""
+    host = f"{platform.machine()} {cpu_model()} x{os.cpu_count()}"
+    return f"{host} {target}" if target else host
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class Prediction:
     history: int  # attempts at this tier on this machine that were considered
     expected_steps: int
     neighbours: tuple[Neighbour, ...] = ()
+    # Neighbours within `payback.max_distance` (the ones the speed-up and step time come from).
+    alike: int = 0
 
     @property
     def saved_s(self) -> float | None:
@@ -104,6 +113,9 @@ class Prediction:
     def describe(self) -> str:
         like = ", ".join(n.name or n.digest[:12] for n in self.neighbours)
         saved = self.saved_s
+        if self.basis == "history" and not self.alike and self.neighbours:
+            return (f"predicted compile {self.compile_s:.0f} s; payback unknown: no recorded blueprint is alike "
+                    f"(nearest {like} at distance {self.neighbours[0].distance:.2f})")
         return (
             f"predicted payback {self.payback_s:+.0f} s: saves {saved:.0f} s over {self.expected_steps:,} steps "
             f"at {self.served_speedup:.2f}x served, compiles in {self.compile_s:.0f} s "
@@ -123,6 +135,7 @@ class Prediction:
             "expected_steps": self.expected_steps,
             "basis": self.basis,
             "history": self.history,
+            "alike": self.alike,
             "neighbours": [
                 {"digest": n.digest, "name": n.name, "distance": round(n.distance, 3), "compile_s": round(n.compile_s, 2),
                  "served_speedup": n.served_speedup}
@@ -181,11 +194,13 @@ def predict_from(
     nearest = [pair for pair in scored if pair[0] == 0.0] or scored[: settings.neighbours]
     weights = [(1.0 / (d + _EPS), e) for d, e in nearest]
     compile_s = _weighted_geomean([(e.compile_s, w) for w, e in weights]) or PRIOR_COMPILE_S[strategy]
-    speedups = [(max(1.0, e.served_speedup), w) for w, e in weights if e.served_speedup is not None]
+    # What a tier buys differs by kind of blueprint far more than what it costs: only alike ones say.
+    alike = [(w, e) for (w, e), (d, _) in zip(weights, nearest, strict=True) if d <= settings.max_distance]
+    speedups = [(max(1.0, e.served_speedup), w) for w, e in alike if e.served_speedup is not None]
     speedup = _weighted_geomean(speedups) if speedups else None
     if strategy is Strategy.EMERGENCY:
         speedup = 1.0  # eager, by definition
-    step = _weighted_geomean([(e.eager_step_ms, w) for w, e in weights if e.eager_step_ms is not None])
+    step = _weighted_geomean([(e.eager_step_ms, w) for w, e in alike if e.eager_step_ms is not None])
     return Prediction(
         strategy,
         compile_s,
@@ -195,6 +210,7 @@ def predict_from(
         len(examples),
         settings.expected_steps,
         tuple(Neighbour(e.digest, d, e.compile_s, e.served_speedup) for d, e in nearest),
+        len(alike),
     )
 
 
@@ -215,9 +231,12 @@ def examples_from(history: Sequence[Any], *, exclude: str | None = None) -> list
     return list(out.values())
 
 
-def predict(store: Any, features: BlueprintFeatures, strategy: Strategy, settings: PaybackSettings) -> Prediction:
-    """The prediction for a blueprint at `strategy` from this machine's recorded history."""
-    examples = examples_from(store.attempt_history(strategy.value, machine=machine_id()))
+def predict(
+    store: Any, features: BlueprintFeatures, strategy: Strategy, settings: PaybackSettings, target: str = ""
+) -> Prediction:
+    """The prediction for a blueprint at `strategy` for `target` ("": the host's CPU) from this
+    machine's recorded history."""
+    examples = examples_from(store.attempt_history(strategy.value, machine=machine_id(target)))
     prediction = predict_from(examples, features, strategy, settings)
     if not prediction.neighbours:
         return prediction
@@ -236,22 +255,47 @@ class Plan:
     strategy: Strategy
     prediction: Prediction
     skipped: list[Prediction] = field(default_factory=list)
+    # Built although predicted not to pay back, to keep measuring it (`Explorer`).
+    explored: bool = False
 
     @property
     def notes(self) -> list[str]:
         return [f"{p.strategy.value} skipped: {p.describe()}" for p in self.skipped]
 
 
-def plan(store: Any, features: BlueprintFeatures, strategy: Strategy, settings: PaybackSettings) -> Plan:
+def plan(
+    store: Any, features: BlueprintFeatures, strategy: Strategy, settings: PaybackSettings,
+    explore: Callable[[Strategy], bool] = lambda _: False, target: str = "",
+) -> Plan:
     """Walk down from `strategy`, skipping each tier whose payback is predicted negative from
-    history; EMERGENCY is never skipped, and nothing is skipped when `payback.enabled` is off."""
+    history unless `explore(tier)` says to build it anyway; EMERGENCY is never skipped, and nothing
+    is skipped when `payback.enabled` is off."""
     skipped: list[Prediction] = []
     while True:
-        prediction = predict(store, features, strategy, settings)
+        prediction = predict(store, features, strategy, settings, target)
         if strategy is Strategy.EMERGENCY or not settings.enabled or not prediction.negative:
             return Plan(strategy, prediction, skipped)
+        if explore(strategy):
+            return Plan(strategy, prediction, skipped, explored=True)
         skipped.append(prediction)
         strategy = strategy.down()
+
+
+class Explorer:
+    """Which would-be skips are built anyway: every `every`-th per tier (0: none). Without it a
+    tier predicted not to pay back is never measured again, and the prediction can never change."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._seen: dict[Strategy, int] = {}
+        self._lock = threading.Lock()  # plans run in worker threads, several at once
+
+    def __call__(self, strategy: Strategy) -> bool:
+        if self.every <= 0:
+            return False
+        with self._lock:
+            self._seen[strategy] = self._seen.get(strategy, 0) + 1
+            return self._seen[strategy] % self.every == 0
 
 
 def served_speedup(manifest: pb.CompiledKernelArtifact) -> float | None:
@@ -261,9 +305,9 @@ def served_speedup(manifest: pb.CompiledKernelArtifact) -> float | None:
     return statistics.median(values) if values else None
 
 
-def attempt_record(features: BlueprintFeatures, wres: pb.WorkerResult) -> dict[str, Any]:
-    """The payback columns of one attempt (`Store.record_attempt` keyword arguments)."""
-    record: dict[str, Any] = {"features": features.to_json(), "machine": machine_id()}
+def attempt_record(features: BlueprintFeatures, wres: pb.WorkerResult, target: str = "") -> dict[str, Any]:
+    """The payback columns of one attempt for `target` (`Store.record_attempt` keyword arguments)."""
+    record: dict[str, Any] = {"features": features.to_json(), "machine": machine_id(target)}
     if wres.compile_ms > 0:
         record["compile_s"] = wres.compile_ms / 1000.0
     if wres.outcome == pb.OUTCOME_SUCCESS and wres.HasField("manifest"):

@@ -120,7 +120,7 @@ class JobRunner:
             memory_limit_mb=memory,
             timeout_ms=budget_ms,
             cpu_only=eff.cpu_only_requested,
-            target=target_string(host_target()),
+            target=job.target or target_string(host_target()),
         )
 
     def _budget_ms(self, job: Job, tier: Strategy) -> int | None:
@@ -134,8 +134,10 @@ class JobRunner:
             budget = min(budget, int(left))
         return budget
 
-    async def run(self, job: Job, *, emergency: bool) -> pb.CompilationResult:
-        """Run `job` to its end (journaled, stored, published); returns its result."""
+    async def run(self, job: Job, *, emergency: bool) -> tuple[pb.CompilationResult, list[pb.OutboxEvent]]:
+        """Run `job` to its end (journaled, stored); returns its result and the events that announce
+        it. The caller publishes them once the job shows as ended, so whoever hears of the end can
+        read it (`GET /v1/jobs/ID`); until then the journal holds them for the outbox loop."""
         conservative_before = self.conservative.active
         await self.journal.started_async(job.job_id)
         claimed = await asyncio.to_thread(self.store.claim, job.digest, self.instance_id)
@@ -146,7 +148,9 @@ class JobRunner:
         stored: Any = None  # a lower tier's artifact already in the store: served as it is
         while True:
             if tier is not job.strategy:
-                stored = await asyncio.to_thread(self.store.find_artifact, artifact_id(job.digest, tier_for(tier)))
+                stored = await asyncio.to_thread(
+                    self.store.find_artifact, artifact_id(job.digest, tier_for(tier), job.target_spec)
+                )
                 if stored is not None and not stored.corrupt:
                     wres = pb.WorkerResult(job_id=job.job_id, outcome=pb.OUTCOME_SUCCESS)
                     break
@@ -234,8 +238,7 @@ class JobRunner:
             fallback_reason=result.fallback_reason or None, error_code=result.error_code or None,
         )
         shutil.rmtree(self.jobs_dir / job.job_id, ignore_errors=True)
-        await self.publish(job.job_id, outbox)
-        return result
+        return result, outbox
 
     async def publish(self, job_id: str, outbox: list[pb.OutboxEvent]) -> bool:
         """Send a job's recorded events; acknowledge them in the journal once the bus has them all
@@ -256,7 +259,7 @@ class JobRunner:
             request_id=job.request_id,
             job_id=job.job_id,
             outcome=wres.outcome,
-            artifact_id=artifact_id(job.digest, tier_for(tier)),
+            artifact_id=artifact_id(job.digest, tier_for(tier), job.target_spec),
             blueprint_digest=job.digest,
             strategy_used=tier.pb,
             compilation_time_ms=wres.compile_ms or wall_ms,
@@ -358,9 +361,9 @@ class JobRunner:
         wres: pb.WorkerResult | None = None,
     ) -> None:
         try:
-            toolchain = toolchain_for_tier(tier_for(tier)).hash()
+            toolchain = toolchain_for_tier(tier_for(tier), job.target_spec).hash()
             # What it cost and bought, beside the blueprint's features: the payback predictor's history.
-            measured = payback.attempt_record(features(job.ir), wres) if wres is not None else {}
+            measured = payback.attempt_record(features(job.ir), wres, job.target) if wres is not None else {}
             self.store.record_attempt(
                 job.digest, tier.pb, outcome, toolchain=toolchain, error_code=error_code, final=final, **measured
             )

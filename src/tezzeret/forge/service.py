@@ -41,7 +41,7 @@ from tezzeret.forge.health import HealthFacts, HealthReport, assess
 
 if TYPE_CHECKING:
     from tezzeret.resilience.ttl import TTLCache
-from tezzeret.forge.intake import Intake, new_job_id
+from tezzeret.forge.intake import Intake, buildable_targets, new_job_id
 from tezzeret.forge.jobs import Admission, Job, JobRegistry, JobStatus, priority_name
 from tezzeret.forge.pipeline import PipelineManager
 from tezzeret.forge.publish import Publisher, completion_event, outbox_for
@@ -90,6 +90,9 @@ class Forge:
         self.jobs_dir = settings.state_dir / "jobs"
         self._prepare_slots = asyncio.Semaphore(_PREPARE_SLOTS)
         from tezzeret.forge.audit import AuditLog
+        from tezzeret.forge.payback import Explorer
+
+        self._explore = Explorer(settings.payback.explore_every)
 
         self.audit = AuditLog(settings.audit_log_path)
 
@@ -135,7 +138,8 @@ class Forge:
         wal_open_s = time.monotonic() - t0
         self.store = await asyncio.to_thread(Store.open, s.store_dir)
         self.key = await asyncio.to_thread(SigningKey.load_or_create, s.key_dir)
-        self.intake = Intake(s, self._lookup_blueprint)
+        offered = await asyncio.to_thread(buildable_targets, s)
+        self.intake = Intake(s, self._lookup_blueprint, lambda: offered)
         self.cache: CompileCache[Any] = CompileCache.from_settings(s, l2=store_l2(self.store), memory=self.memory)
         self.integrity = StoreIntegrity(self.store, self.memory.create("artifacts"), self._on_corrupt)
         self.bus = make_bus(s, self.breakers)
@@ -448,7 +452,9 @@ class Forge:
         from tezzeret.forge import payback
 
         try:
-            plan = await asyncio.to_thread(payback.plan, self.store, features(job.ir), job.strategy, self.settings.payback)
+            plan = await asyncio.to_thread(
+                payback.plan, self.store, features(job.ir), job.strategy, self.settings.payback, self._explore, job.target
+            )
         except Exception as exc:  # noqa: BLE001 - a prediction must never refuse a submission
             log.info("payback prediction for %s failed: %s", job.digest[:16], exc)
             return
@@ -457,6 +463,12 @@ class Forge:
             metrics.PAYBACK_SKIPS.labels(strategy=skipped.strategy.value).inc()
         if plan.skipped:
             self.intake.retier(job, plan.strategy, "; ".join(plan.notes))
+        if plan.explored:
+            metrics.PAYBACK_EXPLORED.labels(strategy=plan.strategy.value).inc()
+            job.strategy_reason += (
+                f"; {plan.strategy.value} built although {plan.prediction.describe()}: one in "
+                f"{self.settings.payback.explore_every} such jobs is, to keep measuring it (payback.explore_every)"
+            )
 
     async def _admit(self, job: Job) -> Admission:
         running = self.registry.active(job.artifact_id)
@@ -605,7 +617,7 @@ class Forge:
         metrics.QUEUE_WAIT_SECONDS.labels(priority=priority_name(job.priority)).observe(time.monotonic() - job.enqueued_at)
         t0 = time.monotonic()
         try:
-            job.result = await self.runner.run(job, emergency=emergency)
+            job.result, outbox = await self.runner.run(job, emergency=emergency)
         except asyncio.CancelledError:
             if job.preempted and not self._closing:
                 # Gave its slot to user work; the pipeline puts it back in line (the journal has
@@ -624,6 +636,7 @@ class Forge:
         if job.emergency_requests:
             metrics.EMERGENCY_DURATION_MS.observe(took_ms)
         self._end_job(job)
+        await self.runner.publish(job.job_id, outbox)
 
     def _end_job(self, job: Job) -> None:
         if job.result is None:  # the runner itself failed: cancelled at shutdown, or a bug
