@@ -10,7 +10,11 @@ background thread at start) are done before the clock starts and reported as
 `one_time_imports_s`, with `speedup_vs_inline_cold_with_imports` counting them on both sides
 (`--no-prewarm` puts them inside every timed span instead). Records the machine.
 
-Usage: python bench/adoption.py [--blueprint residual_mlp_256] [--no-prewarm]
+`--device cuda` measures the same on the current GPU: the artifact is compiled for `cuda`, the
+module and inputs live on the device, and each span ends after `torch.cuda.synchronize()`
+(`bench/gpu_check.py` runs it so).
+
+Usage: python bench/adoption.py [--blueprint residual_mlp_256] [--no-prewarm] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from machine_info import machine  # bench/ is sys.path[0] when a benchmark runs as a script
 
 
-def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
+def _child(mode: str, blueprint: str, arg: str, prewarm: bool, device: str = "cpu") -> None:
     import torch
 
     from tezzeret.blueprint import build_module, example_inputs, example_training_step, library_blueprint
@@ -40,14 +44,20 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
         from tezzeret.store import SigningKey, sign_artifact_file
 
         t = time.perf_counter()
-        outcome = compile_blueprint(ir, "fast", arg)
+        outcome = compile_blueprint(ir, "fast", arg, target=device)
         # Signed as the forge signs it, so adoption pays the signature check a consumer pays.
         key = SigningKey.load_or_create(Path(arg) / "keys")
         sign_artifact_file(outcome.path, key)
         print(json.dumps({"path": str(outcome.path), "compile_s": time.perf_counter() - t,
                           "public_key": key.public_key_bytes.hex()}))
         return
-    inputs = example_inputs(ir)
+    inputs = tuple(t.to(device) for t in example_inputs(ir))
+
+    def synced() -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     t_imports = time.perf_counter()
     if prewarm:
         # The same one-time imports for every path (Dynamo, AOTAutograd, Inductor's output code):
@@ -62,14 +72,14 @@ def _child(mode: str, blueprint: str, arg: str, prewarm: bool) -> None:
 
         model = load(arg, serve="compiled", public_key=os.environ["TEZZERET_BENCH_PUBLIC_KEY"])
     else:
-        base = build_module(ir)
+        base = build_module(ir).to(device)
         if mode == "megacache":
             torch.compiler.load_cache_artifacts(Path(arg).read_bytes())
         model = torch.compile(base)
-    loaded = time.perf_counter()
+    loaded = synced()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     example_training_step(model, opt, inputs)
-    done = time.perf_counter()
+    done = synced()
     if mode == "inline" and arg:
         blob = torch.compiler.save_cache_artifacts()
         if blob is not None:
@@ -106,15 +116,16 @@ def main() -> None:
     parser.add_argument("--child", default="")
     parser.add_argument("--arg", default="")
     parser.add_argument("--no-prewarm", action="store_true", help="time the one-time imports inside adoption")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ns = parser.parse_args()
     if ns.child:
-        _child(ns.child, ns.blueprint, ns.arg, not ns.no_prewarm)
+        _child(ns.child, ns.blueprint, ns.arg, not ns.no_prewarm, ns.device)
         return
     with tempfile.TemporaryDirectory(prefix="tz-adoption-") as tmp:
         root = Path(tmp)
-        produced = _run("produce", ns.blueprint, str(root / "artifacts"), root / "producer-cache")
+        produced = _run("produce", ns.blueprint, str(root / "artifacts"), root / "producer-cache", ("--device", ns.device))
         blob = root / "megacache.bin"
-        extra = ("--no-prewarm",) if ns.no_prewarm else ()
+        extra = (*(("--no-prewarm",) if ns.no_prewarm else ()), "--device", ns.device)
         cold = _run("inline", ns.blueprint, str(blob), root / "inline-cache", extra)
         warm = _run("inline", ns.blueprint, "", root / "inline-cache", extra)
         mega = _run("megacache", ns.blueprint, str(blob), root / "mega-cache", extra) if blob.exists() else None
@@ -124,6 +135,7 @@ def main() -> None:
     result = {
         "bench": "adoption",
         "blueprint": ns.blueprint,
+        "device": ns.device,
         "inline_cold_s": round(cold["adopt_s"], 3),
         "inline_warm_s": round(warm["adopt_s"], 3),
         "megacache_s": round(mega["adopt_s"], 3) if mega else None,
