@@ -103,7 +103,11 @@ async def test_request_controls_are_honoured(tmp_path: Path) -> None:
             await forge.submit(request("mlp_512", options=pb.CompilationOptions(risk_level=0.95)))
         forge.pipeline.pause()
         unset = await forge.submit(request("conv_pool_head_32", strategy=pb.STRATEGY_UNSPECIFIED))
-        assert unset.strategy == "FAST" and "default_strategy" in forge.job(unset.job_id)["strategy_reason"]
+        # compilation.default_strategy decides; one tier below it while the host is busy (another
+        # test worker on the same cores counts as load).
+        reason = forge.job(unset.job_id)["strategy_reason"]
+        assert "default_strategy" in reason, reason
+        assert (unset.strategy, reason.startswith("one below")) in {("FAST", False), ("EMERGENCY", True)}, reason
         small = await forge.submit(request("lora_adapter_1024", options=pb.CompilationOptions(memory_budget_mb=700)))
         job = forge.registry.get(small.job_id)
         assert forge.runner.worker_job(job, job.strategy, budget_ms=1000).memory_limit_mb == 700
