@@ -179,7 +179,8 @@ def _explored(strategy: str) -> float:
 
 
 async def test_unlike_history_skips_nothing_and_every_nth_would_be_skip_is_built(tmp_path: Path) -> None:
-    forge = await _forge(tmp_path, expected_steps=100_000, explore_every=2)
+    # One expected step: whatever TINY's own FAST build below measured, nothing pays a compile back.
+    forge = await _forge(tmp_path, expected_steps=1, explore_every=2)
     try:
         # Only blueprints far unlike TINY say FAST serves eager: what FAST buys TINY is unknown.
         _seed(forge, "FAST", OTHERS, compile_s=60.0, speedup=1.0, step_ms=2.0)
@@ -199,7 +200,7 @@ async def test_unlike_history_skips_nothing_and_every_nth_would_be_skip_is_built
         second = await forge.submit(_submit(_tiny(28), pb.STRATEGY_FAST))
         assert forge.job(first.job_id)["strategy"] == "EMERGENCY"
         view = forge.job(second.job_id)
-        assert view["strategy"] == "FAST" and "FAST built although predicted payback -60 s" in view["strategy_reason"]
+        assert view["strategy"] == "FAST" and "FAST built although predicted payback -" in view["strategy_reason"]
         assert "payback.explore_every" in view["strategy_reason"]
         assert (_skips("FAST"), _explored("FAST")) == (skips + 1, explored + 1)
         for job_id, served in ((first.job_id, pb.STRATEGY_EMERGENCY), (second.job_id, pb.STRATEGY_FAST)):
