@@ -117,6 +117,12 @@ def test_protobuf_body_and_audit(client: httpx.Client, state_dir: Path) -> None:
     assert client.get(f"/v1/jobs/{job_id}").status_code == 200
 
 
+def test_a_target_no_compile_worker_builds_is_refused_naming_the_ones_it_has(client: httpx.Client) -> None:
+    r = client.post("/v1/blueprints", json={"blueprint": ir_json("mlp_512")}, params={"target": "cuda-sm90"})
+    assert r.status_code == 400 and r.json()["code"] == "REQUEST_INVALID", r.text
+    assert "target_hardware='cuda-sm90'" in r.json()["message"] and "builds for cpu-" in r.json()["message"]
+
+
 def test_admin_routes_last(client: httpx.Client, state_dir: Path) -> None:
     """Last in this module: conservative mode and draining change the server for good."""
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

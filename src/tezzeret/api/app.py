@@ -215,6 +215,7 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
         request.state.action = "submit"
         strategy = request.query_params.get("strategy")
         priority = request.query_params.get("priority")
+        target = request.query_params.get("target")
         principal = identify(request)
         if submit_needs_token:
             authority.require(principal, "submit", "submitting a blueprint")
@@ -231,6 +232,8 @@ def create_app(forge: "Forge", settings: Settings) -> FastAPI:
             req.strategy = _strategy_param(strategy)
         if priority:
             req.priority = _priority_param(priority)
+        if target:
+            req.options.target_hardware = target  # intake resolves it against what the workers build
         if req.priority == pb.PRIORITY_EMERGENCY:
             raise RequestInvalid("EMERGENCY priority is only available through POST /v1/emergency", field="priority")
         req.requested_by = identity

@@ -174,6 +174,11 @@ SUBMIT_PARAMETERS: list[dict[str, Any]] = [
      "description": "Overrides the request's priority: STRATEGIC, NORMAL, EXPERIMENTAL or BACKGROUND "
                     "(EMERGENCY only through POST /v1/emergency).",
      "schema": {"type": "string"}},
+    {"name": "target", "in": "query", "required": False,
+     "description": "Overrides the request's options.target_hardware: the device the artifact is built for "
+                    "(cuda, cuda-sm90, cuda-sm90-cu130, cpu-x86_64-avx2); empty: this forge's CPU. A target "
+                    "no compile worker builds is refused, naming the ones it has.",
+     "schema": {"type": "string"}},
 ]
 SUBMIT_BODY = request_body(
     "A leyline.CompilationRequest or a bare leyline.BlueprintIR as JSON (proto3 JSON form, field "

@@ -109,6 +109,7 @@ def compile_cmd(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory the artifact is written to."),
     batch: list[int] = typer.Option([], "--batch", "-b", help="Batch sizes to build entries for (repeatable)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Inductor cache dir for this compile."),
+    target: str = typer.Option("cpu", "--target", help="cpu, or cuda (this process's current GPU)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Compile one blueprint into a verified artifact (in this process)."""
@@ -123,7 +124,8 @@ def compile_cmd(
                 progress.update(task, description=f"{strategy.value}: {what}", completed=done, total=total)
 
             outcome = compile_blueprint(
-                file, strategy.value, out_dir, batch_sizes=batch or None, cache_dir=cache_dir, progress=report
+                file, strategy.value, out_dir, batch_sizes=batch or None, cache_dir=cache_dir, progress=report,
+                target=target,
             )
     except TezzeretError as exc:
         if as_json:

@@ -95,6 +95,9 @@ def register(app: typer.Typer) -> None:
         files: list[Path] = typer.Argument(..., help="BlueprintIR or CompilationRequest files (.json or .pb)."),
         strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="EMERGENCY, FAST, STANDARD or AGGRESSIVE."),
         priority: Optional[str] = typer.Option(None, "--priority", help="STRATEGIC, NORMAL, EXPERIMENTAL or BACKGROUND."),
+        target: Optional[str] = typer.Option(
+            None, "--target", help="Device to build for: cuda, cuda-sm90, cuda-sm90-cu130 (default: the forge's CPU)."
+        ),
         wait: bool = typer.Option(False, "--wait", help="Show progress until every artifact is ready."),
         timeout: float = typer.Option(1800.0, help="Seconds --wait waits at most."),
         url: str = UrlOpt,
@@ -114,7 +117,7 @@ def register(app: typer.Typer) -> None:
                     failed = True
                     continue
                 ctype = "application/x-protobuf" if f.suffix in (".pb", ".bin") else "application/json"
-                params = {k: v for k, v in {"strategy": strategy, "priority": priority}.items() if v}
+                params = {k: v for k, v in {"strategy": strategy, "priority": priority, "target": target}.items() if v}
                 resp = client.post("/v1/blueprints", content=body, headers={"Content-Type": ctype}, params=params)
                 if resp.status_code not in (200, 202):
                     console.print(f"[red]{f}[/red]:", end=" ")
