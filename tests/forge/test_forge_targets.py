@@ -16,6 +16,7 @@ from tezzeret.compile.identity import artifact_id, host_target
 from tezzeret.compile.tiers import tier_for
 from tezzeret.forge.errors import RequestInvalid
 from tezzeret.forge.intake import Intake, buildable_targets
+from tezzeret.forge.jobs import Job
 from tezzeret.leyline import SCHEMA_VERSION, Strategy, pb
 
 CPU = target_string(host_target())
@@ -33,13 +34,15 @@ def _intake(tmp_path: Path, offered: list[str]) -> Intake:
     return Intake(forge_settings(tmp_path / "state"), lambda _digest: None, lambda: offered)
 
 
-def _prepare(intake: Intake, target: str):  # noqa: ANN202 - a Job
+def _prepare(intake: Intake, target: str) -> Job:
     return intake.prepare(_request(target), system_load=0.0, conservative_downgrade=None)
 
 
 def test_this_cpu_host_offers_its_cpu_and_a_ray_forge_its_configured_targets(tmp_path: Path) -> None:
     assert buildable_targets(forge_settings(tmp_path / "a")) == [CPU]
-    ray = forge_settings(tmp_path / "b", sandbox={"backend": "ray"}, ray={"targets": {H100: {"gpu_h100": 1}, CPU: {}}})
+    ray = forge_settings(tmp_path / "b", sandbox={"backend": "ray"},
+                         ray={"targets": {H100: {"gpu_h100": 1}, CPU: {}, "model-a": {"gpu_a": 1}}})
+    # A key that names no target (no artifact id can be computed for it) is not offered.
     assert buildable_targets(ray) == sorted([H100, CPU])
 
 

@@ -14,6 +14,7 @@ and dedup (in flight, L1, L2) needs the artifact id before anything is journaled
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -31,6 +32,9 @@ from tezzeret.forge.strategy import StrategyDecision, select_strategy
 from tezzeret.leyline import SCHEMA_VERSION, Strategy, decode, pb
 
 
+log = logging.getLogger(__name__)
+
+
 def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:20]
 
@@ -39,9 +43,19 @@ def buildable_targets(settings: Settings) -> list[str]:
     """The targets this forge's compile workers build for. With Ray, every target `ray.targets`
     maps (a node offering it may join later; meanwhile the job waits and says why). Locally, this
     host's CPU and, where NVML sees the GPU `resources.gpu_device` (else GPU 0) and torch is a
-    CUDA build, that GPU. Reads NVML: call it once, at start."""
+    CUDA build, that GPU. Reads NVML: call it once, at start. A `ray.targets` key that is not a
+    target name (`cpu-<arch>-<isa>`, `cuda-sm<NN>-cu<NNN>`) places jobs but is never offered to
+    requests: no artifact id can be computed for it."""
     if settings.sandbox.backend == "ray":
-        return sorted(settings.ray.targets)
+        named = []
+        for key in sorted(settings.ray.targets):
+            try:
+                parse_target(key)
+            except ValueError:
+                log.warning("ray.targets key %r is not a target name: requests cannot ask for it", key)
+                continue
+            named.append(key)
+        return named
     offered = [target_string(host_target())]
     try:
         offered.append(target_string(host_target("cuda", settings.resources.gpu_device or 0)))
@@ -148,14 +162,6 @@ class Intake:
                 "send the request to a forge with such compile nodes, or leave the field empty",
                 field="options.target_hardware",
             )
-        try:
-            parse_target(match)
-        except ValueError:
-            raise RequestInvalid(
-                f"options.target_hardware={wanted!r} matches {match!r}, which this forge offers (ray.targets) "
-                "but is not a target name (cpu-<arch>-<isa>, cuda-sm<NN>-cu<NNN>): fix the forge's configuration",
-                field="options.target_hardware",
-            ) from None
         return "" if match == target_string(host_target()) else match
 
     def prepare(
